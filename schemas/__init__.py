@@ -1,0 +1,1 @@
+"""Wire protocol and collection declarations of gridsync. Depends on nothing of ours."""

@@ -1,0 +1,1 @@
+"""The gridsync server: Litestar app, persistence, admin pages and the ``gridsync`` CLI."""

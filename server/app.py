@@ -1,0 +1,65 @@
+"""The app factory: every piece of wiring in one place, nothing configured at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+
+from server.auth import SECURITY_COMPONENTS, DeviceTokenMiddleware
+from server.controllers.records import RecordsController
+from server.controllers.sync import SyncController
+from server.controllers.system import health, protocol_schema
+from server.database import create_engine
+from server.problems import problem_details_plugin
+from server.settings import Settings, get_settings
+from server.store import SyncStore
+
+__all__ = ["create_app"]
+
+
+def _store(state: State) -> SyncStore:
+    store: SyncStore = state.store
+    return store
+
+
+def _settings(state: State) -> Settings:
+    settings: Settings = state.settings
+    return settings
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        app.state.store = SyncStore(engine, settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return Litestar(
+        route_handlers=[SyncController, RecordsController, health, protocol_schema],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        dependencies={
+            "store": Provide(_store, sync_to_thread=False),
+            "settings": Provide(_settings, sync_to_thread=False),
+        },
+        middleware=[DefineMiddleware(DeviceTokenMiddleware, exclude=["^/schema"])],
+        plugins=[problem_details_plugin()],
+        openapi_config=OpenAPIConfig(
+            title="gridsync",
+            version="1",
+            description="Offline-first sync for community grid workers. See docs/protocol.md.",
+            components=SECURITY_COMPONENTS,
+        ),
+        request_max_body_size=settings.max_body_bytes,
+    )

@@ -1,0 +1,1 @@
+"""HTTP controllers: thin, they negotiate, authorise and hand over to the store."""

@@ -1,0 +1,25 @@
+"""Reading merged records back."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+
+from schemas.protocol import RecordView
+from server.auth import SECURITY_REQUIREMENT
+from server.store import SyncStore
+
+__all__ = ["RecordsController"]
+
+
+class RecordsController(Controller):
+    path = "/v1/records"
+    tags = ["records"]
+    security = SECURITY_REQUIREMENT
+
+    @get(
+        "/{collection:str}/{record_id:str}",
+        operation_id="getRecord",
+        summary="One record: merged fields, deletion and open conflicts",
+    )
+    async def get_record(self, collection: str, record_id: str, store: SyncStore) -> RecordView:
+        return await store.record(collection, record_id)

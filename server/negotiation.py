@@ -1,0 +1,31 @@
+"""Content negotiation at the edge: JSON or MessagePack in, JSON or MessagePack out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+
+from schemas.codec import JSON, MSGPACK, WireCodec, codec_for
+from server.problems import problem
+
+__all__ = ["encoded", "request_codec", "response_codec"]
+
+
+def request_codec(request: Request[Any, Any, Any]) -> WireCodec:
+    content_type = request.headers.get("content-type", JSON)
+    if "json" not in content_type and "msgpack" not in content_type:
+        raise problem(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {content_type!r} is not supported; send {JSON} or {MSGPACK}",
+        )
+    return codec_for(content_type)
+
+
+def response_codec(request: Request[Any, Any, Any]) -> WireCodec:
+    return codec_for(request.headers.get("accept", JSON))
+
+
+def encoded(message: Any, codec: WireCodec, status_code: int = 200) -> Response[bytes]:
+    return Response(content=codec.encode(message), media_type=codec.media_type, status_code=status_code)

@@ -1,0 +1,42 @@
+"""Settings, read once from the environment (``GRIDSYNC_*``) and passed into ``create_app``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "get_settings"]
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./gridsync.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    # Protocol limits; docs/protocol.md states them to app developers.
+    max_changes_per_push: int = 2_000
+    max_body_bytes: int = 8 * 1024 * 1024
+    default_pull_limit: int = 1_000
+    max_pull_limit: int = 5_000
+    default_snapshot_limit: int = 500
+    max_snapshot_limit: int = 5_000
+    # A change stamped further ahead of the server's clock than this flags its device.
+    max_clock_ahead_ms: int = 5 * 60 * 1000
+    database_pool_size: int = 10
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            raw = env.get(f"GRIDSYNC_{spec.name.upper()}")
+            if raw is not None:
+                values[spec.name] = int(raw) if spec.type == "int" else raw
+        return replace(cls(**values), **overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,262 @@
+"""The merge rules, as pure functions over one record's state.
+
+The state of a record is a function of the *set* of changes it has received: any arrival
+order, any duplication, and a ``pred`` naming a change that has not arrived yet all give the
+same state. A record keeps only what the rules need, not its history:
+
+* ``heads``: the field changes that no change of the same field supersedes, and the deletes
+  that no change supersedes. A ``remove`` only supersedes the adds it names; it is never a head.
+* ``covered``: the heads named by some delete (a deleted value that may still come back).
+* ``pending``: ids named in a ``pred`` before the change itself arrived, with the kind of each
+  namer (a field name, or ``""`` for a delete), so the late change is born superseded.
+
+Whether a named id has already arrived is asked of a ``known`` callback: the caller answers it
+from its store (the server's change log, the phone's local database).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from schemas.collections import CollectionSpec
+from schemas.protocol import (
+    AddChange,
+    Change,
+    ConflictHead,
+    DeleteChange,
+    RecordView,
+    RemoveChange,
+    SetChange,
+)
+from sync.hlc import parse_hlc
+
+__all__ = [
+    "DELETE_CONFLICT_KEY",
+    "RecordKey",
+    "apply_batch",
+    "preds_to_look_up",
+    "RecordState",
+    "apply_change",
+    "conflicts",
+    "field_values",
+    "is_deleted",
+    "op_name",
+    "has_conflict",
+    "record_heads",
+    "record_view",
+    "state_codec",
+]
+
+DELETE_KIND = ""
+# Key of the conflicts map that holds a delete and the edits made concurrently with it.
+DELETE_CONFLICT_KEY = "_deleted"
+
+
+class RecordState(msgspec.Struct, array_like=True):
+    """One record's merge state, small enough to store as one blob per record."""
+
+    heads: dict[str, Change] = msgspec.field(default_factory=dict)
+    covered: set[str] = msgspec.field(default_factory=set)
+    pending: dict[str, set[str]] = msgspec.field(default_factory=dict)
+
+
+class _StateCodec:
+    """One reused msgpack encoder/decoder for stored record states."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(RecordState)
+
+    def encode(self, state: RecordState) -> bytes:
+        return self._encoder.encode(state)
+
+    def decode(self, blob: bytes) -> RecordState:
+        return self._decoder.decode(blob)
+
+
+state_codec = _StateCodec()
+
+
+def _kind(change: Change) -> str:
+    return DELETE_KIND if isinstance(change, DeleteChange) else change.field
+
+
+def apply_change(state: RecordState, change: Change, known: Callable[[str], bool]) -> None:
+    """Fold one new change into ``state`` (in place).
+
+    ``known(id)`` tells whether a change with that id has already been applied to this store;
+    the caller must not apply the same change twice (duplicates are filtered by id before).
+    """
+    heads, covered, pending = state.heads, state.covered, state.pending
+    namers = pending.pop(change.id, ())
+    kind = _kind(change)
+    for named in change.pred:
+        head = heads.get(named)
+        if head is None:
+            if not known(named):
+                pending.setdefault(named, set()).add(kind)
+            continue
+        if isinstance(head, DeleteChange) or (kind != DELETE_KIND and head.field == kind):
+            # Any change that saw a delete supersedes it (a restore); a field change
+            # supersedes the heads of its own field only.
+            del heads[named]
+            covered.discard(named)
+        elif kind == DELETE_KIND:
+            covered.add(named)
+
+    if isinstance(change, RemoveChange):
+        return
+    if isinstance(change, DeleteChange):
+        if not namers:
+            heads[change.id] = change
+        return
+    if kind not in namers:
+        heads[change.id] = change
+        if DELETE_KIND in namers:
+            covered.add(change.id)
+
+
+def record_heads(state: RecordState) -> list[Change]:
+    """Every head of the record: what a delete or a record-wide resolution names in ``pred``."""
+    return list(state.heads.values())
+
+
+def _order_key(change: Change) -> tuple[str, str]:
+    return (change.hlc, change.id)
+
+
+def _conflict_head(change: Change) -> ConflictHead:
+    return ConflictHead(
+        change_id=change.id,
+        value=change.value,
+        hlc=change.hlc,
+        replica_id=parse_hlc(change.hlc).replica_id,
+        op=op_name(change),
+        field=change.field,
+    )
+
+
+def op_name(change: Change) -> str:
+    match change:
+        case SetChange():
+            return "set"
+        case AddChange():
+            return "add"
+        case RemoveChange():
+            return "remove"
+        case DeleteChange():
+            return "delete"
+    raise AssertionError(change)
+
+
+def _distinct(values: Iterable[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _status(state: RecordState) -> tuple[list[Change], list[Change]]:
+    """(delete heads, field heads no delete has named)."""
+    deletes: list[Change] = []
+    live: list[Change] = []
+    for change in state.heads.values():
+        if isinstance(change, DeleteChange):
+            deletes.append(change)
+        elif change.id not in state.covered:
+            live.append(change)
+    return deletes, live
+
+
+def is_deleted(state: RecordState) -> bool:
+    deletes, live = _status(state)
+    return bool(deletes) and not live
+
+
+def _field_heads(state: RecordState) -> dict[str, list[Change]]:
+    by_field: dict[str, list[Change]] = {}
+    for change in state.heads.values():
+        if not isinstance(change, DeleteChange):
+            by_field.setdefault(change.field, []).append(change)
+    return by_field
+
+
+def conflicts(state: RecordState, spec: CollectionSpec) -> dict[str, list[ConflictHead]]:
+    """Fields whose heads disagree, and a delete with the edits made concurrently with it."""
+    found: dict[str, list[ConflictHead]] = {}
+    for name, heads in _field_heads(state).items():
+        field_spec = spec.fields.get(name)
+        if field_spec is None or field_spec.policy != "scalar" or len(heads) < 2:
+            continue
+        if len(_distinct(h.value for h in heads)) > 1:
+            found[name] = [_conflict_head(h) for h in sorted(heads, key=_order_key, reverse=True)]
+    deletes, live = _status(state)
+    if deletes and live:
+        both = sorted([*deletes, *live], key=_order_key, reverse=True)
+        found[DELETE_CONFLICT_KEY] = [_conflict_head(h) for h in both]
+    return found
+
+
+def has_conflict(state: RecordState, spec: CollectionSpec, field: str | None) -> bool:
+    """Whether ``field`` (or, for None, the record's existence) is in conflict."""
+    found = conflicts(state, spec)
+    return DELETE_CONFLICT_KEY in found or (field is not None and field in found)
+
+
+def field_values(state: RecordState, spec: CollectionSpec) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, heads in _field_heads(state).items():
+        field_spec = spec.fields.get(name)
+        if field_spec is None:
+            continue
+        if field_spec.policy == "set":
+            elements = _distinct(h.value for h in sorted(heads, key=_order_key))
+            values[name] = sorted(elements, key=msgspec.json.encode)
+        else:
+            values[name] = max(heads, key=_order_key).value
+    return values
+
+
+def record_view(state: RecordState, spec: CollectionSpec, record_id: str) -> RecordView:
+    deleted = is_deleted(state)
+    return RecordView(
+        collection=spec.name,
+        id=record_id,
+        deleted=deleted,
+        fields={} if deleted else field_values(state, spec),
+        conflicts=conflicts(state, spec),
+    )
+
+
+RecordKey = tuple[str, str]
+
+
+def preds_to_look_up(states: dict[RecordKey, RecordState], changes: Iterable[Change]) -> set[str]:
+    """The pred ids whose arrival ``apply_batch`` must be told about: those that are neither a
+    current head of their record nor a change of this batch. Usually none."""
+    batch_ids = set()
+    wanted: set[str] = set()
+    for change in changes:
+        batch_ids.add(change.id)
+        heads = states[(change.collection, change.record_id)].heads
+        wanted.update(named for named in change.pred if named not in heads)
+    return wanted - batch_ids
+
+
+def apply_batch(
+    states: dict[RecordKey, RecordState], changes: Iterable[Change], known_before: set[str]
+) -> None:
+    """Apply new changes in order. ``known_before`` holds the ids among
+    ``preds_to_look_up(...)`` that the store already has."""
+    applied: set[str] = set()
+
+    def known(change_id: str) -> bool:
+        return change_id in applied or change_id in known_before
+
+    for change in changes:
+        apply_change(states[(change.collection, change.record_id)], change, known)
+        applied.add(change.id)

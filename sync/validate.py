@@ -1,0 +1,91 @@
+"""Validation of one change against its collection's declaration. Pure; no I/O.
+
+Every rejection carries a stable ``code`` an app can react to, and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import msgspec
+
+from schemas.collections import CollectionSpec
+from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
+from sync.hlc import HLC_PATTERN
+
+__all__ = ["MAX_PRED", "RECORD_ID_PATTERN", "UUID_PATTERN", "Rejection", "validate_change"]
+
+UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+RECORD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MAX_PRED = 1_000
+
+
+class Rejection(NamedTuple):
+    code: str
+    message: str
+
+
+def _check_pred(change: Change) -> Rejection | None:
+    if len(change.pred) > MAX_PRED:
+        return Rejection("bad_pred", f"pred names {len(change.pred)} changes; at most {MAX_PRED} allowed")
+    for named in change.pred:
+        if not UUID_PATTERN.match(named):
+            return Rejection("bad_pred", f"pred entry {named!r} is not a lowercase UUID change id")
+        if named == change.id:
+            return Rejection("bad_pred", "a change cannot name itself in pred")
+    return None
+
+
+def _check_value(change: SetChange | AddChange | RemoveChange, spec: CollectionSpec) -> Rejection | None:
+    field_spec = spec.fields.get(change.field)
+    if field_spec is None:
+        known = ", ".join(sorted(spec.fields))
+        return Rejection(
+            "unknown_field",
+            f"collection {spec.name!r} has no field {change.field!r}; its fields are: {known}",
+        )
+    if field_spec.policy == "scalar" and not isinstance(change, SetChange):
+        return Rejection(
+            "wrong_op", f"field {change.field!r} holds one value: write it with op 'set', not add/remove"
+        )
+    if field_spec.policy == "set" and isinstance(change, SetChange):
+        return Rejection(
+            "wrong_op", f"field {change.field!r} is a set: write it with op 'add' or 'remove', not 'set'"
+        )
+    if isinstance(change, RemoveChange) and not change.pred:
+        return Rejection("empty_pred", "a remove must name in pred the adds of the element it observed")
+    if change.value is None:
+        if field_spec.policy == "scalar" and field_spec.nullable:
+            return None
+        return Rejection("invalid_value", f"field {change.field!r} needs a value, got null")
+    try:
+        msgspec.convert(change.value, field_spec.type, strict=True)
+    except msgspec.ValidationError as error:
+        return Rejection("invalid_value", f"field {change.field!r}: {error}")
+    return None
+
+
+def validate_change(change: Change, collections: Mapping[str, CollectionSpec]) -> Rejection | None:
+    """The reason ``change`` cannot be accepted, or None when it is valid."""
+    if not UUID_PATTERN.match(change.id):
+        return Rejection("bad_id", f"change id {change.id!r} must be a lowercase UUID (v7 recommended)")
+    if not RECORD_ID_PATTERN.match(change.record_id):
+        return Rejection(
+            "bad_record_id", f"record_id {change.record_id!r} must be 1-64 of A-Z a-z 0-9 _ . : -"
+        )
+    spec = collections.get(change.collection)
+    if spec is None:
+        known = ", ".join(sorted(collections))
+        return Rejection(
+            "unknown_collection", f"unknown collection {change.collection!r}; known collections: {known}"
+        )
+    if not HLC_PATTERN.match(change.hlc):
+        return Rejection(
+            "bad_hlc", f"hlc {change.hlc!r} is not '<15-digit wall ms>-<6-digit counter>-<replica id>'"
+        )
+    rejection = _check_pred(change)
+    if rejection is not None or isinstance(change, DeleteChange):
+        return rejection
+    return _check_value(change, spec)
