@@ -69,7 +69,10 @@ class WireCodec:
         return change_id if isinstance(change_id, str) else None
 
 
-_CODECS = {JSON: WireCodec(JSON), MSGPACK: WireCodec(MSGPACK)}
+_CODECS: dict[str, WireCodec] = {
+    JSON: WireCodec("application/json"),
+    MSGPACK: WireCodec("application/msgpack"),
+}
 
 
 def codec_for(media_type: str) -> WireCodec:

@@ -84,7 +84,9 @@ def _device_revoke(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gridsync", description="Offline-first sync server for grid workers")
+    parser = argparse.ArgumentParser(
+        prog="gridsync", description="Offline-first sync server for grid workers"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_database(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -100,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
 
-    db = commands.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
+    db = commands.add_parser("db", help="database maintenance").add_subparsers(
+        dest="db_command", required=True
+    )
     with_database(db.add_parser("upgrade", help="apply migrations")).set_defaults(run=_db_upgrade)
 
     device = commands.add_parser("device", help="device tokens").add_subparsers(

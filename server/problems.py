@@ -15,9 +15,9 @@ from server.store import SyncError
 __all__ = ["problem", "problem_details_plugin"]
 
 
-def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> (
-    ProblemDetailsException
-):
+def problem(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> ProblemDetailsException:
     return ProblemDetailsException(
         status_code=status,
         detail=detail,

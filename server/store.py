@@ -92,7 +92,7 @@ def hash_token(token: str) -> str:
 
 
 def _same_content(row: Any, change: Change) -> bool:
-    return (
+    return bool(
         row.collection == change.collection
         and row.record_id == change.record_id
         and row.field == change.field
@@ -120,9 +120,7 @@ class SyncStore:
         self.settings = settings
         self.collections = COLLECTIONS if collections is None else collections
         # The server's own clock never follows a device that is far ahead.
-        self.clock = HybridClock(
-            f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms
-        )
+        self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
         self._upsert = (
             sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
@@ -220,9 +218,7 @@ class SyncStore:
                     values |= {"clock_skew_ms": max_skew, "clock_flagged_at_ms": now}
                 await connection.execute(update(devices).where(devices.c.id == device_id).values(**values))
 
-        conflicted = {
-            key: conflicts(state, self.collections[key[0]]) for key, state in states.items()
-        }
+        conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
         for index, change in fresh:
             found = conflicted[(change.collection, change.record_id)]
             in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
@@ -263,12 +259,11 @@ class SyncStore:
                 changes.c.hlc,
                 changes.c.pred,
             ).where(changes.c.id.in_(chunk))
-            for row in await connection.execute(query):
-                existing[row.id] = row
+            existing.update((found.id, found) for found in await connection.execute(query))
         fresh: list[tuple[int, Change]] = []
         in_batch: dict[str, Change] = {}
         for index, change in candidates:
-            row = existing.get(change.id)
+            row: Any = existing.get(change.id)
             earlier = in_batch.get(change.id)
             if row is None and earlier is None:
                 in_batch[change.id] = change
@@ -389,9 +384,7 @@ class SyncStore:
     def _decode_page(self, page: str) -> tuple[str, int, str, str]:
         try:
             raw = base64.urlsafe_b64decode(page + "=" * (-len(page) % 4))
-            epoch, sync_seq, collection, record_id = msgspec.json.decode(
-                raw, type=tuple[str, int, str, str]
-            )
+            epoch, sync_seq, collection, record_id = msgspec.json.decode(raw, type=tuple[str, int, str, str])
         except (ValueError, msgspec.DecodeError):
             raise SyncError(400, "bad_cursor", "snapshot cursor was not issued by this server") from None
         return epoch, sync_seq, collection, record_id
@@ -432,9 +425,13 @@ class SyncStore:
             )
             for row in rows
         ]
-        last_collection, last_id = (rows[-1].collection, rows[-1].record_id) if rows else (
-            after_collection,
-            after_id,
+        last_collection, last_id = (
+            (rows[-1].collection, rows[-1].record_id)
+            if rows
+            else (
+                after_collection,
+                after_id,
+            )
         )
         next_page = self._encode_page(epoch, sync_seq, last_collection, last_id)
         return page_records, next_page, more, self._cursor(epoch, sync_seq)
@@ -499,4 +496,3 @@ class SyncStore:
     async def change_count(self) -> int:
         async with self.engine.connect() as connection:
             return int((await connection.execute(select(func.count()).select_from(changes))).scalar_one())
-

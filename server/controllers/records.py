@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from schemas.protocol import RecordView
 from server.auth import SECURITY_REQUIREMENT
@@ -21,5 +23,7 @@ class RecordsController(Controller):
         operation_id="getRecord",
         summary="One record: merged fields, deletion and open conflicts",
     )
-    async def get_record(self, collection: str, record_id: str, store: SyncStore) -> RecordView:
+    async def get_record(
+        self, collection: FromPath[str], record_id: FromPath[str], store: NamedDependency[SyncStore]
+    ) -> RecordView:
         return await store.record(collection, record_id)

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
 
 from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
 from server.auth import SECURITY_REQUIREMENT
@@ -42,7 +44,10 @@ class SyncController(Controller):
         ),
     )
     async def push(
-        self, request: Request[Device, str, Any], store: SyncStore, settings: Settings
+        self,
+        request: Request[Device, str, Any],
+        store: NamedDependency[SyncStore],
+        settings: NamedDependency[Settings],
     ) -> Response[bytes]:
         codec = request_codec(request)
         body = await request.body()
@@ -82,10 +87,10 @@ class SyncController(Controller):
     async def pull(
         self,
         request: Request[Device, str, Any],
-        store: SyncStore,
-        settings: Settings,
-        since: str | None = None,
-        limit: int | None = None,
+        store: NamedDependency[SyncStore],
+        settings: NamedDependency[Settings],
+        since: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
     ) -> Response[bytes]:
         codec = response_codec(request)
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
@@ -104,11 +109,11 @@ class SyncController(Controller):
     async def snapshot(
         self,
         request: Request[Device, str, Any],
-        store: SyncStore,
-        settings: Settings,
-        collection: str | None = None,
-        cursor: str | None = None,
-        limit: int | None = None,
+        store: NamedDependency[SyncStore],
+        settings: NamedDependency[Settings],
+        collection: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
     ) -> Response[bytes]:
         count = _limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
         records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count)

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 
 from schemas.protocol import PullResponse, PushRequest, PushResponse, RecordView, SnapshotResponse
@@ -15,7 +16,7 @@ __all__ = ["health", "protocol_schema"]
 
 
 @get("/health", operation_id="health", tags=["system"], exclude_from_auth=True, cache=False)
-async def health(store: SyncStore) -> dict[str, str]:
+async def health(store: NamedDependency[SyncStore]) -> dict[str, str]:
     try:
         await store.ping()
     except Exception as error:

@@ -1,0 +1,395 @@
+"""The reference client replica: what a phone does, in Python, on its own SQLite file.
+
+It edits offline (making ids, hlcs and preds), pushes pending changes, pulls, and holds the same
+merged state as the server because it folds changes with the same pure merge rules. Local I/O is
+the stdlib ``sqlite3``; the network is any httpx client (sync or async).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from schemas.collections import COLLECTIONS, CollectionSpec
+from schemas.protocol import (
+    AddChange,
+    Change,
+    DeleteChange,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    RecordView,
+    RemoveChange,
+    SetChange,
+    SnapshotResponse,
+)
+from sync.hlc import HybridClock
+from sync.merge import (
+    RecordKey,
+    RecordState,
+    apply_batch,
+    preds_to_look_up,
+    record_view,
+    state_codec,
+)
+from sync.validate import validate_change
+
+__all__ = ["Replica", "ResyncRequiredError", "SyncReport", "new_change_id"]
+
+_change_codec = msgspec.msgpack.Encoder()
+_change_decoder = msgspec.msgpack.Decoder(Change)
+_json_encoder = msgspec.json.Encoder()
+_PULLED = msgspec.json.Decoder(PullResponse)
+_PUSHED = msgspec.json.Decoder(PushResponse)
+_SNAPSHOT = msgspec.json.Decoder(SnapshotResponse)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    local_seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    collection TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    -- 'pending': made here, not yet acknowledged; 'synced'; 'rejected': refused by the server
+    status TEXT NOT NULL,
+    code TEXT,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS ix_changes_pending ON changes (status, local_seq);
+CREATE INDEX IF NOT EXISTS ix_changes_record ON changes (collection, record_id);
+CREATE TABLE IF NOT EXISTS records (
+    collection TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (collection, record_id)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def new_change_id() -> str:
+    """A UUIDv7: time-ordered, so ids of one phone sort roughly by creation."""
+    return str(uuid.uuid7()) if hasattr(uuid, "uuid7") else _uuid7()
+
+
+def _uuid7() -> str:
+    import os
+    import time
+
+    millis = time.time_ns() // 1_000_000
+    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+class ResyncRequiredError(Exception):
+    """The server no longer knows this replica's cursor; bootstrap again from a snapshot."""
+
+
+@dataclass
+class SyncReport:
+    pushed: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    pulled: int = 0
+    clock_skew_ms: int | None = None
+
+
+class Replica:
+    """A phone's replica. Not thread-safe: one replica, one user of it at a time."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        replica_id: str | None = None,
+        *,
+        collections: dict[str, CollectionSpec] | None = None,
+        clock: HybridClock | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.token = token
+        self.collections = COLLECTIONS if collections is None else collections
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.executescript(_SCHEMA)
+        stored_id = self._meta("replica_id")
+        self.replica_id = stored_id or replica_id or f"r{uuid.uuid4().hex[:12]}"
+        if stored_id is None:
+            self._set_meta("replica_id", self.replica_id)
+        wall, counter = (int(part) for part in (self._meta("clock") or "0:0").split(":"))
+        self.clock = clock or HybridClock(self.replica_id)
+        self.clock.wall_ms, self.clock.counter = max(
+            (wall, counter), (self.clock.wall_ms, self.clock.counter)
+        )
+
+    # ------------------------------------------------------------------ local storage
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def cursor(self) -> str | None:
+        return self._meta("cursor")
+
+    def _state(self, key: RecordKey) -> RecordState:
+        row = self.db.execute(
+            "SELECT state FROM records WHERE collection = ? AND record_id = ?", key
+        ).fetchone()
+        return RecordState() if row is None else state_codec.decode(row[0])
+
+    def _save_states(self, states: dict[RecordKey, RecordState]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO records (collection, record_id, state) VALUES (?, ?, ?)",
+            [(c, r, state_codec.encode(s)) for (c, r), s in states.items()],
+        )
+
+    def _known(self, ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        wanted = list(ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self.db.execute(f"SELECT id FROM changes WHERE id IN ({marks})", chunk)  # noqa: S608
+            )
+        return found
+
+    def _fold(self, incoming: list[Change], status: str) -> int:
+        """Store and merge changes this replica has not seen yet; returns how many were new."""
+        already = self._known(c.id for c in incoming)
+        fresh: list[Change] = []
+        for change in incoming:
+            if change.id not in already:
+                already.add(change.id)
+                fresh.append(change)
+        if not fresh:
+            return 0
+        states = {key: self._state(key) for key in {(c.collection, c.record_id) for c in fresh}}
+        apply_batch(states, fresh, self._known(preds_to_look_up(states, fresh)))
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(
+                "INSERT INTO changes (id, collection, record_id, body, status) VALUES (?, ?, ?, ?, ?)",
+                [(c.id, c.collection, c.record_id, _change_codec.encode(c), status) for c in fresh],
+            )
+            self._save_states(states)
+            self._set_meta("clock", f"{self.clock.wall_ms}:{self.clock.counter}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return len(fresh)
+
+    def _rebuild(self, keys: Iterable[RecordKey]) -> None:
+        """Recompute records from their stored changes, leaving out the rejected ones."""
+        for collection, record_id in keys:
+            rows = self.db.execute(
+                "SELECT body FROM changes WHERE collection = ? AND record_id = ? AND status != 'rejected' "
+                "ORDER BY local_seq",
+                (collection, record_id),
+            ).fetchall()
+            state = RecordState()
+            kept = [_change_decoder.decode(row[0]) for row in rows]
+            apply_batch({(collection, record_id): state}, kept, set())
+            self._save_states({(collection, record_id): state})
+
+    # ------------------------------------------------------------------ offline edits
+
+    def _edit(self, change: Change) -> Change:
+        rejection = validate_change(change, self.collections)
+        if rejection is not None:
+            raise ValueError(f"{rejection.code}: {rejection.message}")
+        self._fold([change], "pending")
+        return change
+
+    def _base(self, collection: str, record_id: str) -> dict[str, Any]:
+        return {
+            "id": new_change_id(),
+            "collection": collection,
+            "record_id": record_id,
+            "hlc": self.clock.now(),
+        }
+
+    def set(self, collection: str, record_id: str, field_name: str, value: Any) -> Change:
+        """Write a scalar field; supersedes every head of the field this replica sees (so it
+        also resolves a conflict on that field)."""
+        state = self._state((collection, record_id))
+        pred = tuple(
+            c.id for c in state.heads.values() if not isinstance(c, DeleteChange) and c.field == field_name
+        )
+        base = self._base(collection, record_id)
+        return self._edit(SetChange(**base, field=field_name, value=value, pred=pred))
+
+    def add(self, collection: str, record_id: str, field_name: str, element: Any) -> Change:
+        return self._edit(AddChange(**self._base(collection, record_id), field=field_name, value=element))
+
+    def remove(self, collection: str, record_id: str, field_name: str, element: Any) -> Change | None:
+        """Remove an element: names every add of it this replica has seen. None if absent."""
+        state = self._state((collection, record_id))
+        adds = tuple(
+            c.id
+            for c in state.heads.values()
+            if isinstance(c, AddChange) and c.field == field_name and c.value == element
+        )
+        if not adds:
+            return None
+        base = self._base(collection, record_id)
+        return self._edit(RemoveChange(**base, field=field_name, value=element, pred=adds))
+
+    def delete(self, collection: str, record_id: str) -> Change:
+        state = self._state((collection, record_id))
+        base = self._base(collection, record_id)
+        return self._edit(DeleteChange(**base, pred=tuple(state.heads)))
+
+    def record(self, collection: str, record_id: str) -> RecordView:
+        return record_view(self._state((collection, record_id)), self.collections[collection], record_id)
+
+    def records(self, collection: str) -> list[RecordView]:
+        rows = self.db.execute(
+            "SELECT record_id, state FROM records WHERE collection = ? ORDER BY record_id", (collection,)
+        ).fetchall()
+        spec = self.collections[collection]
+        return [record_view(state_codec.decode(blob), spec, record_id) for record_id, blob in rows]
+
+    def pending(self, limit: int | None = None) -> list[Change]:
+        rows = self.db.execute(
+            "SELECT body FROM changes WHERE status = 'pending' ORDER BY local_seq LIMIT ?",
+            (-1 if limit is None else limit,),
+        ).fetchall()
+        return [_change_decoder.decode(row[0]) for row in rows]
+
+    def rejected(self) -> list[tuple[str, str, str]]:
+        """(change id, code, message) of every change the server refused."""
+        return [
+            (row[0], row[1], row[2])
+            for row in self.db.execute(
+                "SELECT id, code, message FROM changes WHERE status = 'rejected' ORDER BY local_seq"
+            )
+        ]
+
+    # ------------------------------------------------------------------ protocol steps
+
+    def push_request(self, limit: int = 500) -> PushRequest | None:
+        batch = self.pending(limit)
+        return PushRequest(replica_id=self.replica_id, changes=batch) if batch else None
+
+    def accept_push_response(self, request: PushRequest, response: PushResponse, report: SyncReport) -> None:
+        if len(response.results) != len(request.changes):
+            raise ValueError("push response does not hold one result per change")
+        rejected_keys: set[RecordKey] = set()
+        self.db.execute("BEGIN")
+        for change, result in zip(request.changes, response.results, strict=True):
+            if result.status == "rejected":
+                rejected_keys.add((change.collection, change.record_id))
+                report.rejected.append((change.id, result.code or ""))
+                self.db.execute(
+                    "UPDATE changes SET status = 'rejected', code = ?, message = ? WHERE id = ?",
+                    (result.code, result.message, change.id),
+                )
+            else:
+                report.pushed += 1
+                self.db.execute("UPDATE changes SET status = 'synced' WHERE id = ?", (change.id,))
+        self.db.execute("COMMIT")
+        self._rebuild(rejected_keys)
+        self.clock.observe(response.server_hlc)
+        if response.clock_skew_ms is not None:
+            report.clock_skew_ms = response.clock_skew_ms
+
+    def accept_pull_response(self, response: PullResponse, report: SyncReport) -> None:
+        incoming = [self._to_change(c) for c in response.changes]
+        for change in incoming:
+            self.clock.observe(change.hlc)
+        report.pulled += self._fold(incoming, "synced")
+        self._set_meta("cursor", response.cursor)
+
+    def accept_snapshot_page(self, response: SnapshotResponse, report: SyncReport) -> None:
+        incoming = [head for record in response.records for head in record.heads]
+        for change in incoming:
+            self.clock.observe(change.hlc)
+        report.pulled += self._fold(incoming, "synced")
+        if not response.more:
+            self._set_meta("cursor", response.sync_cursor)
+
+    @staticmethod
+    def _to_change(pulled: Any) -> Change:
+        body = {name: getattr(pulled, name) for name in pulled.__struct_fields__ if name != "seq"}
+        change: Change = msgspec.convert(body, Change)
+        return change
+
+    # ------------------------------------------------------------------ over HTTP
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        return headers | (extra or {})
+
+    def sync(self, http: httpx.Client, *, push_batch: int = 500, pull_limit: int = 1000) -> SyncReport:
+        """Push everything pending, then pull until caught up."""
+        report = SyncReport()
+        while (request := self.push_request(push_batch)) is not None:
+            reply = http.post(
+                "/v1/sync/push",
+                content=_json_encoder.encode(request),
+                headers=self._headers({"content-type": "application/json"}),
+            )
+            reply.raise_for_status()
+            self.accept_push_response(request, _PUSHED.decode(reply.content), report)
+        more = True
+        while more:
+            params: dict[str, Any] = {"limit": pull_limit}
+            if self.cursor:
+                params["since"] = self.cursor
+            reply = http.get("/v1/sync/pull", params=params, headers=self._headers())
+            if reply.status_code == 409:
+                self._resync(http, report)
+                return report
+            reply.raise_for_status()
+            page = _PULLED.decode(reply.content)
+            self.accept_pull_response(page, report)
+            more = page.more
+        return report
+
+    def _resync(self, http: httpx.Client, report: SyncReport) -> None:
+        """The server lost track of our cursor (restored or compacted history). Offer it every
+        change we hold again (it answers ``duplicate`` for those it has, so nothing we know can
+        be lost), then start over from a snapshot."""
+        self.db.execute("UPDATE changes SET status = 'pending' WHERE status = 'synced'")
+        self.db.execute("DELETE FROM meta WHERE key = 'cursor'")
+        self.bootstrap(http)
+        if self.cursor is None:
+            raise ResyncRequiredError("the server sent no cursor with its snapshot")
+        again = self.sync(http)
+        report.pushed += again.pushed
+        report.pulled += again.pulled
+        report.rejected += again.rejected
+
+    def bootstrap(self, http: httpx.Client, *, collection: str | None = None, limit: int = 500) -> SyncReport:
+        """Start from the server's current heads instead of replaying the whole log."""
+        report = SyncReport()
+        page_cursor: str | None = None
+        more = True
+        while more:
+            params: dict[str, Any] = {"limit": limit}
+            if collection:
+                params["collection"] = collection
+            if page_cursor:
+                params["cursor"] = page_cursor
+            reply = http.get("/v1/sync/snapshot", params=params, headers=self._headers())
+            reply.raise_for_status()
+            page = _SNAPSHOT.decode(reply.content)
+            self.accept_snapshot_page(page, report)
+            page_cursor, more = page.cursor, page.more
+        return report
+
+    def close(self) -> None:
+        self.db.close()
