@@ -253,9 +253,12 @@ def apply_batch(
     """Apply new changes in order. ``known_before`` holds the ids among
     ``preds_to_look_up(...)`` that the store already has."""
     applied: set[str] = set()
+    # Heads are present by definition, and an earlier change of the batch may supersede one
+    # that a later change names again: it must still count as arrived.
+    present_heads = {change_id for state in states.values() for change_id in state.heads}
 
     def known(change_id: str) -> bool:
-        return change_id in applied or change_id in known_before
+        return change_id in applied or change_id in known_before or change_id in present_heads
 
     for change in changes:
         apply_change(states[(change.collection, change.record_id)], change, known)

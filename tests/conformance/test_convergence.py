@@ -1,0 +1,136 @@
+"""Phones editing offline converge through the server, with the true conflicts shown."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+from litestar.testing import TestClient
+
+from sync.client import Replica
+from sync.merge import DELETE_CONFLICT_KEY
+
+Client = TestClient  # type: ignore[type-arg]
+H = "households"
+
+
+def server_view(client: Client, record_id: str) -> dict[str, object]:
+    reply = client.get(f"/v1/records/{H}/{record_id}")
+    assert reply.status_code == 200, reply.text
+    body: dict[str, object] = reply.json()
+    return body
+
+
+def as_dict(replica: Replica, record_id: str) -> dict[str, object]:
+    import msgspec
+
+    body: dict[str, object] = msgspec.json.decode(msgspec.json.encode(replica.record(H, record_id)))
+    return body
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_three_phones_offline_converge_in_any_sync_order(
+    client: Client, phone: Callable[[str], Replica], order: tuple[int, int, int]
+) -> None:
+    a, b, c = phones = [phone("phone-a"), phone("phone-b"), phone("phone-c")]
+    # Morning: the registry entries are made on phone a and reach everyone.
+    a.set(H, "h-phone", "phone", "13800000001")
+    a.set(H, "h-fields", "address", "Building 1, Unit 2, 301")
+    a.add(H, "h-tags", "tags", "elderly-alone")
+    a.set(H, "h-deleted", "head_name", "Wang Fang")
+    for p in phones:
+        p.sync(client)
+    # All three go offline and edit.
+    a.set(H, "h-phone", "phone", "13900000002")
+    b.set(H, "h-phone", "phone", "13700000003")
+    c.set(H, "h-phone", "phone", "13700000003")  # agrees with b: still one conflict, two values
+    a.set(H, "h-fields", "phone", "021-5555")
+    b.set(H, "h-fields", "members_count", 3)
+    a.remove(H, "h-tags", "tags", "elderly-alone")
+    b.add(H, "h-tags", "tags", "elderly-alone")  # re-added concurrently: add wins
+    c.add(H, "h-tags", "tags", "party-member")
+    a.delete(H, "h-deleted")
+    b.set(H, "h-deleted", "notes", "visited today, still lives here")
+    # Back in signal, in some order; then once more so everyone has everything.
+    for index in order + order:
+        phones[index].sync(client)
+
+    views = {rid: server_view(client, rid) for rid in ("h-phone", "h-fields", "h-tags", "h-deleted")}
+    for p in phones:
+        for rid, expected in views.items():
+            assert as_dict(p, rid) == expected, (p.replica_id, rid)
+
+    conflict = views["h-phone"]["conflicts"]["phone"]  # type: ignore[index]
+    assert sorted({h["value"] for h in conflict}) == ["13700000003", "13900000002"]
+    assert views["h-fields"]["conflicts"] == {}
+    assert views["h-fields"]["fields"] == {
+        "address": "Building 1, Unit 2, 301",
+        "phone": "021-5555",
+        "members_count": 3,
+    }
+    assert views["h-tags"]["fields"] == {"tags": ["elderly-alone", "party-member"]}
+    assert views["h-deleted"]["deleted"] is False
+    assert DELETE_CONFLICT_KEY in views["h-deleted"]["conflicts"]  # type: ignore[operator]
+    assert views["h-deleted"]["fields"]["notes"] == "visited today, still lives here"  # type: ignore[index]
+
+    # Phone c resolves the phone number; everyone ends up with it and no conflict.
+    c.set(H, "h-phone", "phone", "13700000003")
+    for p in (c, a, b):
+        p.sync(client)
+    resolved = server_view(client, "h-phone")
+    assert resolved["conflicts"] == {}
+    assert all(as_dict(p, "h-phone") == resolved for p in phones)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_offline_edits_converge(client: Client, phone: Callable[[str], Replica], seed: int) -> None:
+    rng = random.Random(seed)
+    phones = [phone(f"p{seed}-{i}") for i in range(3)]
+    records = [f"h{i}" for i in range(4)]
+    for _ in range(60):
+        p = rng.choice(phones)
+        rid = rng.choice(records)
+        roll = rng.random()
+        if roll < 0.15:
+            p.sync(client)
+        elif roll < 0.5:
+            p.set(H, rid, rng.choice(["phone", "notes"]), f"{rng.randint(100, 999)}")
+        elif roll < 0.7:
+            p.add(H, rid, "tags", rng.choice(["veteran", "disability"]))
+        elif roll < 0.85:
+            p.remove(H, rid, "tags", rng.choice(["veteran", "disability"]))
+        elif roll < 0.92:
+            p.delete(H, rid)
+        else:
+            p.set(H, rid, "members_count", rng.randint(0, 9))
+    for _ in range(2):
+        for p in phones:
+            p.sync(client)
+    for rid in records:
+        reply = client.get(f"/v1/records/{H}/{rid}")
+        if reply.status_code == 404:
+            assert all(rid not in {r.id for r in p.records(H)} for p in phones)
+            continue
+        expected = reply.json()
+        for p in phones:
+            assert as_dict(p, rid) == expected
+
+
+def test_a_new_phone_bootstraps_from_a_snapshot_to_the_same_state(
+    client: Client, phone: Callable[[str], Replica]
+) -> None:
+    old = phone("old")
+    for i in range(30):
+        old.set(H, f"h{i}", "notes", f"note {i}")
+        if i % 3 == 0:
+            old.add(H, f"h{i}", "tags", "veteran")
+        if i % 5 == 0:
+            old.delete(H, f"h{i}")
+    old.sync(client)
+    new = phone("new")
+    new.bootstrap(client, collection=H, limit=7)
+    old.set(H, "h1", "notes", "changed after the snapshot")
+    old.sync(client)
+    new.sync(client)
+    assert [as_dict(new, f"h{i}") for i in range(30)] == [as_dict(old, f"h{i}") for i in range(30)]
