@@ -3,22 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINT_PATHS := schemas sync server tests $(wildcard benchmarks)
 
 .PHONY: serve test lint bench demo clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "gridsync needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+		$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/gridsync serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check schemas sync server tests benchmarks
-	$(BIN)/ruff format --check schemas sync server tests benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 test: lint
