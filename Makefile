@@ -24,8 +24,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+# The benchmark's own extras (matplotlib, profilers) go into the same .venv; its npm peer is
+# installed by the benchmark itself into benchmarks/peer/. make test needs neither.
+$(VENV)/.bench-installed: $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

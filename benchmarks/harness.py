@@ -1,0 +1,242 @@
+"""Processes and databases the benchmark owns: fresh databases per scenario, a ``gridsync serve``
+process per database, device tokens, and the server's memory read from /proc. Everything made
+here is removed again, even when a scenario fails."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+from server.database import create_engine, migrate
+from server.settings import Settings
+from server.store import SyncStore
+
+__all__ = [
+    "Backend",
+    "Measure",
+    "Server",
+    "backends",
+    "fresh_database",
+    "serve",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+GRIDSYNC = Path(sys.executable).parent / "gridsync"
+POSTGRES_URL = os.environ.get(
+    "GRIDSYNC_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # "sqlite" or "postgres"
+
+
+def backends(names: list[str]) -> list[Backend]:
+    return [Backend(name) for name in names]
+
+
+@dataclass
+class Measure:
+    """Repeated measurements of one figure: the median, with min and max beside it."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "median": statistics.median(self.values),
+            "min": min(self.values),
+            "max": max(self.values),
+            "runs": len(self.values),
+        }
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Database:
+    backend: str
+    url: str  # SQLAlchemy URL, what the server is given
+    path: Path | None = None  # the SQLite file
+    name: str | None = None  # the PostgreSQL database
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        return _asyncpg_dsn(self.url)
+
+
+@asynccontextmanager
+async def fresh_database(backend: str, workdir: Path, label: str) -> AsyncIterator[Database]:
+    """A new, migrated database, dropped afterwards."""
+    if backend == "sqlite":
+        path = workdir / f"{label}-{uuid.uuid4().hex[:6]}.db"
+        database = Database(backend, f"sqlite+aiosqlite:///{path}", path=path)
+    else:
+        name = f"gs_bench_{label}_{uuid.uuid4().hex[:8]}"
+        await _admin(f'CREATE DATABASE "{name}"')
+        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        database = Database(backend, url, name=name)
+    try:
+        engine = create_engine(database.url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+        yield database
+    finally:
+        if database.name is not None:
+            await _admin(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
+        elif database.path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{database.path}{suffix}").unlink(missing_ok=True)
+
+
+async def enroll(database: Database, count: int) -> list[tuple[str, str]]:
+    """``count`` device (id, token) pairs."""
+    engine = create_engine(database.url)
+    try:
+        store = SyncStore(engine, Settings(database_url=database.url))
+        return [await store.enroll_device(f"bench-phone-{n}") for n in range(count)]
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def in_process_store(database: Database) -> AsyncIterator[SyncStore]:
+    """The store itself, for fast bulk loading of a big database through its own push."""
+    engine = create_engine(database.url)
+    try:
+        yield SyncStore(engine, Settings(database_url=database.url))
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of the server process so far (VmHWM), in MB."""
+        return _status_kb(self.process.pid, "VmHWM") / 1024
+
+    def rss_mb(self) -> float:
+        return _status_kb(self.process.pid, "VmRSS") / 1024
+
+
+def _status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key} for process {pid}")
+
+
+_next_port = iter(range(18100, 18900))
+
+
+@contextmanager
+def serve(database: Database, workdir: Path, **env: str) -> Iterator[Server]:
+    """``gridsync serve`` on the database, in its own process; stopped (and waited for) on exit."""
+    port = next(_next_port)
+    log = workdir / f"server-{port}.log"
+    environment = os.environ | {f"GRIDSYNC_{key.upper()}": value for key, value in env.items()}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                str(GRIDSYNC),
+                "serve",
+                "--database-url",
+                database.url,
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=workdir,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        _wait_healthy(server)
+        yield server
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_healthy(server: Server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"gridsync serve exited: {server.log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gridsync serve did not answer within {timeout}s")
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="gridsync-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def timed(work: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = work()
+    return time.perf_counter() - start, result
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)

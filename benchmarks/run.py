@@ -1,0 +1,283 @@
+"""``python -m benchmarks``: run every scenario on SQLite and PostgreSQL, write
+``benchmarks/results/<name>.json``, print the figures next to their targets, and exit non-zero
+when a target is missed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks import harness, peer, scenarios
+
+__all__ = ["SIZES", "Target", "evaluate", "main"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHART = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.png"
+
+
+@dataclass(frozen=True)
+class Size:
+    changes: int
+    runs: int
+    small: int
+    big: int
+    repeats: int
+    households: int
+    devices: int
+    device_runs: int
+    peer_households: int
+    peer_edits: int
+
+
+SIZES = {
+    "full": Size(50_000, 3, 10_000, 1_000_000, 20, 800, 500, 3, 2_000, 8_000),
+    "tiny": Size(2_000, 1, 1_500, 3_000, 2, 20, 5, 1, 40, 40),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    scenario: str
+    figure: str
+    value: float | None
+    target: str
+    met: bool
+
+
+def _median(result: dict[str, Any], *path: str) -> float:
+    node: Any = result
+    for key in path:
+        node = node[key]
+    return float(node["median"]) if isinstance(node, dict) else float(node)
+
+
+def evaluate(results: dict[str, Any]) -> list[Target]:
+    """Every figure with its target; a figure that was not measured is not judged."""
+    targets: list[Target] = []
+
+    def judge(scenario: str, figure: str, value: float, target: str, met: Callable[[float], bool]) -> None:
+        targets.append(Target(scenario, figure, value, target, met(value)))
+
+    for backend, found in results["backends"].items():
+        if "throughput" in found:
+            tp = found["throughput"]
+            judge(backend, "push / raw executemany", _median(tp, "push_ratio"), ">= 0.5x", lambda v: v >= 0.5)
+            judge(backend, "pull / raw scan", _median(tp, "pull_ratio"), ">= 0.5x", lambda v: v >= 0.5)
+        if "incremental" in found:
+            inc = found["incremental"]
+            for label in ("small", "big"):
+                size = inc[label]["changes"]
+                judge(
+                    backend,
+                    f"pull 1,000 of {size:,} (ms)",
+                    _median(inc[label], "pull_ms"),
+                    "< 50 ms",
+                    lambda v: v < 50,
+                )
+            judge(backend, "pull big / small", inc["ratio_big_to_small"], "<= 1.3x", lambda v: v <= 1.3)
+        if "bootstrap" in found:
+            judge(
+                backend,
+                "bootstrap snapshot (ms)",
+                _median(found["bootstrap"], "snapshot_ms"),
+                "< 1000 ms",
+                lambda v: v < 1000,
+            )
+        if "devices" in found:
+            dev = found["devices"]
+            if dev["p99_ms"] is not None:
+                judge(
+                    backend,
+                    f"{dev['devices']} devices p99 (ms)",
+                    _median(dev, "p99_ms"),
+                    "< 1000 ms",
+                    lambda v: v < 1000,
+                )
+            judge(backend, f"{dev['devices']} devices errors", dev["errors"], "0", lambda v: v == 0)
+            judge(
+                backend,
+                "server peak RSS (MB)",
+                _median(dev, "server_peak_rss_mb"),
+                "< 300 MB",
+                lambda v: v < 300,
+            )
+        if "peer" in found:
+            pr = found["peer"]
+            judge(backend, "write rate / peer", _median(pr, "write_ratio"), ">= 3x", lambda v: v >= 3)
+            judge(backend, "feed rate / peer", _median(pr, "feed_ratio"), ">= 10x", lambda v: v >= 10)
+            judge(
+                backend,
+                "bytes per change written / peer",
+                pr["bytes_per_gridsync_change_written"] / pr["bytes_per_peer_doc_written"],
+                "< 1x",
+                lambda v: v < 1,
+            )
+            judge(
+                backend,
+                "bytes per change fed / peer",
+                pr["bytes_per_gridsync_feed_change"] / pr["bytes_per_peer_feed_row"],
+                "< 1x",
+                lambda v: v < 1,
+            )
+    return targets
+
+
+def _figures_table(results: dict[str, Any]) -> Table:
+    table = Table(title="gridsync benchmark: medians (min-max)")
+    for column in ("backend", "figure", "gridsync", "reference"):
+        table.add_column(column)
+
+    def span(node: dict[str, Any], unit: str = "") -> str:
+        return f"{node['median']:,.0f}{unit} ({node['min']:,.0f}-{node['max']:,.0f})"
+
+    for backend, found in results["backends"].items():
+        if "throughput" in found:
+            tp = found["throughput"]
+            table.add_row(
+                backend,
+                "push changes/s",
+                span(tp["push_changes_per_s"]),
+                "raw " + span(tp["raw_executemany_rows_per_s"]),
+            )
+            table.add_row(
+                backend,
+                "pull changes/s",
+                span(tp["pull_changes_per_s"]),
+                "raw " + span(tp["raw_scan_rows_per_s"]),
+            )
+        if "bootstrap" in found:
+            table.add_row(backend, "phone bootstrap ms", span(found["bootstrap"]["phone_bootstrap_ms"]), "")
+        if "peer" in found:
+            pr = found["peer"]
+            table.add_row(
+                backend, "write /s", span(pr["gridsync_changes_per_s"]), "peer " + span(pr["peer_docs_per_s"])
+            )
+            table.add_row(
+                backend,
+                "feed /s",
+                span(pr["gridsync_feed_changes_per_s"]),
+                "peer " + span(pr["peer_feed_rows_per_s"]),
+            )
+            table.add_row(
+                backend,
+                "bytes per item (write/feed)",
+                f"{pr['bytes_per_gridsync_change_written']:.0f} / {pr['bytes_per_gridsync_feed_change']:.0f}",
+                f"peer {pr['bytes_per_peer_doc_written']:.0f} / {pr['bytes_per_peer_feed_row']:.0f}",
+            )
+    return table
+
+
+def _targets_table(targets: list[Target]) -> Table:
+    table = Table(title="targets")
+    for column in ("backend", "figure", "value", "target", "met"):
+        table.add_column(column)
+    for t in targets:
+        value = "-" if t.value is None else f"{t.value:,.2f}"
+        table.add_row(t.scenario, t.figure, value, t.target, "[green]yes[/]" if t.met else "[red]MISSED[/]")
+    return table
+
+
+async def _run(size: Size, backends: list[str], skip: set[str], console: Console) -> dict[str, Any]:
+    results: dict[str, Any] = {"backends": {}}
+    with harness.workdir() as workdir:
+        for backend in backends:
+            found: dict[str, Any] = results["backends"].setdefault(backend, {})
+            steps: list[tuple[str, Callable[[], Any]]] = [
+                ("throughput", partial(scenarios.throughput, backend, workdir, size.changes, size.runs)),
+                (
+                    "incremental",
+                    partial(scenarios.incremental_pull, backend, workdir, size.small, size.big, size.repeats),
+                ),
+                ("bootstrap", partial(scenarios.bootstrap, backend, workdir, size.households, size.repeats)),
+                (
+                    "devices",
+                    partial(scenarios.many_devices, backend, workdir, size.devices, size.device_runs),
+                ),
+                (
+                    "peer",
+                    partial(
+                        peer.peer, backend, workdir, size.peer_households, size.peer_edits, size.runs, 18700
+                    ),
+                ),
+            ]
+            for name, step in steps:
+                if name in skip:
+                    continue
+                start = time.perf_counter()
+                console.print(f"[bold]{backend}[/]: {name} ...")
+                found[name] = await step()
+                console.print(f"  done in {time.perf_counter() - start:.1f}s")
+    return results
+
+
+def _commit() -> str:
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return found.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
+    parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
+    parser.add_argument("--name", default=None, help="results file name (default: the size)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results JSON")
+    parser.add_argument("--chart", type=Path, default=None, help=f"write the chart here (full size: {CHART})")
+    args = parser.parse_args(argv)
+    size = SIZES[args.size]
+    console = Console()
+    started = time.perf_counter()
+    results = asyncio.run(
+        _run(
+            size, [b for b in args.backends.split(",") if b], {s for s in args.skip.split(",") if s}, console
+        )
+    )
+    targets = evaluate(results)
+    results["meta"] = {
+        "size": args.size,
+        "commit": _commit(),
+        "python": platform.python_version(),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}",
+        "seconds": round(time.perf_counter() - started, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    results["targets"] = [t.__dict__ for t in targets]
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / f"{args.name or args.size}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(_figures_table(results))
+    console.print(_targets_table(targets))
+    chart = args.chart or (CHART if args.size == "full" else None)
+    if chart is not None:
+        from benchmarks.chart import draw
+
+        draw(results, chart)
+        console.print(f"chart: {chart}")
+    console.print(f"results: {out} ({results['meta']['seconds']}s)")
+    missed = [t for t in targets if not t.met]
+    for t in missed:
+        console.print(f"[red]MISSED[/] {t.scenario}: {t.figure} = {t.value:,.2f} (target {t.target})")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Scenarios 1-4: push and pull throughput against the raw limit, incremental pull in a small and a
+big database, and the bootstrap of one community. Each returns plain dicts for the results JSON."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+
+from benchmarks.harness import Database, Measure, enroll, fresh_database, in_process_store, serve
+from benchmarks.workload import HouseholdWorkload, change_row, push_body
+from schemas.protocol import Change
+
+__all__ = ["bootstrap", "incremental_pull", "many_devices", "pull_all", "throughput"]
+
+BATCH = 500
+PAGE = 5000
+_COLUMNS = "seq, id, collection, record_id, field, op, value, hlc, pred, device_id, received_at_ms"
+_READ = "seq, id, collection, record_id, field, op, value, hlc, pred"
+# The server's changes table (server/tables.py): same columns, primary key, unique id, index.
+_RAW_TABLE = """
+CREATE TABLE changes (
+    seq BIGINT NOT NULL PRIMARY KEY, id VARCHAR(36) NOT NULL UNIQUE,
+    collection VARCHAR(64) NOT NULL, record_id VARCHAR(64) NOT NULL, field VARCHAR(64),
+    op VARCHAR(8) NOT NULL, value TEXT NOT NULL, hlc VARCHAR(96) NOT NULL, pred TEXT NOT NULL,
+    device_id VARCHAR(36), received_at_ms BIGINT NOT NULL
+)"""
+_RAW_INDEX = "CREATE INDEX ix_changes_record ON changes (collection, record_id)"
+
+
+class _Page(msgspec.Struct):
+    changes: list[msgspec.Raw]
+    cursor: str
+    more: bool
+
+
+_page = msgspec.json.Decoder(_Page)
+
+
+def _client(base_url: str, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url,
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+        timeout=120,
+    )
+
+
+def _push_all(http: httpx.Client, bodies: list[bytes]) -> None:
+    for body in bodies:
+        reply = http.post("/v1/sync/push", content=body)
+        reply.raise_for_status()
+
+
+def pull_all(http: httpx.Client, limit: int = PAGE, decoder: Any = _page) -> int:
+    """Page through the whole log; each page is decoded (the client needs its cursor)."""
+    count, more, since = 0, True, None
+    while more:
+        params: dict[str, Any] = {"limit": limit} | ({"since": since} if since else {})
+        reply = http.get("/v1/sync/pull", params=params)
+        reply.raise_for_status()
+        page = decoder.decode(reply.content)
+        count += len(page.changes)
+        since, more = page.cursor, page.more
+    return count
+
+
+# ---------------------------------------------------------------------- raw limits
+
+
+def _raw_sqlite_push(path: Path, rows: list[tuple[Any, ...]]) -> float:
+    """Plain sqlite3 executemany, one transaction per batch like a push, same durability."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for pragma in ("journal_mode=WAL", "synchronous=FULL"):
+            db.execute(f"PRAGMA {pragma}")
+        db.execute(_RAW_TABLE)
+        db.execute(_RAW_INDEX)
+        marks = ", ".join("?" * 11)
+        start = time.perf_counter()
+        for offset in range(0, len(rows), BATCH):
+            db.execute("BEGIN")
+            db.executemany(
+                f"INSERT INTO changes ({_COLUMNS}) VALUES ({marks})", rows[offset : offset + BATCH]
+            )
+            db.execute("COMMIT")
+        return time.perf_counter() - start
+    finally:
+        db.close()
+
+
+def _raw_sqlite_scan(path: Path) -> tuple[float, int]:
+    """Page through the log with the pull's own query, in pages of the same size."""
+    db = sqlite3.connect(path)
+    try:
+        start, after, count = time.perf_counter(), 0, 0
+        query = f"SELECT {_READ} FROM changes WHERE seq > ? ORDER BY seq LIMIT ?"
+        while rows := db.execute(query, (after, PAGE)).fetchall():
+            count += len(rows)
+            after = rows[-1][0]
+        return time.perf_counter() - start, count
+    finally:
+        db.close()
+
+
+async def _raw_postgres_push(database: Database, rows: list[tuple[Any, ...]]) -> float:
+    """Plain asyncpg executemany into a fresh table, one transaction per batch."""
+    db = await asyncpg.connect(database.asyncpg_dsn)
+    try:
+        await db.execute(_RAW_TABLE.replace("changes", "raw_changes", 1))
+        await db.execute(_RAW_INDEX.replace("ix_changes_record ON changes", "ix_raw_record ON raw_changes"))
+        marks = ", ".join(f"${n}" for n in range(1, 12))
+        statement = f"INSERT INTO raw_changes ({_COLUMNS}) VALUES ({marks})"
+        start = time.perf_counter()
+        for offset in range(0, len(rows), BATCH):
+            async with db.transaction():
+                await db.executemany(statement, rows[offset : offset + BATCH])
+        return time.perf_counter() - start
+    finally:
+        await db.close()
+
+
+async def _raw_postgres_scan(database: Database) -> tuple[float, int]:
+    db = await asyncpg.connect(database.asyncpg_dsn)
+    try:
+        query = await db.prepare(f"SELECT {_READ} FROM raw_changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+        start, after, count = time.perf_counter(), 0, 0
+        while rows := await query.fetch(after, PAGE):
+            count += len(rows)
+            after = rows[-1][0]
+        return time.perf_counter() - start, count
+    finally:
+        await db.close()
+
+
+# ---------------------------------------------------------------------- scenario 1 and 2
+
+
+async def throughput(backend: str, workdir: Path, count: int, runs: int) -> dict[str, Any]:
+    """Push ``count`` changes in batches of 500, then page through them, ``runs`` times, each on a
+    fresh database next to the raw limit on a fresh file (or table) in the same run."""
+    changes = HouseholdWorkload(seed=11).changes(count)
+    bodies = [push_body("bench-phone", changes[i : i + BATCH]) for i in range(0, count, BATCH)]
+    push, raw_push, pull, raw_scan = Measure(), Measure(), Measure(), Measure()
+    push_ratio, pull_ratio = Measure(), Measure()
+    for run in range(runs):
+        async with fresh_database(backend, workdir, f"tp{run}") as database:
+            [(device_id, token)] = await enroll(database, 1)
+            rows = [
+                change_row(seq, c, device_id, time.time_ns() // 1_000_000) for seq, c in enumerate(changes, 1)
+            ]
+            with serve(database, workdir) as server, _client(server.base_url, token) as http:
+                _push_all(http, bodies[:2])  # warm the process; these changes count in the pull
+                start = time.perf_counter()
+                _push_all(http, bodies[2:])
+                push_rate = (count - 2 * BATCH) / (time.perf_counter() - start)
+                start = time.perf_counter()
+                pulled = pull_all(http)
+                pull_rate = pulled / (time.perf_counter() - start)
+            if backend == "sqlite":
+                raw_seconds = _raw_sqlite_push(workdir / f"raw-{run}.db", rows[2 * BATCH :])
+                scan_seconds, scanned = _raw_sqlite_scan(workdir / f"raw-{run}.db")
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{workdir / f'raw-{run}.db'}{suffix}").unlink(missing_ok=True)
+            else:
+                raw_seconds = await _raw_postgres_push(database, rows[2 * BATCH :])
+                scan_seconds, scanned = await _raw_postgres_scan(database)
+        raw_rate, scan_rate = (count - 2 * BATCH) / raw_seconds, scanned / scan_seconds
+        push.add(push_rate)
+        raw_push.add(raw_rate)
+        pull.add(pull_rate)
+        raw_scan.add(scan_rate)
+        push_ratio.add(push_rate / raw_rate)
+        pull_ratio.add(pull_rate / scan_rate)
+    return {
+        "changes": count,
+        "batch": BATCH,
+        "page": PAGE,
+        "push_changes_per_s": push.summary(),
+        "raw_executemany_rows_per_s": raw_push.summary(),
+        "push_ratio": push_ratio.summary(),
+        "pull_changes_per_s": pull.summary(),
+        "raw_scan_rows_per_s": raw_scan.summary(),
+        "pull_ratio": pull_ratio.summary(),
+    }
+
+
+# ---------------------------------------------------------------------- scenario 3
+
+
+async def _load(database: Database, changes: list[Change], device_id: str) -> None:
+    """Fill a database fast through the store's own batched push, in-process."""
+    async with in_process_store(database) as store:
+        for offset in range(0, len(changes), 2000):
+            await store.push(device_id, "bench-loader", changes[offset : offset + 2000])
+
+
+def _incremental(base_url: str, token: str, behind: int, repeats: int) -> Measure:
+    """Time a pull of the last ``behind`` changes, as a phone that far behind does."""
+    seconds = Measure()
+    with _client(base_url, token) as http:
+        epoch, _, last = _position(http).rpartition(".")
+        since = f"{epoch}.{int(last) - behind}"
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            reply = http.get("/v1/sync/pull", params={"since": since, "limit": behind})
+            elapsed = time.perf_counter() - start
+            reply.raise_for_status()
+            page = _page.decode(reply.content)
+            assert len(page.changes) == behind, len(page.changes)
+            assert not page.more
+            seconds.add(elapsed * 1000)
+    seconds.values.pop(0)  # the first request warms caches and prepared statements
+    return seconds
+
+
+def _position(http: httpx.Client) -> str:
+    """The log's current cursor: an empty push answers it."""
+    reply = http.post("/v1/sync/push", content=push_body("bench-probe", []))
+    reply.raise_for_status()
+    cursor: str = reply.json()["cursor"]
+    return cursor
+
+
+async def incremental_pull(backend: str, workdir: Path, small: int, big: int, repeats: int) -> dict[str, Any]:
+    """Pull of 1,000 changes by a phone 1,000 behind, in a database of ``small`` then ``big``
+    changes (the same database, grown)."""
+    behind = 1000
+    workload = HouseholdWorkload(seed=13)
+    async with fresh_database(backend, workdir, "inc") as database:
+        [(device_id, token)] = await enroll(database, 1)
+        result: dict[str, Any] = {"behind": behind}
+        loaded = 0
+        for label, size in (("small", small), ("big", big)):
+            start = time.perf_counter()
+            while loaded < size:
+                step = min(100_000, size - loaded)
+                await _load(database, workload.changes(step), device_id)
+                loaded += step
+            load_seconds = time.perf_counter() - start
+            with serve(database, workdir) as server:
+                measured = _incremental(server.base_url, token, behind, repeats)
+            result[label] = {"changes": size, "pull_ms": measured.summary(), "load_seconds": load_seconds}
+        result["ratio_big_to_small"] = (
+            result["big"]["pull_ms"]["median"] / result["small"]["pull_ms"]["median"]
+        )
+        return result
+
+
+# ---------------------------------------------------------------------- scenario 4
+
+
+async def bootstrap(backend: str, workdir: Path, households: int, repeats: int) -> dict[str, Any]:
+    """Snapshot of one community (``households`` households) by a new phone: the server's pages,
+    and the reference client's whole bootstrap into its own database."""
+    from sync.client import Replica
+
+    workload = HouseholdWorkload(seed=17, edit_share=0.0)
+    changes = [c for number in range(1, households + 1) for c in workload.household(number)]
+    async with fresh_database(backend, workdir, "boot") as database:
+        [(device_id, token)] = await enroll(database, 1)
+        await _load(database, changes, device_id)
+        server_ms, client_ms = Measure(), Measure()
+        with serve(database, workdir) as server, _client(server.base_url, token) as http:
+            for run in range(repeats + 1):
+                start = time.perf_counter()
+                cursor, more, records = None, True, 0
+                while more:
+                    params: dict[str, Any] = {"collection": "households"} | (
+                        {"cursor": cursor} if cursor else {}
+                    )
+                    reply = http.get("/v1/sync/snapshot", params=params)
+                    reply.raise_for_status()
+                    page = reply.json()
+                    records += len(page["records"])
+                    cursor, more = page["cursor"], page["more"]
+                elapsed = (time.perf_counter() - start) * 1000
+                assert records == households, records
+                phone = Replica(workdir / f"phone-{run}.db", f"new-phone-{run}", token=token)
+                try:
+                    start = time.perf_counter()
+                    phone.bootstrap(http, collection="households")
+                    client_elapsed = (time.perf_counter() - start) * 1000
+                finally:
+                    phone.close()
+                if run:  # the first run warms the server
+                    server_ms.add(elapsed)
+                    client_ms.add(client_elapsed)
+    return {
+        "households": households,
+        "changes": len(changes),
+        "residents": "not yet: the domain collections have not landed, so households only",
+        "snapshot_ms": server_ms.summary(),
+        "phone_bootstrap_ms": client_ms.summary(),
+    }
+
+
+# ---------------------------------------------------------------------- scenario 5
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def many_devices(backend: str, workdir: Path, devices: int, runs: int) -> dict[str, Any]:
+    """``devices`` phones push a small batch and pull a page at the same moment, from a separate
+    process; latency percentiles, errors and the server's peak memory (VmHWM from /proc)."""
+    import subprocess
+    import sys
+
+    from benchmarks.devices import Job, Outcome
+
+    p50, p95, p99, push_p99, pull_p99, rss = Measure(), Measure(), Measure(), Measure(), Measure(), Measure()
+    errors: list[str] = []
+    for run in range(runs):
+        async with fresh_database(backend, workdir, f"dev{run}") as database:
+            tokens = [token for _, token in await enroll(database, devices)]
+            with serve(database, workdir) as server, _client(server.base_url, tokens[0]) as http:
+                # A district already synced for a while: each phone is a page behind.
+                _push_all(http, [push_body("bench-seed", HouseholdWorkload(seed=19).changes(2000))])
+                since = _position(http)
+                epoch, _, last = since.rpartition(".")
+                job = Job(server.base_url, tokens, since=f"{epoch}.{int(last) - 100}")
+                finished = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.devices"],
+                    input=msgspec.json.encode(job),
+                    capture_output=True,
+                    timeout=600,
+                    check=True,
+                )
+                outcome = msgspec.json.decode(finished.stdout, type=Outcome)
+                rss.add(server.peak_rss_mb())
+        errors += outcome.errors
+        if outcome.device_ms:
+            p50.add(_percentile(outcome.device_ms, 0.50))
+            p95.add(_percentile(outcome.device_ms, 0.95))
+            p99.add(_percentile(outcome.device_ms, 0.99))
+            push_p99.add(_percentile(outcome.push_ms, 0.99))
+            pull_p99.add(_percentile(outcome.pull_ms, 0.99))
+    return {
+        "devices": devices,
+        "changes_per_device": 10,
+        "pull_limit": 100,
+        "latency": "one device = its push then its pull, from the common start line",
+        "p50_ms": p50.summary() if p50.values else None,
+        "p95_ms": p95.summary() if p95.values else None,
+        "p99_ms": p99.summary() if p99.values else None,
+        "push_p99_ms": push_p99.summary() if push_p99.values else None,
+        "pull_p99_ms": pull_p99.summary() if pull_p99.values else None,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "server_peak_rss_mb": rss.summary(),
+    }

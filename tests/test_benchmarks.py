@@ -1,0 +1,24 @@
+"""The benchmark harness runs end to end at a tiny size. No timing is asserted here (timed tests
+flake on shared machines); ``make bench`` judges the figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.run import main
+
+
+def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) -> None:
+    # The peer needs Node.js and npm, which make test does not: it runs under make bench only.
+    args = f"--size tiny --backends sqlite --skip peer --name smoke --results {tmp_path}"
+    main(args.split())
+
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    found = results["backends"]["sqlite"]
+    assert set(found) == {"throughput", "incremental", "bootstrap", "devices"}
+    assert found["throughput"]["push_changes_per_s"]["median"] > 0
+    assert found["incremental"]["big"]["changes"] == 3_000
+    assert found["bootstrap"]["households"] == 20
+    assert found["devices"]["errors"] == 0
+    assert {t["figure"] for t in results["targets"]} >= {"push / raw executemany", "pull / raw scan"}
