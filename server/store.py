@@ -6,12 +6,14 @@ object per change. The merge itself is ``sync.merge``; this module only loads an
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +109,44 @@ def _rejected(change_id: str | None, code: str, message: str) -> ChangeResult:
     return ChangeResult(id=change_id, status="rejected", code=code, message=message)
 
 
+class _HotSql:
+    """The push and pull hot paths as plain SQL for the driver: no per-row parameter processing,
+    and a whole id list bound as one parameter (a JSON array read by ``json_each`` on SQLite, an
+    array on PostgreSQL), so each step is one statement whatever the batch size."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        # Only this constant is spliced into the queries below; every value is a bound parameter.
+        any_of = "IN (SELECT value FROM json_each(?))" if self.sqlite else "= ANY(?)"
+        self.changes_by_id = self._numbered(
+            f"SELECT id, collection, record_id, field, op, value, hlc, pred FROM changes WHERE id {any_of}"  # noqa: S608
+        )
+        self.ids_known = self._numbered(f"SELECT id FROM changes WHERE id {any_of}")  # noqa: S608
+        self.states = self._numbered(
+            f"SELECT collection, record_id, state FROM records WHERE collection = ? AND record_id {any_of}"  # noqa: S608
+        )
+        self.insert_changes = self._numbered(
+            "INSERT INTO changes (seq, id, collection, record_id, field, op, value, hlc, pred, device_id, "
+            "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.save_states = self._numbered(
+            "INSERT INTO records (collection, record_id, state, deleted, conflict, updated_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, record_id) DO UPDATE SET "
+            "state = excluded.state, deleted = excluded.deleted, conflict = excluded.conflict, "
+            "updated_seq = excluded.updated_seq"
+        )
+
+    def _numbered(self, query: str) -> str:
+        """SQLite takes ``?``; asyncpg takes ``$1, $2, ...``."""
+        if self.sqlite:
+            return query
+        parts = query.split("?")
+        return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+    def id_list(self, ids: Sequence[str]) -> Any:
+        return _json_encode(list(ids)).decode() if self.sqlite else list(ids)
+
+
 class SyncStore:
     """Everything the sync protocol reads and writes. One instance per app, shared by requests."""
 
@@ -124,6 +164,10 @@ class SyncStore:
         self._upsert = (
             sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
+        self._sql = _HotSql(engine.dialect.name)
+        # SQLite has one writer at a time: queue this process's pushes here, in order, instead
+        # of in SQLite's busy handler, which sleeps and polls (seconds of latency under load).
+        self._write_turn: asyncio.Lock | None = asyncio.Lock() if self._sql.sqlite else None
 
     # ------------------------------------------------------------------ cursors
 
@@ -169,10 +213,11 @@ class SyncStore:
                 candidates.append((index, item))
 
         now = _now_ms()
-        max_skew = max((parse_hlc(c.hlc).wall_ms - now for _, c in candidates), default=None)
+        walls = {c.id: parse_hlc(c.hlc).wall_ms for _, c in candidates}
+        max_skew = max((wall - now for wall in walls.values()), default=None)
         clock_ahead = max_skew is not None and max_skew > self.settings.max_clock_ahead_ms
 
-        async with self.engine.begin() as connection:
+        async with self._writer(), self.engine.begin() as connection:
             # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
             locked = await connection.execute(
                 update(sync_counter)
@@ -187,28 +232,28 @@ class SyncStore:
             lookup = sorted(preds_to_look_up(states, fresh_changes))
             known = await self._existing_ids(connection, lookup)
             apply_batch(states, fresh_changes, known)
+            conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
             seq = last_seq
             if fresh:
-                rows = []
-                for change in fresh_changes:
-                    seq += 1
-                    rows.append(
-                        {
-                            "seq": seq,
-                            "id": change.id,
-                            "collection": change.collection,
-                            "record_id": change.record_id,
-                            "field": change.field,
-                            "op": op_name(change),
-                            "value": _json_encode(change.value).decode(),
-                            "hlc": change.hlc,
-                            "pred": _json_encode(change.pred).decode(),
-                            "device_id": device_id,
-                            "received_at_ms": now,
-                        }
+                rows = [
+                    (
+                        seq,
+                        change.id,
+                        change.collection,
+                        change.record_id,
+                        change.field,
+                        op_name(change),
+                        _json_encode(change.value).decode(),
+                        change.hlc,
+                        _json_encode(change.pred).decode(),
+                        device_id,
+                        now,
                     )
-                await connection.execute(changes.insert(), rows)
-                await self._save_states(connection, states, seq)
+                    for seq, change in enumerate(fresh_changes, last_seq + 1)
+                ]
+                seq = last_seq + len(rows)
+                await connection.exec_driver_sql(self._sql.insert_changes, rows)
+                await self._save_states(connection, states, conflicted, seq)
                 await connection.execute(
                     update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
                 )
@@ -218,12 +263,11 @@ class SyncStore:
                     values |= {"clock_skew_ms": max_skew, "clock_flagged_at_ms": now}
                 await connection.execute(update(devices).where(devices.c.id == device_id).values(**values))
 
-        conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
         for index, change in fresh:
             found = conflicted[(change.collection, change.record_id)]
             in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
             result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
-            if parse_hlc(change.hlc).wall_ms - now > self.settings.max_clock_ahead_ms:
+            if walls[change.id] - now > self.settings.max_clock_ahead_ms:
                 result.code = "clock_ahead"
                 result.message = (
                     "accepted, but this change is stamped ahead of the server's clock: "
@@ -239,6 +283,9 @@ class SyncStore:
             clock_skew_ms=max_skew if clock_ahead else None,
         )
 
+    def _writer(self) -> AbstractAsyncContextManager[Any]:
+        return self._write_turn if self._write_turn is not None else nullcontext()
+
     async def _drop_duplicates(
         self,
         connection: AsyncConnection,
@@ -247,19 +294,10 @@ class SyncStore:
     ) -> list[tuple[int, Change]]:
         """Judge ids seen before (in the log or earlier in this batch); return the new changes."""
         existing: dict[str, Any] = {}
-        ids = [c.id for _, c in candidates]
-        for chunk in _chunks(ids):
-            query = select(
-                changes.c.id,
-                changes.c.collection,
-                changes.c.record_id,
-                changes.c.field,
-                changes.c.op,
-                changes.c.value,
-                changes.c.hlc,
-                changes.c.pred,
-            ).where(changes.c.id.in_(chunk))
-            existing.update((found.id, found) for found in await connection.execute(query))
+        if candidates:
+            ids = self._sql.id_list([c.id for _, c in candidates])
+            found = await connection.exec_driver_sql(self._sql.changes_by_id, (ids,))
+            existing.update((row.id, row) for row in found)
         fresh: list[tuple[int, Change]] = []
         in_batch: dict[str, Change] = {}
         for index, change in candidates:
@@ -284,49 +322,38 @@ class SyncStore:
     ) -> dict[RecordKey, RecordState]:
         states: dict[RecordKey, RecordState] = {}
         ordered = sorted(keys)
-        for chunk in _chunks(ordered):
-            query = select(records.c.collection, records.c.record_id, records.c.state).where(
-                tuple_(records.c.collection, records.c.record_id).in_(chunk)
+        by_collection: dict[str, list[str]] = {}
+        for collection, record_id in ordered:
+            by_collection.setdefault(collection, []).append(record_id)
+        for collection, record_ids in by_collection.items():
+            found = await connection.exec_driver_sql(
+                self._sql.states, (collection, self._sql.id_list(record_ids))
             )
-            for row in await connection.execute(query):
+            for row in found:
                 states[(row.collection, row.record_id)] = state_codec.decode(row.state)
         for key in ordered:
             states.setdefault(key, RecordState())
         return states
 
     async def _existing_ids(self, connection: AsyncConnection, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(ids):
-            result = await connection.execute(select(changes.c.id).where(changes.c.id.in_(chunk)))
-            found.update(result.scalars())
-        return found
+        if not ids:
+            return set()
+        result = await connection.exec_driver_sql(self._sql.ids_known, (self._sql.id_list(ids),))
+        return set(result.scalars())
 
     async def _save_states(
-        self, connection: AsyncConnection, states: dict[RecordKey, RecordState], seq: int
+        self,
+        connection: AsyncConnection,
+        states: dict[RecordKey, RecordState],
+        conflicted: dict[RecordKey, dict[str, Any]],
+        seq: int,
     ) -> None:
-        rows = []
-        for (collection, record_id), state in states.items():
-            spec = self.collections[collection]
-            rows.append(
-                {
-                    "collection": collection,
-                    "record_id": record_id,
-                    "state": state_codec.encode(state),
-                    "deleted": is_deleted(state),
-                    "conflict": bool(conflicts(state, spec)),
-                    "updated_seq": seq,
-                }
-            )
-        statement = self._upsert.on_conflict_do_update(
-            index_elements=[records.c.collection, records.c.record_id],
-            set_={
-                "state": self._upsert.excluded.state,
-                "deleted": self._upsert.excluded.deleted,
-                "conflict": self._upsert.excluded.conflict,
-                "updated_seq": self._upsert.excluded.updated_seq,
-            },
-        )
-        await connection.execute(statement, rows)
+        rows = [
+            (collection, record_id, state_codec.encode(state), is_deleted(state), bool(conflicted[key]), seq)
+            for key, state in states.items()
+            for collection, record_id in (key,)
+        ]
+        await connection.exec_driver_sql(self._sql.save_states, rows)
 
     # ------------------------------------------------------------------ pull
 
