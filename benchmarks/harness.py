@@ -192,11 +192,27 @@ def serve(database: Database, workdir: Path, **env: str) -> Iterator[Server]:
             cwd=workdir,
         )
     server = Server(process, f"http://127.0.0.1:{port}", log)
+    profiler: subprocess.Popen[bytes] | None = None
     try:
         _wait_healthy(server)
+        profiler = _profile(process.pid, port)
         yield server
     finally:
         stop(process)
+        if profiler is not None:
+            profiler.wait(30)
+
+
+def _profile(pid: int, port: int) -> subprocess.Popen[bytes] | None:
+    """With GRIDSYNC_BENCH_PROFILE=<folder>, py-spy samples the server (all threads) until it
+    stops, into <folder>/server-<port>.txt (collapsed stacks; speedscope and flamegraph read them)."""
+    folder = os.environ.get("GRIDSYNC_BENCH_PROFILE")
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    out = Path(folder) / f"server-{port}.txt"
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--threads"]
+    return subprocess.Popen([*command, "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"])
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
