@@ -12,9 +12,8 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -49,8 +48,6 @@ from sync.validate import validate_change
 
 __all__ = ["Device", "PushOutcome", "SyncError", "SyncStore"]
 
-# Keeps IN lists under every backend's bound-parameter limit.
-_CHUNK = 900
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 
@@ -71,6 +68,23 @@ class Device:
     name: str
 
 
+@dataclass(slots=True)
+class _PushBatch:
+    """One push on its way through the group commit: its valid changes in, its outcome out."""
+
+    device_id: str | None
+    candidates: list[tuple[int, Change]]
+    results: list[ChangeResult | None]
+    now: int
+    clock_skew_ms: int | None
+    fresh: list[tuple[int, Change]] = field(default_factory=list)
+    conflicted: dict[RecordKey, dict[str, Any]] = field(default_factory=dict)
+    epoch: str = ""
+    seq: int = 0
+    done: bool = False
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PushOutcome:
     results: list[ChangeResult]
@@ -81,11 +95,6 @@ class PushOutcome:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def hash_token(token: str) -> str:
@@ -136,6 +145,21 @@ class _HotSql:
             "updated_seq = excluded.updated_seq"
         )
 
+        # Each change as ready JSON text, made by the database from its row (value and pred are
+        # stored as JSON already), with the keys of PulledChange in their order.
+        if self.sqlite:
+            self.pull_json = (
+                "SELECT seq, json_object('id', id, 'collection', collection, 'record_id', record_id, "
+                "'field', field, 'op', op, 'value', json(value), 'hlc', hlc, 'pred', json(pred), 'seq', seq) "
+                "FROM changes WHERE seq > ? ORDER BY seq LIMIT ?"
+            )
+        else:
+            self.pull_json = (
+                "SELECT c.seq, row_to_json(c)::text FROM (SELECT id, collection, record_id, field, op, "
+                "value::json AS value, hlc, pred::json AS pred, seq FROM changes WHERE seq > $1 "
+                "ORDER BY seq LIMIT $2) AS c ORDER BY c.seq"
+            )
+
     def _numbered(self, query: str) -> str:
         """SQLite takes ``?``; asyncpg takes ``$1, $2, ...``."""
         if self.sqlite:
@@ -165,9 +189,10 @@ class SyncStore:
             sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
         self._sql = _HotSql(engine.dialect.name)
-        # SQLite has one writer at a time: queue this process's pushes here, in order, instead
-        # of in SQLite's busy handler, which sleeps and polls (seconds of latency under load).
-        self._write_turn: asyncio.Lock | None = asyncio.Lock() if self._sql.sqlite else None
+        # Pushes take turns here (see _write): in order, without SQLite's busy handler, which
+        # sleeps and polls, and grouped into one transaction when they arrive together.
+        self._write_turn = asyncio.Lock()
+        self._waiting: list[_PushBatch] = []
 
     # ------------------------------------------------------------------ cursors
 
@@ -216,55 +241,11 @@ class SyncStore:
         walls = {c.id: parse_hlc(c.hlc).wall_ms for _, c in candidates}
         max_skew = max((wall - now for wall in walls.values()), default=None)
         clock_ahead = max_skew is not None and max_skew > self.settings.max_clock_ahead_ms
+        batch = _PushBatch(device_id, candidates, results, now, max_skew if clock_ahead else None)
+        await self._write(batch)
 
-        async with self._writer(), self.engine.begin() as connection:
-            # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
-            locked = await connection.execute(
-                update(sync_counter)
-                .where(sync_counter.c.id == 1)
-                .values(last_seq=sync_counter.c.last_seq)
-                .returning(sync_counter.c.last_seq, sync_counter.c.epoch)
-            )
-            last_seq, epoch = locked.one()
-            fresh = await self._drop_duplicates(connection, candidates, results)
-            states = await self._load_states(connection, {(c.collection, c.record_id) for _, c in fresh})
-            fresh_changes = [c for _, c in fresh]
-            lookup = sorted(preds_to_look_up(states, fresh_changes))
-            known = await self._existing_ids(connection, lookup)
-            apply_batch(states, fresh_changes, known)
-            conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
-            seq = last_seq
-            if fresh:
-                rows = [
-                    (
-                        seq,
-                        change.id,
-                        change.collection,
-                        change.record_id,
-                        change.field,
-                        op_name(change),
-                        _json_encode(change.value).decode(),
-                        change.hlc,
-                        _json_encode(change.pred).decode(),
-                        device_id,
-                        now,
-                    )
-                    for seq, change in enumerate(fresh_changes, last_seq + 1)
-                ]
-                seq = last_seq + len(rows)
-                await connection.exec_driver_sql(self._sql.insert_changes, rows)
-                await self._save_states(connection, states, conflicted, seq)
-                await connection.execute(
-                    update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
-                )
-            if device_id is not None:
-                values: dict[str, Any] = {"last_seen_at_ms": now}
-                if clock_ahead:
-                    values |= {"clock_skew_ms": max_skew, "clock_flagged_at_ms": now}
-                await connection.execute(update(devices).where(devices.c.id == device_id).values(**values))
-
-        for index, change in fresh:
-            found = conflicted[(change.collection, change.record_id)]
+        for index, change in batch.fresh:
+            found = batch.conflicted[(change.collection, change.record_id)]
             in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
             result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
             if walls[change.id] - now > self.settings.max_clock_ahead_ms:
@@ -279,32 +260,118 @@ class SyncStore:
         return PushOutcome(
             results=[r for r in results if r is not None],
             server_hlc=self.clock.now(),
-            cursor=self._cursor(epoch, seq),
-            clock_skew_ms=max_skew if clock_ahead else None,
+            cursor=self._cursor(batch.epoch, batch.seq),
+            clock_skew_ms=batch.clock_skew_ms,
         )
 
-    def _writer(self) -> AbstractAsyncContextManager[Any]:
-        return self._write_turn if self._write_turn is not None else nullcontext()
+    async def _write(self, batch: _PushBatch) -> None:
+        """Group commit: the pushes that arrive while another is being written wait for their
+        turn, and the next one to get it writes all of them in one transaction, one after the
+        other in arrival order, exactly as if each had had a transaction of its own. The same
+        work costs one lock, one set of statements and one commit instead of one per push."""
+        self._waiting.append(batch)
+        async with self._write_turn:
+            if not batch.done:
+                group, self._waiting = self._waiting, []
+                try:
+                    await self._write_group(group)
+                except BaseException as error:
+                    for other in group:
+                        other.error = error
+                    raise
+                finally:
+                    for other in group:
+                        other.done = True
+        if batch.error is not None:
+            raise batch.error
 
-    async def _drop_duplicates(
+    async def _write_group(self, group: list[_PushBatch]) -> None:
+        async with self.engine.begin() as connection:
+            # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
+            locked = await connection.execute(
+                update(sync_counter)
+                .where(sync_counter.c.id == 1)
+                .values(last_seq=sync_counter.c.last_seq)
+                .returning(sync_counter.c.last_seq, sync_counter.c.epoch)
+            )
+            last_seq, epoch = locked.one()
+            existing = await self._rows_by_id(
+                connection, [c.id for batch in group for _, c in batch.candidates]
+            )
+            in_log: dict[str, Change] = {}
+            for batch in group:
+                batch.fresh = self._drop_duplicates(batch.candidates, batch.results, existing, in_log)
+            fresh_changes = [c for batch in group for _, c in batch.fresh]
+            states = await self._load_states(connection, {(c.collection, c.record_id) for c in fresh_changes})
+            # A head is in the log by definition; so is every change of an earlier push of the group.
+            known = {change_id for state in states.values() for change_id in state.heads}
+            known |= await self._existing_ids(connection, sorted(preds_to_look_up(states, fresh_changes)))
+            rows: list[tuple[Any, ...]] = []
+            record_seqs: dict[RecordKey, int] = {}
+            conflicted: dict[RecordKey, dict[str, Any]] = {}
+            seq = last_seq
+            for batch in group:
+                changes_of_push = [c for _, c in batch.fresh]
+                apply_batch(states, changes_of_push, known)
+                known.update(c.id for c in changes_of_push)
+                for change in changes_of_push:
+                    seq += 1
+                    rows.append(
+                        (
+                            seq,
+                            change.id,
+                            change.collection,
+                            change.record_id,
+                            change.field,
+                            op_name(change),
+                            _json_encode(change.value).decode(),
+                            change.hlc,
+                            _json_encode(change.pred).decode(),
+                            batch.device_id,
+                            batch.now,
+                        )
+                    )
+                touched = {(c.collection, c.record_id) for c in changes_of_push}
+                batch.conflicted = {key: conflicts(states[key], self.collections[key[0]]) for key in touched}
+                conflicted |= batch.conflicted
+                record_seqs |= dict.fromkeys(touched, seq)
+                batch.epoch, batch.seq = epoch, seq
+            if rows:
+                await connection.exec_driver_sql(self._sql.insert_changes, rows)
+                await self._save_states(connection, states, conflicted, record_seqs)
+                await connection.execute(
+                    update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
+                )
+            for batch in group:
+                if batch.device_id is not None:
+                    values: dict[str, Any] = {"last_seen_at_ms": batch.now}
+                    if batch.clock_skew_ms is not None:
+                        values |= {"clock_skew_ms": batch.clock_skew_ms, "clock_flagged_at_ms": batch.now}
+                    await connection.execute(
+                        update(devices).where(devices.c.id == batch.device_id).values(**values)
+                    )
+
+    async def _rows_by_id(self, connection: AsyncConnection, ids: list[str]) -> dict[str, Any]:
+        if not ids:
+            return {}
+        found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
+        return {row.id: row for row in found}
+
+    def _drop_duplicates(
         self,
-        connection: AsyncConnection,
         candidates: list[tuple[int, Change]],
         results: list[ChangeResult | None],
+        existing: dict[str, Any],
+        in_log: dict[str, Change],
     ) -> list[tuple[int, Change]]:
-        """Judge ids seen before (in the log or earlier in this batch); return the new changes."""
-        existing: dict[str, Any] = {}
-        if candidates:
-            ids = self._sql.id_list([c.id for _, c in candidates])
-            found = await connection.exec_driver_sql(self._sql.changes_by_id, (ids,))
-            existing.update((row.id, row) for row in found)
+        """Judge ids seen before (in the log, or earlier in this batch or group); return the new
+        changes and add them to ``in_log``."""
         fresh: list[tuple[int, Change]] = []
-        in_batch: dict[str, Change] = {}
         for index, change in candidates:
             row: Any = existing.get(change.id)
-            earlier = in_batch.get(change.id)
+            earlier = in_log.get(change.id)
             if row is None and earlier is None:
-                in_batch[change.id] = change
+                in_log[change.id] = change
                 fresh.append((index, change))
             elif (row is not None and _same_content(row, change)) or earlier == change:
                 results[index] = ChangeResult(id=change.id, status="duplicate")
@@ -346,12 +413,18 @@ class SyncStore:
         connection: AsyncConnection,
         states: dict[RecordKey, RecordState],
         conflicted: dict[RecordKey, dict[str, Any]],
-        seq: int,
+        record_seqs: dict[RecordKey, int],
     ) -> None:
         rows = [
-            (collection, record_id, state_codec.encode(state), is_deleted(state), bool(conflicted[key]), seq)
+            (
+                key[0],
+                key[1],
+                state_codec.encode(state),
+                is_deleted(state),
+                bool(conflicted[key]),
+                record_seqs[key],
+            )
             for key, state in states.items()
-            for collection, record_id in (key,)
         ]
         await connection.exec_driver_sql(self._sql.save_states, rows)
 
@@ -401,6 +474,19 @@ class SyncStore:
         ]
         end = rows[-1].seq if rows else after
         return pulled, self._cursor(epoch, end), more
+
+    async def pull_json(self, since: str | None, limit: int) -> tuple[list[str], str, bool]:
+        """``pull`` for a JSON response: each change as its JSON text, made by the database, so
+        the response is the rows joined, with no object per change and nothing re-encoded."""
+        async with self.engine.connect() as connection:
+            epoch, last_seq = await self._position(connection)
+            after = self._parse_cursor(since, epoch, last_seq)
+            found = await connection.exec_driver_sql(self._sql.pull_json, (after, limit + 1))
+            rows: list[Any] = list(found)
+        more = len(rows) > limit
+        del rows[limit:]
+        end = rows[-1][0] if rows else after
+        return [row[1] for row in rows], self._cursor(epoch, end), more
 
     # ------------------------------------------------------------------ snapshot
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
+from litestar.response import Stream
 
+from schemas.codec import JSON
 from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
 from server.auth import SECURITY_REQUIREMENT
 from server.negotiation import encoded, request_codec, response_codec
@@ -20,12 +23,24 @@ from sync.hlc import REPLICA_ID_PATTERN
 __all__ = ["SyncController"]
 
 
+_PULL_SLICE = 500
+
+
 def _limit(value: int | None, default: int, maximum: int) -> int:
     if value is None:
         return default
     if not 1 <= value <= maximum:
         raise problem(400, "bad_limit", f"limit must be between 1 and {maximum}, got {value}")
     return value
+
+
+async def _pull_body(rows: list[str], cursor: str, more: bool) -> AsyncIterator[bytes]:
+    """A PullResponse in JSON, written out a slice of changes at a time: whatever the page size,
+    the body is never held whole in memory. Byte for byte what msgspec encodes."""
+    yield b'{"changes":['
+    for start in range(0, len(rows), _PULL_SLICE):
+        yield ("," if start else "").encode() + ",".join(rows[start : start + _PULL_SLICE]).encode()
+    yield b'],"cursor":' + msgspec.json.encode(cursor) + (b',"more":true}' if more else b',"more":false}')
 
 
 class SyncController(Controller):
@@ -91,10 +106,13 @@ class SyncController(Controller):
         settings: NamedDependency[Settings],
         since: FromQuery[str | None] = None,
         limit: FromQuery[int | None] = None,
-    ) -> Response[bytes]:
+    ) -> Response[bytes] | Stream:
         codec = response_codec(request)
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
-        changes, cursor, more = await store.pull(since, count, raw_json=codec.media_type.endswith("json"))
+        if codec.media_type == JSON:
+            rows, cursor, more = await store.pull_json(since, count)
+            return Stream(_pull_body(rows, cursor, more), media_type=JSON)
+        changes, cursor, more = await store.pull(since, count, raw_json=False)
         return encoded(PullResponse(changes=changes, cursor=cursor, more=more), codec)
 
     @get(
