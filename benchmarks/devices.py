@@ -33,6 +33,7 @@ class Outcome(msgspec.Struct):
     device_ms: list[float]
     errors: list[str]
     wall_seconds: float
+    cpu_seconds: float = 0.0  # the simulator's own CPU during the storm
 
 
 async def _device(
@@ -85,10 +86,11 @@ async def simulate(job: Job) -> Outcome:
         for n in range(len(job.tokens))
     ]
     await all_ready.wait()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     start_line.set()
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=300)
     outcome.wall_seconds = time.perf_counter() - began
+    outcome.cpu_seconds = time.process_time() - cpu
     return outcome
 
 

@@ -316,6 +316,7 @@ async def many_devices(backend: str, workdir: Path, devices: int, runs: int) -> 
     from benchmarks.devices import Job, Outcome
 
     p50, p95, p99, push_p99, pull_p99, rss = Measure(), Measure(), Measure(), Measure(), Measure(), Measure()
+    server_cpu, client_cpu, wall = Measure(), Measure(), Measure()
     errors: list[str] = []
     for run in range(runs):
         async with fresh_database(backend, workdir, f"dev{run}") as database:
@@ -326,6 +327,7 @@ async def many_devices(backend: str, workdir: Path, devices: int, runs: int) -> 
                 since = _position(http)
                 epoch, _, last = since.rpartition(".")
                 job = Job(server.base_url, tokens, since=f"{epoch}.{int(last) - 100}")
+                cpu_before = server.cpu_seconds()
                 finished = subprocess.run(
                     [sys.executable, "-m", "benchmarks.devices"],
                     input=msgspec.json.encode(job),
@@ -335,6 +337,9 @@ async def many_devices(backend: str, workdir: Path, devices: int, runs: int) -> 
                 )
                 outcome = msgspec.json.decode(finished.stdout, type=Outcome)
                 rss.add(server.peak_rss_mb())
+                server_cpu.add((server.cpu_seconds() - cpu_before) * 1000 / devices)
+                client_cpu.add(outcome.cpu_seconds * 1000 / devices)
+                wall.add(outcome.wall_seconds)
         errors += outcome.errors
         if outcome.device_ms:
             p50.add(_percentile(outcome.device_ms, 0.50))
@@ -355,4 +360,7 @@ async def many_devices(backend: str, workdir: Path, devices: int, runs: int) -> 
         "errors": len(errors),
         "error_samples": errors[:5],
         "server_peak_rss_mb": rss.summary(),
+        "storm_seconds": wall.summary(),
+        "server_cpu_ms_per_device": server_cpu.summary(),
+        "client_cpu_ms_per_device": client_cpu.summary(),
     }

@@ -134,6 +134,9 @@ class _HotSql:
         self.states = self._numbered(
             f"SELECT collection, record_id, state FROM records WHERE collection = ? AND record_id {any_of}"  # noqa: S608
         )
+        self.device_by_token = self._numbered(
+            "SELECT id, name FROM devices WHERE token_hash = ? AND revoked_at_ms IS NULL"
+        )
         self.insert_changes = self._numbered(
             "INSERT INTO changes (seq, id, collection, record_id, field, op, value, hlc, pred, device_id, "
             "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -189,6 +192,10 @@ class SyncStore:
             sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
         self._sql = _HotSql(engine.dialect.name)
+        # The hot reads (token lookup, pull) need no transaction of their own: on PostgreSQL,
+        # autocommit spares them a BEGIN and a ROLLBACK round trip each. (SQLite's driver never
+        # opens a transaction for a read.)
+        self._reader = engine if self._sql.sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
         # Pushes take turns here (see _write): in order, without SQLite's busy handler, which
         # sleeps and polls, and grouped into one transaction when they arrive together.
         self._write_turn = asyncio.Lock()
@@ -478,7 +485,7 @@ class SyncStore:
     async def pull_json(self, since: str | None, limit: int) -> tuple[list[str], str, bool]:
         """``pull`` for a JSON response: each change as its JSON text, made by the database, so
         the response is the rows joined, with no object per change and nothing re-encoded."""
-        async with self.engine.connect() as connection:
+        async with self._reader.connect() as connection:
             epoch, last_seq = await self._position(connection)
             after = self._parse_cursor(since, epoch, last_seq)
             found = await connection.exec_driver_sql(self._sql.pull_json, (after, limit + 1))
@@ -583,14 +590,9 @@ class SyncStore:
         return device_id, token
 
     async def authenticate(self, token: str) -> Device | None:
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(devices.c.id, devices.c.name).where(
-                        devices.c.token_hash == hash_token(token), devices.c.revoked_at_ms.is_(None)
-                    )
-                )
-            ).one_or_none()
+        async with self._reader.connect() as connection:
+            found = await connection.exec_driver_sql(self._sql.device_by_token, (hash_token(token),))
+            row = found.one_or_none()
         return None if row is None else Device(id=row.id, name=row.name)
 
     async def revoke_device(self, device_id: str) -> bool:
