@@ -217,7 +217,9 @@ def _profile(pid: int, port: int) -> subprocess.Popen[bytes] | None:
     Path(folder).mkdir(parents=True, exist_ok=True)
     out = Path(folder) / f"server-{port}.txt"
     command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--threads"]
-    return subprocess.Popen([*command, "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"])
+    return subprocess.Popen(
+        [*command, "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]
+    )
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:

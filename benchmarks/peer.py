@@ -2,13 +2,14 @@
 by the benchmark with npm into benchmarks/peer/) receives household documents and edits from a
 PouchDB client through ``_bulk_docs`` in batches of 500, and serves them from ``_changes``;
 gridsync receives the same households and edits from its own client (``sync.client.Replica``)
-in pushes of 500 changes and serves them from pull. A byte-counting TCP proxy in front of each
+in pushes of 500 changes (gzipped) and serves them from pull. A byte-counting TCP proxy in front of each
 server measures the bytes on the wire (both directions, headers included) in a separate pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from benchmarks.harness import Measure, enroll, fresh_database, serve, stop
 from benchmarks.scenarios import pull_all
 from benchmarks.workload import HouseholdWorkload, household_doc
 from schemas.protocol import AddChange, Change
+from sync.client import Replica
 
 __all__ = ["ensure_installed", "peer"]
 
@@ -60,7 +62,11 @@ class ByteCounter:
         self._ready.set()
         self._loop.run_forever()
         server.close()
-        self._loop.run_until_complete(server.wait_closed())
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool) -> None:
         try:
@@ -173,13 +179,10 @@ def _run_pouch(
     return result
 
 
-def _gridsync_phone(
-    path: Path, token: str, created: list[list[Change]], edits: list[tuple[str, str, Any]]
-) -> Any:
-    """A reference client replica holding the same households and edits, made offline."""
-    from sync.client import Replica
-
-    phone = Replica(path, "peer-phone", token=token)
+def _gridsync_phone(path: Path, created: list[list[Change]], edits: list[tuple[str, str, Any]]) -> None:
+    """A reference client replica holding the same households and edits, made offline once;
+    every run pushes from a fresh copy of its file."""
+    phone = Replica(path, "peer-phone")
     for household in created:
         for change in household:
             if isinstance(change, AddChange):
@@ -188,17 +191,19 @@ def _gridsync_phone(
                 phone.set(change.collection, change.record_id, str(change.field), change.value)
     for record_id, field, value in edits:
         phone.set("households", record_id, field, value)
-    return phone
+    phone.close()
 
 
 def _gridsync_write(http: httpx.Client, phone: Any) -> tuple[int, float, int]:
-    """The phone pushes everything pending, 500 changes a push: (changes, seconds, rejected)."""
+    """The phone pushes everything pending, 500 changes a push, gzipped as phones on mobile data
+    should (the PouchDB client does not compress its requests): (changes, seconds, rejected)."""
     from sync.client import _PUSHED, SyncReport, _json_encoder
 
     report = SyncReport()
     start = time.perf_counter()
     while (request := phone.push_request(BATCH)) is not None:
-        reply = http.post("/v1/sync/push", content=_json_encoder.encode(request))
+        body = gzip.compress(_json_encoder.encode(request), 1)
+        reply = http.post("/v1/sync/push", content=body, headers={"content-encoding": "gzip"})
         reply.raise_for_status()
         phone.accept_push_response(request, _PUSHED.decode(reply.content), report)
     return report.pushed, time.perf_counter() - start, len(report.rejected)
@@ -253,6 +258,7 @@ async def peer(
     }
     wire: dict[str, float] = {}
     errors: dict[str, Any] = {"peer": 0, "gridsync": 0}
+    _gridsync_phone(workdir / "phone.db", created, edited)
     for run in range(runs + 1):
         counted = run == 0  # the first pass goes through the byte counters, the others are timed
         with _pouchdb_server(port, workdir / f"pouch-{run}") as pouch_url:
@@ -270,7 +276,8 @@ async def peer(
                 pouch = _run_pouch(f"{pouch_url}/households", docs, edited)
         async with fresh_database(backend, workdir, f"peer{run}") as database:
             [(_, token)] = await enroll(database, 1)
-            phone = _gridsync_phone(workdir / f"phone-{run}.db", token, created, edited)
+            shutil.copy(workdir / "phone.db", workdir / f"phone-{run}.db")
+            phone = Replica(workdir / f"phone-{run}.db", token=token)
             try:
                 with serve(database, workdir) as server:
                     if counted:

@@ -42,12 +42,14 @@ class _Page(msgspec.Struct):
 _page = msgspec.json.Decoder(_Page)
 
 
-def _client(base_url: str, token: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=base_url,
-        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
-        timeout=120,
-    )
+def _client(base_url: str, token: str, encoding: str = "identity") -> httpx.Client:
+    """Uncompressed by default: the raw limits it is compared with compress nothing either."""
+    headers = {
+        "authorization": f"Bearer {token}",
+        "content-type": "application/json",
+        "accept-encoding": encoding,
+    }
+    return httpx.Client(base_url=base_url, headers=headers, timeout=120)
 
 
 def _push_all(http: httpx.Client, bodies: list[bytes]) -> None:
@@ -145,7 +147,7 @@ async def throughput(backend: str, workdir: Path, count: int, runs: int) -> dict
     fresh database next to the raw limit on a fresh file (or table) in the same run."""
     changes = HouseholdWorkload(seed=11).changes(count)
     bodies = [push_body("bench-phone", changes[i : i + BATCH]) for i in range(0, count, BATCH)]
-    push, raw_push, pull, raw_scan = Measure(), Measure(), Measure(), Measure()
+    push, raw_push, pull, raw_scan, pull_gzip = Measure(), Measure(), Measure(), Measure(), Measure()
     push_ratio, pull_ratio = Measure(), Measure()
     for run in range(runs):
         async with fresh_database(backend, workdir, f"tp{run}") as database:
@@ -153,14 +155,18 @@ async def throughput(backend: str, workdir: Path, count: int, runs: int) -> dict
             rows = [
                 change_row(seq, c, device_id, time.time_ns() // 1_000_000) for seq, c in enumerate(changes, 1)
             ]
-            with serve(database, workdir) as server, _client(server.base_url, token) as http:
-                _push_all(http, bodies[:2])  # warm the process; these changes count in the pull
-                start = time.perf_counter()
-                _push_all(http, bodies[2:])
-                push_rate = (count - 2 * BATCH) / (time.perf_counter() - start)
-                start = time.perf_counter()
-                pulled = pull_all(http)
-                pull_rate = pulled / (time.perf_counter() - start)
+            with serve(database, workdir) as server:
+                with _client(server.base_url, token) as http:
+                    _push_all(http, bodies[:2])  # warm the process; these changes count in the pull
+                    start = time.perf_counter()
+                    _push_all(http, bodies[2:])
+                    push_rate = (count - 2 * BATCH) / (time.perf_counter() - start)
+                    start = time.perf_counter()
+                    pulled = pull_all(http)
+                    pull_rate = pulled / (time.perf_counter() - start)
+                with _client(server.base_url, token, "gzip") as http:
+                    start = time.perf_counter()
+                    pull_gzip.add(pull_all(http) / (time.perf_counter() - start))
             if backend == "sqlite":
                 raw_seconds = _raw_sqlite_push(workdir / f"raw-{run}.db", rows[2 * BATCH :])
                 scan_seconds, scanned = _raw_sqlite_scan(workdir / f"raw-{run}.db")
@@ -186,6 +192,7 @@ async def throughput(backend: str, workdir: Path, count: int, runs: int) -> dict
         "pull_changes_per_s": pull.summary(),
         "raw_scan_rows_per_s": raw_scan.summary(),
         "pull_ratio": pull_ratio.summary(),
+        "pull_gzip_changes_per_s": pull_gzip.summary(),
     }
 
 

@@ -288,18 +288,21 @@ class Replica:
         if len(response.results) != len(request.changes):
             raise ValueError("push response does not hold one result per change")
         rejected_keys: set[RecordKey] = set()
-        self.db.execute("BEGIN")
+        synced: list[tuple[str]] = []
+        refused: list[tuple[str | None, str | None, str]] = []
         for change, result in zip(request.changes, response.results, strict=True):
             if result.status == "rejected":
                 rejected_keys.add((change.collection, change.record_id))
                 report.rejected.append((change.id, result.code or ""))
-                self.db.execute(
-                    "UPDATE changes SET status = 'rejected', code = ?, message = ? WHERE id = ?",
-                    (result.code, result.message, change.id),
-                )
+                refused.append((result.code, result.message, change.id))
             else:
                 report.pushed += 1
-                self.db.execute("UPDATE changes SET status = 'synced' WHERE id = ?", (change.id,))
+                synced.append((change.id,))
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE changes SET status = 'synced' WHERE id = ?", synced)
+        self.db.executemany(
+            "UPDATE changes SET status = 'rejected', code = ?, message = ? WHERE id = ?", refused
+        )
         self.db.execute("COMMIT")
         self._rebuild(rejected_keys)
         self.clock.observe(response.server_hlc)

@@ -12,28 +12,30 @@ async function main() {
   let errors = 0;
   let written = 0;
   const writeStart = process.hrtime.bigint();
-  for (let i = 0; job.write && i < job.creates.length; i += job.batch) {
-    const batch = job.creates.slice(i, i + job.batch);
-    const results = await db.bulkDocs(batch);
-    results.forEach((result, k) => {
-      if (result.error) { errors += 1; if (errors < 5) console.error(JSON.stringify(result)); }
-      else docs.set(result.id, Object.assign({}, batch[k], { _rev: result.rev }));
-    });
+  // pouchdb-server does not answer _bulk_docs in the order of the batch: match results by id.
+  const write = async (batch) => {
+    const byId = new Map(batch.map((doc) => [doc._id, doc]));
+    const results = await db.bulkDocs(batch.map((doc) => Object.assign({}, doc)));
+    for (const result of results) {
+      if (result.error) {
+        errors += 1;
+        if (errors < 3) console.error(JSON.stringify(result).slice(0, 300));
+      } else {
+        docs.set(result.id, Object.assign(byId.get(result.id), { _rev: result.rev }));
+      }
+    }
     written += batch.length;
+  };
+  for (let i = 0; job.write && i < job.creates.length; i += job.batch) {
+    await write(job.creates.slice(i, i + job.batch).map((doc) => Object.assign({}, doc)));
   }
   for (let i = 0; job.write && i < job.edits.length; i += job.batch) {
     // An edit is a new revision of the whole document, based on the revision the phone saw.
-    const batch = job.edits.slice(i, i + job.batch).map(([id, field, value]) => {
-      const doc = docs.get(id);
-      doc[field] = value;
-      return doc;
-    });
-    const results = await db.bulkDocs(batch);
-    results.forEach((result, k) => {
-      if (result.error) { errors += 1; if (errors < 5) console.error(JSON.stringify(result)); }
-      else batch[k]._rev = result.rev;
-    });
-    written += batch.length;
+    await write(
+      job.edits
+        .slice(i, i + job.batch)
+        .map(([id, field, value]) => Object.assign({}, docs.get(id), { [field]: value })),
+    );
   }
   const writeSeconds = Number(process.hrtime.bigint() - writeStart) / 1e9;
   const feedStart = process.hrtime.bigint();
