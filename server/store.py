@@ -7,8 +7,6 @@ object per change. The merge itself is ``sync.merge``; this module only loads an
 from __future__ import annotations
 
 import base64
-import hashlib
-import secrets
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -45,7 +43,7 @@ from sync.merge import (
 )
 from sync.validate import validate_change
 
-__all__ = ["Device", "PushOutcome", "SyncError", "SyncStore"]
+__all__ = ["PushOutcome", "SyncError", "SyncStore"]
 
 # Keeps IN lists under every backend's bound-parameter limit.
 _CHUNK = 900
@@ -64,12 +62,6 @@ class SyncError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Device:
-    id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
 class PushOutcome:
     results: list[ChangeResult]
     server_hlc: str
@@ -84,11 +76,6 @@ def _now_ms() -> int:
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
-
-
-def hash_token(token: str) -> str:
-    # Tokens are 256 random bits, so a fast hash is enough to make a leaked table useless.
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _same_content(row: Any, change: Change) -> bool:
@@ -454,40 +441,6 @@ class SyncStore:
         if blob is None:
             raise SyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
         return record_view(state_codec.decode(blob), spec, record_id)
-
-    # ------------------------------------------------------------------ devices
-
-    async def enroll_device(self, name: str) -> tuple[str, str]:
-        """Create a device; returns (device_id, token). Only the token's hash is stored."""
-        device_id = str(uuid.uuid4())
-        token = f"gs_{secrets.token_urlsafe(32)}"
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                devices.insert().values(
-                    id=device_id, name=name, token_hash=hash_token(token), created_at_ms=_now_ms()
-                )
-            )
-        return device_id, token
-
-    async def authenticate(self, token: str) -> Device | None:
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(devices.c.id, devices.c.name).where(
-                        devices.c.token_hash == hash_token(token), devices.c.revoked_at_ms.is_(None)
-                    )
-                )
-            ).one_or_none()
-        return None if row is None else Device(id=row.id, name=row.name)
-
-    async def revoke_device(self, device_id: str) -> bool:
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(devices)
-                .where(devices.c.id == device_id, devices.c.revoked_at_ms.is_(None))
-                .values(revoked_at_ms=_now_ms())
-            )
-        return bool(result.rowcount)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

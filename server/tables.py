@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["changes", "devices", "metadata", "records", "sync_counter"]
+__all__ = ["audit_log", "changes", "devices", "metadata", "records", "sync_counter", "users"]
 
 metadata = MetaData()
 
@@ -64,15 +64,50 @@ records = Table(
     PrimaryKeyConstraint("collection", "record_id", name="pk_records"),
 )
 
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    # JSON of server.access.UserScope: the communities, grids and buildings assigned.
+    Column("scope", Text, nullable=False),
+    Column("password_hash", String(200), nullable=True),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until_ms", BigInteger, nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("disabled_at_ms", BigInteger, nullable=True),
+)
+
+# A credential: a phone's token (kind 'device') or an admin sign-in (kind 'session').
 devices = Table(
     "devices",
     metadata,
     Column("id", String(36), primary_key=True),
     Column("name", String(200), nullable=False),
+    Column("user_id", String(36), nullable=True, index=True),
+    Column("kind", String(16), nullable=False, server_default="device"),
+    Column("expires_at_ms", BigInteger, nullable=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("revoked_at_ms", BigInteger, nullable=True),
     Column("last_seen_at_ms", BigInteger, nullable=True),
     Column("clock_skew_ms", BigInteger, nullable=True),
     Column("clock_flagged_at_ms", BigInteger, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor_user_id", String(36), nullable=True),
+    Column("actor_name", String(200), nullable=True),
+    Column("actor_device_id", String(36), nullable=True),
+    Column("address", String(64), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("community_id", String(64), nullable=True),
+    Column("detail", Text, nullable=False),
+    Index("ix_audit_log_action_at", "action", "at_ms"),
 )

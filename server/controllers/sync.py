@@ -10,11 +10,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
 from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
+from server.access import Principal
 from server.auth import SECURITY_REQUIREMENT
 from server.negotiation import encoded, request_codec, response_codec
 from server.problems import problem
 from server.settings import Settings
-from server.store import Device, SyncStore
+from server.store import SyncStore
 from sync.hlc import REPLICA_ID_PATTERN
 
 __all__ = ["SyncController"]
@@ -45,7 +46,7 @@ class SyncController(Controller):
     )
     async def push(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
     ) -> Response[bytes]:
@@ -86,7 +87,7 @@ class SyncController(Controller):
     @get("/pull", operation_id="pull", summary="Changes after a cursor, in server order")
     async def pull(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
         since: FromQuery[str | None] = None,
@@ -108,7 +109,7 @@ class SyncController(Controller):
     )
     async def snapshot(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
         collection: FromQuery[str | None] = None,
