@@ -27,8 +27,10 @@ from schemas.protocol import (
     RecordView,
     SnapshotRecord,
 )
+from server.rules import judge_batch
+from server.scope import Scope, follow_moves, resolve_scopes
 from server.settings import Settings
-from server.tables import changes, devices, records, sync_counter
+from server.tables import SCOPE_COLUMNS, changes, devices, records, sync_counter
 from sync.hlc import HybridClock, parse_hlc
 from sync.merge import (
     RecordKey,
@@ -170,6 +172,8 @@ class SyncStore:
             last_seq, epoch = locked.one()
             fresh = await self._drop_duplicates(connection, candidates, results)
             states = await self._load_states(connection, {(c.collection, c.record_id) for _, c in fresh})
+            # Domain rules that need the database (server/rules.py); they also load the scope rows.
+            fresh, scope_rows = await judge_batch(connection, self.collections, states, fresh, results)
             fresh_changes = [c for _, c in fresh]
             lookup = sorted(preds_to_look_up(states, fresh_changes))
             known = await self._existing_ids(connection, lookup)
@@ -195,7 +199,9 @@ class SyncStore:
                         }
                     )
                 await connection.execute(changes.insert(), rows)
-                await self._save_states(connection, states, seq)
+                scopes = resolve_scopes(self.collections, states, scope_rows)
+                await self._save_states(connection, states, seq, scopes)
+                await follow_moves(connection, self.collections, scope_rows, scopes)
                 await connection.execute(
                     update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
                 )
@@ -289,7 +295,11 @@ class SyncStore:
         return found
 
     async def _save_states(
-        self, connection: AsyncConnection, states: dict[RecordKey, RecordState], seq: int
+        self,
+        connection: AsyncConnection,
+        states: dict[RecordKey, RecordState],
+        seq: int,
+        scopes: dict[RecordKey, Scope],
     ) -> None:
         rows = []
         for (collection, record_id), state in states.items():
@@ -302,6 +312,7 @@ class SyncStore:
                     "deleted": is_deleted(state),
                     "conflict": bool(conflicts(state, spec)),
                     "updated_seq": seq,
+                    **scopes[(collection, record_id)]._asdict(),
                 }
             )
         statement = self._upsert.on_conflict_do_update(
@@ -311,6 +322,7 @@ class SyncStore:
                 "deleted": self._upsert.excluded.deleted,
                 "conflict": self._upsert.excluded.conflict,
                 "updated_seq": self._upsert.excluded.updated_seq,
+                **{name: self._upsert.excluded[name] for name in SCOPE_COLUMNS},
             },
         )
         await connection.execute(statement, rows)

@@ -20,9 +20,20 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["audit_log", "changes", "devices", "metadata", "records", "sync_counter", "users"]
+__all__ = [
+    "SCOPE_COLUMNS",
+    "attachments",
+    "audit_log",
+    "changes",
+    "devices",
+    "metadata",
+    "records",
+    "sync_counter",
+    "users",
+]
 
 metadata = MetaData()
+SCOPE_COLUMNS = ("community_id", "grid_id", "building_id", "household_id")
 
 # One row. Taking it FOR UPDATE at the start of every push serialises writers, so seqs are
 # handed out in commit order and a pull by ``seq > cursor`` can never skip a late commit.
@@ -61,7 +72,22 @@ records = Table(
     Column("deleted", Boolean, nullable=False),
     Column("conflict", Boolean, nullable=False),
     Column("updated_seq", BigInteger, nullable=False),
+    # Where the record sits in the community > grid > building > household tree, derived at
+    # push time (server/scope.py), so scoped reads are index range scans.
+    *(Column(name, String(64), nullable=True) for name in SCOPE_COLUMNS),
     PrimaryKeyConstraint("collection", "record_id", name="pk_records"),
+    *(Index(f"ix_records_{name}", name, "collection", "record_id") for name in SCOPE_COLUMNS),
+)
+
+# Photos and files, content-addressed: stored once per SHA-256, whoever uploads them.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(100), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
 )
 
 users = Table(

@@ -1,7 +1,7 @@
 """Users, roles and scopes; credentials owned by users; the audit log.
 
-Revision ID: 0002_access
-Revises: 0001_sync_core
+Revision ID: 0003_access
+Revises: 0002_domain
 Create Date: 2026-11-25
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_access"
-down_revision = "0001_sync_core"
+revision = "0003_access"
+down_revision = "0002_domain"
 branch_labels = None
 depends_on = None
 
