@@ -28,6 +28,7 @@ __all__ = [
     "devices",
     "metadata",
     "records",
+    "scope_moves",
     "sync_counter",
     "users",
 ]
@@ -75,7 +76,10 @@ records = Table(
     # Where the record sits in the community > grid > building > household tree, derived at
     # push time (server/scope.py), so scoped reads are index range scans.
     *(Column(name, String(64), nullable=True) for name in SCOPE_COLUMNS),
+    # The company a request is dispatched to: what a handler's phone reads by (server/scoping.py).
+    Column("company", String(200), nullable=True),
     PrimaryKeyConstraint("collection", "record_id", name="pk_records"),
+    Index("ix_records_company", "company", "collection"),
     *(Index(f"ix_records_{name}", name, "collection", "record_id") for name in SCOPE_COLUMNS),
 )
 
@@ -136,4 +140,19 @@ audit_log = Table(
     Column("community_id", String(64), nullable=True),
     Column("detail", Text, nullable=False),
     Index("ix_audit_log_action_at", "action", "at_ms"),
+)
+
+# A record that changed place (scope columns or company), logged at the seq of the push that
+# moved it: pull tells phones whose scope it left to drop it, and with it what is under it.
+scope_moves = Table(
+    "scope_moves",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False, index=True),
+    Column("collection", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    # The scope column that holds the record's own id (what lies under it), if any.
+    Column("level", String(32), nullable=True),
+    Column("old_scope", Text, nullable=False),
+    Column("new_scope", Text, nullable=False),
 )
