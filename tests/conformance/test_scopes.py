@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from litestar.testing import TestClient
@@ -258,3 +259,39 @@ def test_sql_and_python_scope_rules_agree(
                 assert writable == readable, (name, record_id)
             else:
                 assert not writable, (name, record_id)
+
+
+async def _admin(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await AccountStore(engine).create_user("new-admin", "district_admin", UserScope(), "long enough pw")
+    finally:
+        await engine.dispose()
+
+
+def test_a_new_admin_enrols_a_grid_phone_sees_its_scope_revokes_it_and_audits_it(
+    client: Client, district: tuple[Replica, dict[str, Replica]], settings: Settings, tmp_path: Path
+) -> None:
+    asyncio.run(_admin(settings))
+    signed_in = client.post("/v1/admin/login", json={"name": "new-admin", "password": "long enough pw"})
+    admin = {"authorization": f"Bearer {signed_in.json()['token']}"}
+    body = {
+        "name": "Grid 1 phone",
+        "user": {"name": "zhang", "role": "grid_worker", "scope": {"communities": ["c1"], "grids": ["g1"]}},
+    }
+    enrolled = client.post("/v1/admin/devices", json=body, headers=admin).json()
+    phone = Replica(tmp_path / "zhang.db", "zhang-phone", token=enrolled["token"])
+    phone.sync(client)
+    assert {key for key in held(phone) if key.startswith("households/")} == {"households/h1"}
+    assert client.delete(f"/v1/admin/devices/{enrolled['device_id']}", headers=admin).status_code == 204
+    phone.set("households", "h1", "notes", "after the phone was lost")
+    with pytest.raises(httpx.HTTPStatusError, match="401"):
+        phone.sync(client)
+    entries = client.get("/v1/admin/audit", headers=admin).json()["entries"]
+    assert [(e["action"], e["actor_name"]) for e in entries[:4]] == [
+        ("device_revoke", "new-admin"),
+        ("device_enroll", "new-admin"),
+        ("user_create", "new-admin"),
+        ("sign_in", "new-admin"),
+    ]
+    phone.close()
