@@ -45,6 +45,7 @@ SCOPES = {
     "leader2": ("building_leader", UserScope(communities=("c1",), buildings=("b2",))),
     "handler": ("handler", UserScope(company="acme")),
     "admin2": ("community_admin", UserScope(communities=("c2",))),
+    "volunteer1": ("volunteer", UserScope(communities=("c1",), buildings=("b1",))),
 }
 EXPECTED = {
     "worker1": {
@@ -59,6 +60,7 @@ EXPECTED = {
     "leader2": {"buildings/b2", "households/h2", "residents/r2"},
     "handler": {"requests/q1"},
     "admin2": {"communities/c2", "grids/g3", "buildings/b3", "households/h3"},
+    "volunteer1": {"buildings/b1", "households/h1", "residents/r1", "visits/v1", "requests/q1"},
 }
 
 
@@ -210,6 +212,14 @@ def test_a_household_that_moves_grid_leaves_one_phone_and_reaches_another(
     assert held(worker) == EXPECTED["worker1"] - household_and_below
     assert held(leader) == EXPECTED["leader2"] | household_and_below
     assert leader.record("households", "h1").fields["address"] == "1-101"
+    # What happens to the household afterwards never reaches its old grid's phone.
+    admin.set("households", "h1", "notes", "new grid, new worker")
+    admin.set("residents", "r1", "phone", "13700000000")
+    admin.sync(client)
+    before = worker.cursor
+    assert worker.sync(client).pulled == 0
+    assert worker.cursor != before
+    assert held(worker) == EXPECTED["worker1"] - household_and_below
 
 
 def test_a_changed_assignment_makes_the_phone_start_over(
