@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from server.accounts import AccountStore
 from server.database import create_engine, migrate
 from server.settings import Settings
 from server.store import SyncStore
@@ -128,8 +129,9 @@ async def enroll(database: Database, count: int) -> list[tuple[str, str]]:
     """``count`` device (id, token) pairs."""
     engine = create_engine(database.url)
     try:
-        store = SyncStore(engine, Settings(database_url=database.url))
-        return [await store.enroll_device(f"bench-phone-{n}") for n in range(count)]
+        # Enrolled without a user: district-wide credentials, so pulls take the unscoped path.
+        accounts = AccountStore(engine)
+        return [await accounts.enroll_device(None, f"bench-phone-{n}") for n in range(count)]
     finally:
         await engine.dispose()
 

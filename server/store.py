@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, func, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,11 +25,27 @@ from schemas.protocol import (
     Change,
     ChangeResult,
     PulledChange,
+    RecordRef,
     RecordView,
     SnapshotRecord,
 )
+from server.access import Principal
+from server.rules import judge_batch
+from server.scope import Scope, follow_moves, resolve_scopes
+from server.scoping import (
+    authorize_batch,
+    company_of,
+    is_scoped,
+    log_moves,
+    mask_change,
+    mask_fields,
+    mask_value,
+    moves_for,
+    reads_filter,
+    scope_fingerprint,
+)
 from server.settings import Settings
-from server.tables import changes, devices, records, sync_counter
+from server.tables import SCOPE_COLUMNS, changes, devices, records, sync_counter
 from sync.hlc import HybridClock, parse_hlc
 from sync.merge import (
     RecordKey,
@@ -46,7 +60,7 @@ from sync.merge import (
 )
 from sync.validate import validate_change
 
-__all__ = ["Device", "PushOutcome", "SyncError", "SyncStore"]
+__all__ = ["PushOutcome", "SyncError", "SyncStore"]
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -63,29 +77,6 @@ class SyncError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Device:
-    id: str
-    name: str
-
-
-@dataclass(slots=True)
-class _PushBatch:
-    """One push on its way through the group commit: its valid changes in, its outcome out."""
-
-    device_id: str | None
-    candidates: list[tuple[int, Change]]
-    results: list[ChangeResult | None]
-    now: int
-    clock_skew_ms: int | None
-    fresh: list[tuple[int, Change]] = field(default_factory=list)
-    conflicted: dict[RecordKey, dict[str, Any]] = field(default_factory=dict)
-    epoch: str = ""
-    seq: int = 0
-    done: bool = False
-    error: BaseException | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class PushOutcome:
     results: list[ChangeResult]
     server_hlc: str
@@ -97,9 +88,21 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def hash_token(token: str) -> str:
-    # Tokens are 256 random bits, so a fast hash is enough to make a leaked table useless.
-    return hashlib.sha256(token.encode()).hexdigest()
+_PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value", "hlc", "pred")
+
+
+def _as_pulled(change: Change, seq: int) -> PulledChange:
+    return PulledChange(
+        id=change.id,
+        collection=change.collection,
+        record_id=change.record_id,
+        field=change.field,
+        op=op_name(change),
+        value=change.value,
+        hlc=change.hlc,
+        pred=list(change.pred),
+        seq=seq,
+    )
 
 
 def _same_content(row: Any, change: Change) -> bool:
@@ -134,20 +137,10 @@ class _HotSql:
         self.states = self._numbered(
             f"SELECT collection, record_id, state FROM records WHERE collection = ? AND record_id {any_of}"  # noqa: S608
         )
-        self.device_by_token = self._numbered(
-            "SELECT id, name FROM devices WHERE token_hash = ? AND revoked_at_ms IS NULL"
-        )
         self.insert_changes = self._numbered(
             "INSERT INTO changes (seq, id, collection, record_id, field, op, value, hlc, pred, device_id, "
             "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        self.save_states = self._numbered(
-            "INSERT INTO records (collection, record_id, state, deleted, conflict, updated_seq) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection, record_id) DO UPDATE SET "
-            "state = excluded.state, deleted = excluded.deleted, conflict = excluded.conflict, "
-            "updated_seq = excluded.updated_seq"
-        )
-
         # Each change as ready JSON text, made by the database from its row (value and pred are
         # stored as JSON already), with the keys of PulledChange in their order.
         if self.sqlite:
@@ -188,33 +181,41 @@ class SyncStore:
         self.collections = COLLECTIONS if collections is None else collections
         # The server's own clock never follows a device that is far ahead.
         self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
+        self._masked = frozenset(
+            (spec.name, field.name)
+            for spec in self.collections.values()
+            for field in spec.fields.values()
+            if field.masked
+        )
         self._upsert = (
             sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
         self._sql = _HotSql(engine.dialect.name)
-        # The hot reads (token lookup, pull) need no transaction of their own: on PostgreSQL,
-        # autocommit spares them a BEGIN and a ROLLBACK round trip each. (SQLite's driver never
-        # opens a transaction for a read.)
-        self._reader = engine if self._sql.sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
-        # Pushes take turns here (see _write): in order, without SQLite's busy handler, which
-        # sleeps and polls, and grouped into one transaction when they arrive together.
+        # Pushes take turns here, in arrival order: on SQLite this replaces the busy handler's
+        # sleep-and-poll (seconds of latency under load); on PostgreSQL a push waiting for the
+        # counter row lock no longer holds a pooled connection.
         self._write_turn = asyncio.Lock()
-        self._waiting: list[_PushBatch] = []
+        # The hot reads need no transaction of their own: on PostgreSQL, autocommit spares them
+        # a BEGIN and a ROLLBACK round trip each. (SQLite's driver opens none for a read.)
+        self._reader = engine if self._sql.sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ------------------------------------------------------------------ cursors
 
     @staticmethod
-    def _cursor(epoch: str, seq: int) -> str:
-        return f"{epoch}.{seq}"
+    def _cursor(epoch: str, seq: int, fingerprint: str = "") -> str:
+        return f"{epoch}.{seq}.{fingerprint}" if fingerprint else f"{epoch}.{seq}"
 
     async def _position(self, connection: AsyncConnection) -> tuple[str, int]:
         row = (await connection.execute(select(sync_counter.c.epoch, sync_counter.c.last_seq))).one()
         return row.epoch, row.last_seq
 
-    def _parse_cursor(self, cursor: str | None, epoch: str, last_seq: int) -> int:
+    def _parse_cursor(
+        self, cursor: str | None, epoch: str, last_seq: int, principal: Principal | None = None
+    ) -> int:
         if not cursor:
             return 0
-        cursor_epoch, _, raw_seq = cursor.partition(".")
+        cursor_epoch, _, rest = cursor.partition(".")
+        raw_seq, _, fingerprint = rest.partition(".")
         if not raw_seq.isdigit():
             raise SyncError(400, "bad_cursor", f"cursor {cursor!r} was not issued by this server")
         if cursor_epoch != epoch or int(raw_seq) > last_seq:
@@ -225,13 +226,26 @@ class SyncStore:
                 "compacted): start again from /v1/sync/snapshot; pending local changes are kept "
                 "and can be pushed as they are",
             )
+        if fingerprint != scope_fingerprint(principal):
+            raise SyncError(
+                409,
+                "scope_changed",
+                "the grids or buildings assigned to this user changed: drop the records you hold "
+                "that have no pending changes and start again from /v1/sync/snapshot",
+            )
         return int(raw_seq)
 
     # ------------------------------------------------------------------ push
 
     async def push(
-        self, device_id: str | None, replica_id: str, items: Sequence[Change | MalformedChange]
+        self,
+        device_id: str | None,
+        replica_id: str,
+        items: Sequence[Change | MalformedChange],
+        principal: Principal | None = None,
     ) -> PushOutcome:
+        """Apply a batch, each change judged on its own. ``principal`` None means trusted
+        (server-side tools); otherwise every change is authorised against its scope."""
         results: list[ChangeResult | None] = [None] * len(items)
         candidates: list[tuple[int, Change]] = []
         for index, item in enumerate(items):
@@ -248,11 +262,62 @@ class SyncStore:
         walls = {c.id: parse_hlc(c.hlc).wall_ms for _, c in candidates}
         max_skew = max((wall - now for wall in walls.values()), default=None)
         clock_ahead = max_skew is not None and max_skew > self.settings.max_clock_ahead_ms
-        batch = _PushBatch(device_id, candidates, results, now, max_skew if clock_ahead else None)
-        await self._write(batch)
 
-        for index, change in batch.fresh:
-            found = batch.conflicted[(change.collection, change.record_id)]
+        async with self._write_turn, self.engine.begin() as connection:
+            # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
+            locked = await connection.execute(
+                update(sync_counter)
+                .where(sync_counter.c.id == 1)
+                .values(last_seq=sync_counter.c.last_seq)
+                .returning(sync_counter.c.last_seq, sync_counter.c.epoch)
+            )
+            last_seq, epoch = locked.one()
+            fresh = await self._drop_duplicates(connection, candidates, results)
+            states = await self._load_states(connection, {(c.collection, c.record_id) for _, c in fresh})
+            # Domain rules that need the database (server/rules.py); they also load the scope rows.
+            fresh, scope_rows = await judge_batch(connection, self.collections, states, fresh, results)
+            lookup = sorted(preds_to_look_up(states, [c for _, c in fresh]))
+            known = await self._existing_ids(connection, lookup)
+            fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
+            fresh_changes = [c for _, c in fresh]
+            companies = {key: company_of(key[0], state) for key, state in states.items()}
+            apply_batch(states, fresh_changes, known)
+            seq = last_seq
+            if fresh:
+                rows = [
+                    (
+                        seq,
+                        change.id,
+                        change.collection,
+                        change.record_id,
+                        change.field,
+                        op_name(change),
+                        _json_encode(change.value).decode(),
+                        change.hlc,
+                        _json_encode(change.pred).decode(),
+                        device_id,
+                        now,
+                    )
+                    for seq, change in enumerate(fresh_changes, last_seq + 1)
+                ]
+                seq = last_seq + len(rows)
+                await connection.exec_driver_sql(self._sql.insert_changes, rows)
+                scopes = resolve_scopes(self.collections, states, scope_rows)
+                await self._save_states(connection, states, seq, scopes)
+                await follow_moves(connection, self.collections, scope_rows, scopes)
+                await log_moves(connection, self.collections, states, scope_rows, companies, scopes, seq)
+                await connection.execute(
+                    update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
+                )
+            if device_id is not None:
+                values: dict[str, Any] = {"last_seen_at_ms": now}
+                if clock_ahead:
+                    values |= {"clock_skew_ms": max_skew, "clock_flagged_at_ms": now}
+                await connection.execute(update(devices).where(devices.c.id == device_id).values(**values))
+
+        conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
+        for index, change in fresh:
+            found = conflicted[(change.collection, change.record_id)]
             in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
             result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
             if walls[change.id] - now > self.settings.max_clock_ahead_ms:
@@ -267,118 +332,29 @@ class SyncStore:
         return PushOutcome(
             results=[r for r in results if r is not None],
             server_hlc=self.clock.now(),
-            cursor=self._cursor(batch.epoch, batch.seq),
-            clock_skew_ms=batch.clock_skew_ms,
+            cursor=self._cursor(epoch, seq),
+            clock_skew_ms=max_skew if clock_ahead else None,
         )
 
-    async def _write(self, batch: _PushBatch) -> None:
-        """Group commit: the pushes that arrive while another is being written wait for their
-        turn, and the next one to get it writes all of them in one transaction, one after the
-        other in arrival order, exactly as if each had had a transaction of its own. The same
-        work costs one lock, one set of statements and one commit instead of one per push."""
-        self._waiting.append(batch)
-        async with self._write_turn:
-            if not batch.done:
-                group, self._waiting = self._waiting, []
-                try:
-                    await self._write_group(group)
-                except BaseException as error:
-                    for other in group:
-                        other.error = error
-                    raise
-                finally:
-                    for other in group:
-                        other.done = True
-        if batch.error is not None:
-            raise batch.error
-
-    async def _write_group(self, group: list[_PushBatch]) -> None:
-        async with self.engine.begin() as connection:
-            # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
-            locked = await connection.execute(
-                update(sync_counter)
-                .where(sync_counter.c.id == 1)
-                .values(last_seq=sync_counter.c.last_seq)
-                .returning(sync_counter.c.last_seq, sync_counter.c.epoch)
-            )
-            last_seq, epoch = locked.one()
-            existing = await self._rows_by_id(
-                connection, [c.id for batch in group for _, c in batch.candidates]
-            )
-            in_log: dict[str, Change] = {}
-            for batch in group:
-                batch.fresh = self._drop_duplicates(batch.candidates, batch.results, existing, in_log)
-            fresh_changes = [c for batch in group for _, c in batch.fresh]
-            states = await self._load_states(connection, {(c.collection, c.record_id) for c in fresh_changes})
-            # A head is in the log by definition; so is every change of an earlier push of the group.
-            known = {change_id for state in states.values() for change_id in state.heads}
-            known |= await self._existing_ids(connection, sorted(preds_to_look_up(states, fresh_changes)))
-            rows: list[tuple[Any, ...]] = []
-            record_seqs: dict[RecordKey, int] = {}
-            conflicted: dict[RecordKey, dict[str, Any]] = {}
-            seq = last_seq
-            for batch in group:
-                changes_of_push = [c for _, c in batch.fresh]
-                apply_batch(states, changes_of_push, known)
-                known.update(c.id for c in changes_of_push)
-                for change in changes_of_push:
-                    seq += 1
-                    rows.append(
-                        (
-                            seq,
-                            change.id,
-                            change.collection,
-                            change.record_id,
-                            change.field,
-                            op_name(change),
-                            _json_encode(change.value).decode(),
-                            change.hlc,
-                            _json_encode(change.pred).decode(),
-                            batch.device_id,
-                            batch.now,
-                        )
-                    )
-                touched = {(c.collection, c.record_id) for c in changes_of_push}
-                batch.conflicted = {key: conflicts(states[key], self.collections[key[0]]) for key in touched}
-                conflicted |= batch.conflicted
-                record_seqs |= dict.fromkeys(touched, seq)
-                batch.epoch, batch.seq = epoch, seq
-            if rows:
-                await connection.exec_driver_sql(self._sql.insert_changes, rows)
-                await self._save_states(connection, states, conflicted, record_seqs)
-                await connection.execute(
-                    update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
-                )
-            for batch in group:
-                if batch.device_id is not None:
-                    values: dict[str, Any] = {"last_seen_at_ms": batch.now}
-                    if batch.clock_skew_ms is not None:
-                        values |= {"clock_skew_ms": batch.clock_skew_ms, "clock_flagged_at_ms": batch.now}
-                    await connection.execute(
-                        update(devices).where(devices.c.id == batch.device_id).values(**values)
-                    )
-
-    async def _rows_by_id(self, connection: AsyncConnection, ids: list[str]) -> dict[str, Any]:
-        if not ids:
-            return {}
-        found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
-        return {row.id: row for row in found}
-
-    def _drop_duplicates(
+    async def _drop_duplicates(
         self,
+        connection: AsyncConnection,
         candidates: list[tuple[int, Change]],
         results: list[ChangeResult | None],
-        existing: dict[str, Any],
-        in_log: dict[str, Change],
     ) -> list[tuple[int, Change]]:
-        """Judge ids seen before (in the log, or earlier in this batch or group); return the new
-        changes and add them to ``in_log``."""
+        """Judge ids seen before (in the log or earlier in this batch); return the new changes."""
+        existing: dict[str, Any] = {}
+        if candidates:
+            ids = self._sql.id_list([c.id for _, c in candidates])
+            found = await connection.exec_driver_sql(self._sql.changes_by_id, (ids,))
+            existing.update((row.id, row) for row in found)
         fresh: list[tuple[int, Change]] = []
+        in_batch: dict[str, Change] = {}
         for index, change in candidates:
             row: Any = existing.get(change.id)
-            earlier = in_log.get(change.id)
+            earlier = in_batch.get(change.id)
             if row is None and earlier is None:
-                in_log[change.id] = change
+                in_batch[change.id] = change
                 fresh.append((index, change))
             elif (row is not None and _same_content(row, change)) or earlier == change:
                 results[index] = ChangeResult(id=change.id, status="duplicate")
@@ -419,81 +395,117 @@ class SyncStore:
         self,
         connection: AsyncConnection,
         states: dict[RecordKey, RecordState],
-        conflicted: dict[RecordKey, dict[str, Any]],
-        record_seqs: dict[RecordKey, int],
+        seq: int,
+        scopes: dict[RecordKey, Scope],
     ) -> None:
-        rows = [
-            (
-                key[0],
-                key[1],
-                state_codec.encode(state),
-                is_deleted(state),
-                bool(conflicted[key]),
-                record_seqs[key],
+        rows = []
+        for (collection, record_id), state in states.items():
+            spec = self.collections[collection]
+            rows.append(
+                {
+                    "collection": collection,
+                    "record_id": record_id,
+                    "state": state_codec.encode(state),
+                    "deleted": is_deleted(state),
+                    "conflict": bool(conflicts(state, spec)),
+                    "updated_seq": seq,
+                    "company": company_of(collection, state),
+                    **scopes[(collection, record_id)]._asdict(),
+                }
             )
-            for key, state in states.items()
-        ]
-        await connection.exec_driver_sql(self._sql.save_states, rows)
+        statement = self._upsert.on_conflict_do_update(
+            index_elements=[records.c.collection, records.c.record_id],
+            set_={
+                "state": self._upsert.excluded.state,
+                "deleted": self._upsert.excluded.deleted,
+                "conflict": self._upsert.excluded.conflict,
+                "updated_seq": self._upsert.excluded.updated_seq,
+                "company": self._upsert.excluded.company,
+                **{name: self._upsert.excluded[name] for name in SCOPE_COLUMNS},
+            },
+        )
+        await connection.execute(statement, rows)
 
     # ------------------------------------------------------------------ pull
 
     async def pull(
-        self, since: str | None, limit: int, *, raw_json: bool = True
-    ) -> tuple[list[PulledChange], str, bool]:
-        """Changes after ``since`` in server order. With ``raw_json`` the values stay as the
-        stored JSON text (for a JSON response: no decode and re-encode)."""
+        self, since: str | None, limit: int, *, raw_json: bool = True, principal: Principal | None = None
+    ) -> tuple[list[PulledChange], str, bool, list[RecordRef]]:
+        """Changes after ``since`` in server order, limited to the principal's scope, and the
+        records that left that scope. With ``raw_json`` the values stay as the stored JSON text
+        (for a JSON response: no decode and re-encode)."""
+        scoped = is_scoped(principal)
+        columns = [getattr(changes.c, name) for name in _PULLED_COLUMNS]
+        query = select(*columns).where(changes.c.seq > bindparam("after")).order_by(changes.c.seq)
+        if scoped:
+            on_record = and_(
+                records.c.collection == changes.c.collection, records.c.record_id == changes.c.record_id
+            )
+            query = query.select_from(changes.join(records, on_record)).where(
+                changes.c.seq <= bindparam("until"), reads_filter(principal)
+            )
+        left: list[RecordRef] = []
+        entered: list[tuple[str, str, bytes]] = []
         async with self.engine.connect() as connection:
             epoch, last_seq = await self._position(connection)
-            after = self._parse_cursor(since, epoch, last_seq)
-            query = (
-                select(
-                    changes.c.seq,
-                    changes.c.id,
-                    changes.c.collection,
-                    changes.c.record_id,
-                    changes.c.field,
-                    changes.c.op,
-                    changes.c.value,
-                    changes.c.hlc,
-                    changes.c.pred,
-                )
-                .where(changes.c.seq > bindparam("after"))
-                .order_by(changes.c.seq)
-                .limit(bindparam("limit"))
-            )
-            rows = (await connection.execute(query, {"after": after, "limit": limit + 1})).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
+            after = self._parse_cursor(since, epoch, last_seq, principal)
+            params = {"after": after, "until": last_seq, "limit": limit + 1}
+            rows = (await connection.execute(query.limit(bindparam("limit")), params)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            if scoped:
+                assert principal is not None
+                # Scoped pulls skip rows outside the scope, so without more rows the cursor
+                # moves to the end of the log as it was read.
+                end = rows[-1].seq if more else last_seq
+                gone, entered = await moves_for(connection, principal, after, end)
+                left = [RecordRef(collection=c, id=r) for c, r in gone]
+            else:
+                end = rows[-1].seq if rows else after
         wrap = (lambda raw: msgspec.Raw(raw.encode())) if raw_json else _json_decode
-        pulled = [
-            PulledChange(
-                id=row.id,
-                collection=row.collection,
-                record_id=row.record_id,
-                field=row.field,
-                op=row.op,
-                value=wrap(row.value),
-                hlc=row.hlc,
-                pred=wrap(row.pred),
-                seq=row.seq,
+        masked = self._masked if scoped and principal is not None and not principal.is_admin else frozenset()
+        pulled = []
+        for row in rows:
+            value = wrap(row.value)
+            if (row.collection, row.field) in masked:
+                shown = mask_value(
+                    principal, self.collections, row.collection, row.field, _json_decode(row.value)
+                )
+                value = msgspec.Raw(_json_encode(shown)) if raw_json else shown
+            pulled.append(
+                PulledChange(
+                    id=row.id,
+                    collection=row.collection,
+                    record_id=row.record_id,
+                    field=row.field,
+                    op=row.op,
+                    value=value,
+                    hlc=row.hlc,
+                    pred=wrap(row.pred),
+                    seq=row.seq,
+                )
             )
-            for row in rows
-        ]
-        end = rows[-1].seq if rows else after
-        return pulled, self._cursor(epoch, end), more
+        for _, _, blob in entered:
+            for head in state_codec.decode(blob).heads.values():
+                pulled.append(_as_pulled(mask_change(principal, self.collections, head), end))
+        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left
 
-    async def pull_json(self, since: str | None, limit: int) -> tuple[list[str], str, bool]:
-        """``pull`` for a JSON response: each change as its JSON text, made by the database, so
-        the response is the rows joined, with no object per change and nothing re-encoded."""
+    async def pull_json(
+        self, since: str | None, limit: int, *, principal: Principal | None = None
+    ) -> tuple[list[str], str, bool]:
+        """``pull`` for an unscoped caller and a JSON response: each change as its JSON text, made
+        by the database, so the response is the rows joined, with no object per change and
+        nothing re-encoded. Scoped callers go through ``pull`` (filters, masks, moves)."""
+        assert not is_scoped(principal), "scoped pulls filter and mask: use pull()"
         async with self._reader.connect() as connection:
             epoch, last_seq = await self._position(connection)
-            after = self._parse_cursor(since, epoch, last_seq)
+            after = self._parse_cursor(since, epoch, last_seq, principal)
             found = await connection.exec_driver_sql(self._sql.pull_json, (after, limit + 1))
             rows: list[Any] = list(found)
         more = len(rows) > limit
         del rows[limit:]
         end = rows[-1][0] if rows else after
-        return [row[1] for row in rows], self._cursor(epoch, end), more
+        return [row[1] for row in rows], self._cursor(epoch, end, scope_fingerprint(principal)), more
 
     # ------------------------------------------------------------------ snapshot
 
@@ -510,7 +522,7 @@ class SyncStore:
         return epoch, sync_seq, collection, record_id
 
     async def snapshot(
-        self, collection: str | None, page: str | None, limit: int
+        self, collection: str | None, page: str | None, limit: int, principal: Principal | None = None
     ) -> tuple[list[SnapshotRecord], str, bool, str]:
         """One page of current record heads: (records, next page cursor, more, pull cursor).
 
@@ -532,6 +544,8 @@ class SyncStore:
             )
             if collection is not None:
                 query = query.where(records.c.collection == collection)
+            if is_scoped(principal):
+                query = query.where(reads_filter(principal))
             query = query.order_by(records.c.collection, records.c.record_id).limit(limit + 1)
             params = {"after_collection": after_collection, "after_id": after_id}
             rows = (await connection.execute(query, params)).all()
@@ -541,7 +555,10 @@ class SyncStore:
             SnapshotRecord(
                 collection=row.collection,
                 id=row.record_id,
-                heads=list(state_codec.decode(row.state).heads.values()),
+                heads=[
+                    mask_change(principal, self.collections, head)
+                    for head in state_codec.decode(row.state).heads.values()
+                ],
             )
             for row in rows
         ]
@@ -554,55 +571,31 @@ class SyncStore:
             )
         )
         next_page = self._encode_page(epoch, sync_seq, last_collection, last_id)
-        return page_records, next_page, more, self._cursor(epoch, sync_seq)
+        return page_records, next_page, more, self._cursor(epoch, sync_seq, scope_fingerprint(principal))
 
     # ------------------------------------------------------------------ records
 
-    async def record(self, collection: str, record_id: str) -> RecordView:
+    async def record(self, collection: str, record_id: str, principal: Principal | None = None) -> RecordView:
         spec = self.collections.get(collection)
         if spec is None:
             known = ", ".join(sorted(self.collections))
             raise SyncError(404, "unknown_collection", f"unknown collection {collection!r}; known: {known}")
         async with self.engine.connect() as connection:
-            blob = (
-                await connection.execute(
-                    select(records.c.state).where(
-                        records.c.collection == collection, records.c.record_id == record_id
-                    )
-                )
-            ).scalar_one_or_none()
+            query = select(records.c.state).where(
+                records.c.collection == collection, records.c.record_id == record_id, reads_filter(principal)
+            )
+            blob = (await connection.execute(query)).scalar_one_or_none()
         if blob is None:
+            # Out of scope answers like a missing record: existence itself is not disclosed.
             raise SyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
-        return record_view(state_codec.decode(blob), spec, record_id)
-
-    # ------------------------------------------------------------------ devices
-
-    async def enroll_device(self, name: str) -> tuple[str, str]:
-        """Create a device; returns (device_id, token). Only the token's hash is stored."""
-        device_id = str(uuid.uuid4())
-        token = f"gs_{secrets.token_urlsafe(32)}"
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                devices.insert().values(
-                    id=device_id, name=name, token_hash=hash_token(token), created_at_ms=_now_ms()
-                )
-            )
-        return device_id, token
-
-    async def authenticate(self, token: str) -> Device | None:
-        async with self._reader.connect() as connection:
-            found = await connection.exec_driver_sql(self._sql.device_by_token, (hash_token(token),))
-            row = found.one_or_none()
-        return None if row is None else Device(id=row.id, name=row.name)
-
-    async def revoke_device(self, device_id: str) -> bool:
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(devices)
-                .where(devices.c.id == device_id, devices.c.revoked_at_ms.is_(None))
-                .values(revoked_at_ms=_now_ms())
-            )
-        return bool(result.rowcount)
+        view = record_view(state_codec.decode(blob), spec, record_id)
+        if principal is None or principal.is_admin:
+            return view
+        view.fields = mask_fields(principal, self.collections, collection, view.fields)
+        for heads in view.conflicts.values():
+            for head in heads:
+                head.value = mask_value(principal, self.collections, collection, head.field, head.value)
+        return view
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

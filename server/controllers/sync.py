@@ -14,11 +14,13 @@ from litestar.response import Stream
 
 from schemas.codec import JSON
 from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
+from server.access import Principal
 from server.auth import SECURITY_REQUIREMENT
 from server.negotiation import encoded, request_codec, response_codec
 from server.problems import problem
+from server.scoping import is_scoped
 from server.settings import Settings
-from server.store import Device, SyncStore
+from server.store import SyncStore
 from sync.hlc import REPLICA_ID_PATTERN
 
 __all__ = ["SyncController"]
@@ -67,11 +69,13 @@ def _limit(value: int | None, default: int, maximum: int) -> int:
 
 
 def _pull_slices(rows: list[str], cursor: str, more: bool) -> Iterator[bytes]:
-    """A PullResponse in JSON, a slice of changes at a time: byte for byte what msgspec encodes."""
+    """An unscoped PullResponse in JSON (nothing ever leaves an unscoped caller), a slice of
+    changes at a time: byte for byte what msgspec encodes."""
     yield b'{"changes":['
     for start in range(0, len(rows), _PULL_SLICE):
         yield ("," if start else "").encode() + ",".join(rows[start : start + _PULL_SLICE]).encode()
-    yield b'],"cursor":' + msgspec.json.encode(cursor) + (b',"more":true}' if more else b',"more":false}')
+    yield b'],"cursor":' + msgspec.json.encode(cursor) + (b',"more":true' if more else b',"more":false')
+    yield b',"left":[]}'
 
 
 async def _pull_body(slices: Iterator[bytes], gzip: bool) -> AsyncIterator[bytes]:
@@ -102,7 +106,7 @@ class SyncController(Controller):
     )
     async def push(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
     ) -> Response[bytes]:
@@ -131,7 +135,7 @@ class SyncController(Controller):
                 f"{len(items)} changes in one push; send at most {settings.max_changes_per_push} "
                 "per request and push the rest in the next one",
             )
-        outcome = await store.push(request.user.id, replica_id, items)
+        outcome = await store.push(request.user.id, replica_id, items, request.user)
         response = PushResponse(
             results=outcome.results,
             server_hlc=outcome.server_hlc,
@@ -149,7 +153,7 @@ class SyncController(Controller):
     @get("/pull", operation_id="pull", summary="Changes after a cursor, in server order")
     async def pull(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
         since: FromQuery[str | None] = None,
@@ -157,13 +161,15 @@ class SyncController(Controller):
     ) -> Response[bytes] | Stream:
         codec = response_codec(request)
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
-        if codec.media_type == JSON:
-            rows, cursor, more = await store.pull_json(since, count)
+        if codec.media_type == JSON and not is_scoped(request.user):
+            rows, cursor, more = await store.pull_json(since, count, principal=request.user)
             gzip = _accepts_gzip(request) and sum(map(len, rows)) >= _GZIP_FROM
             body = _pull_body(_pull_slices(rows, cursor, more), gzip)
             return Stream(body, media_type=JSON, headers=_GZIP if gzip else None)
-        changes, cursor, more = await store.pull(since, count, raw_json=False)
-        return encoded(PullResponse(changes=changes, cursor=cursor, more=more), codec)
+        changes, cursor, more, left = await store.pull(
+            since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
+        )
+        return encoded(PullResponse(changes=changes, cursor=cursor, more=more, left=left), codec)
 
     @get(
         "/snapshot",
@@ -176,7 +182,7 @@ class SyncController(Controller):
     )
     async def snapshot(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
         collection: FromQuery[str | None] = None,
@@ -184,6 +190,6 @@ class SyncController(Controller):
         limit: FromQuery[int | None] = None,
     ) -> Response[bytes]:
         count = _limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
-        records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count)
+        records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count, request.user)
         response = SnapshotResponse(records=records, cursor=next_page, more=more, sync_cursor=sync_cursor)
         return encoded(response, response_codec(request))
