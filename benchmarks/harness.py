@@ -172,13 +172,18 @@ def _status_kb(pid: int, key: str) -> int:
     raise RuntimeError(f"no {key} for process {pid}")
 
 
-_next_port = iter(range(18100, 18900))
+_ports = iter(range(18100, 18900))
+
+
+def next_port() -> int:
+    """A loopback port no earlier step of this run has used (no waiting out TIME_WAIT)."""
+    return next(_ports)
 
 
 @contextmanager
 def serve(database: Database, workdir: Path, **env: str) -> Iterator[Server]:
     """``gridsync serve`` on the database, in its own process; stopped (and waited for) on exit."""
-    port = next(_next_port)
+    port = next_port()
     log = workdir / f"server-{port}.log"
     environment = os.environ | {f"GRIDSYNC_{key.upper()}": value for key, value in env.items()}
     with log.open("wb") as sink:

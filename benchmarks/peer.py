@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.harness import Measure, enroll, fresh_database, serve, stop
+from benchmarks.harness import Measure, enroll, fresh_database, next_port, serve, stop
 from benchmarks.scenarios import pull_all
 from benchmarks.workload import HouseholdWorkload, household_doc
 from schemas.protocol import AddChange, Change
@@ -172,8 +172,9 @@ def _run_pouch(
         input=json.dumps(job).encode(),
         capture_output=True,
         timeout=600,
-        check=True,
     )
+    if finished.returncode:
+        raise RuntimeError(f"the PouchDB client failed: {finished.stderr.decode()[-1500:]}")
     result: dict[str, Any] = json.loads(finished.stdout)
     result["stderr"] = finished.stderr.decode()[-2000:]
     return result
@@ -258,13 +259,15 @@ async def peer(
     }
     wire: dict[str, float] = {}
     errors: dict[str, Any] = {"peer": 0, "gridsync": 0}
-    _gridsync_phone(workdir / "phone.db", created, edited)
+    if not (workdir / "phone.db").exists():  # the same phone for both backends
+        _gridsync_phone(workdir / "phone.db", created, edited)
     for run in range(runs + 1):
+        port, counter_port, our_counter_port = next_port(), next_port(), next_port()
         counted = run == 0  # the first pass goes through the byte counters, the others are timed
-        with _pouchdb_server(port, workdir / f"pouch-{run}") as pouch_url:
+        with _pouchdb_server(port, workdir / f"pouch-{backend}-{run}") as pouch_url:
             if counted:
-                with ByteCounter(port + 1, port) as counter:
-                    url = f"http://127.0.0.1:{port + 1}/households"
+                with ByteCounter(counter_port, port) as counter:
+                    url = f"http://127.0.0.1:{counter_port}/households"
                     pouch = _run_pouch(url, docs, edited, feed=False)
                     wire["peer_write_bytes"] = counter.total
                     counter.reset()
@@ -276,14 +279,16 @@ async def peer(
                 pouch = _run_pouch(f"{pouch_url}/households", docs, edited)
         async with fresh_database(backend, workdir, f"peer{run}") as database:
             [(_, token)] = await enroll(database, 1)
-            shutil.copy(workdir / "phone.db", workdir / f"phone-{run}.db")
-            phone = Replica(workdir / f"phone-{run}.db", token=token)
+            shutil.copy(workdir / "phone.db", workdir / f"phone-{backend}-{run}.db")
+            phone = Replica(workdir / f"phone-{backend}-{run}.db", token=token)
             try:
                 with serve(database, workdir) as server:
                     if counted:
                         target = int(server.base_url.rpartition(":")[2])
-                        with ByteCounter(port + 2, target) as counter:
-                            ours = _run_gridsync(f"http://127.0.0.1:{port + 2}", token, phone, counter)
+                        with ByteCounter(our_counter_port, target) as counter:
+                            ours = _run_gridsync(
+                                f"http://127.0.0.1:{our_counter_port}", token, phone, counter
+                            )
                         wire["gridsync_write_bytes"], wire["gridsync_feed_bytes"] = (
                             ours["writeBytes"],
                             ours["feedBytes"],

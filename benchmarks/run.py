@@ -41,11 +41,12 @@ class Size:
     device_runs: int
     peer_households: int
     peer_edits: int
+    peer_runs: int
 
 
 SIZES = {
-    "full": Size(50_000, 3, 10_000, 1_000_000, 20, 800, 500, 3, 5_000, 5_000),
-    "tiny": Size(2_000, 1, 1_500, 3_000, 2, 20, 5, 1, 40, 40),
+    "full": Size(50_000, 3, 10_000, 1_000_000, 20, 800, 500, 3, 5_000, 5_000, 2),
+    "tiny": Size(2_000, 1, 1_500, 3_000, 2, 20, 5, 1, 40, 40, 1),
 }
 
 

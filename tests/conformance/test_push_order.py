@@ -1,5 +1,5 @@
-"""Pushes that arrive together are written in one transaction (group commit), and each gets
-exactly the outcome it would have had with a transaction of its own, in arrival order."""
+"""Pushes that arrive together take turns, in arrival order, and each gets exactly the outcome
+it would have had alone."""
 
 from __future__ import annotations
 
@@ -35,9 +35,8 @@ async def test_pushes_written_together_judge_each_other_as_if_one_came_after_the
         [("duplicate", None)],
         [("applied", None)],
     ]
-    # The first push is written alone, the five that queued behind it together. The follow-up
-    # superseded the first write; the concurrent write conflicts with it, but the follow-up's
-    # own answer was given as of its place in the order, before that write arrived.
+    # The follow-up superseded the first write; the concurrent write conflicts with it, but the
+    # follow-up's own answer was given as of its place in the order, before that write arrived.
     assert outcomes[3].results[0].conflict is False
     assert outcomes[5].results[0].conflict is True
     cursors = [int(outcome.cursor.rpartition(".")[2]) for outcome in outcomes]
