@@ -282,3 +282,14 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The targets table of docs/benchmarks.md, from a results file."""
+    lines = ["| backend | figure | value | target | met |", "| --- | --- | --- | --- | --- |"]
+    for t in results["targets"]:
+        value = "-" if t["value"] is None else f"{t['value']:,.2f}"
+        lines.append(
+            f"| {t['scenario']} | {t['figure']} | {value} | {t['target']} | {'yes' if t['met'] else '**missed**'} |"
+        )
+    return "\n".join(lines)
