@@ -14,10 +14,12 @@ from litestar.openapi import OpenAPIConfig
 from server.accounts import AccountStore
 from server.auth import SECURITY_COMPONENTS, TokenMiddleware
 from server.controllers.admin import AdminController, SignInController
+from server.controllers.conflicts import ConflictsController
 from server.controllers.records import RecordsController
 from server.controllers.sync import SyncController
 from server.controllers.system import health, protocol_schema
 from server.database import create_engine
+from server.inbox import ConflictInbox
 from server.problems import problem_details_plugin
 from server.ratelimit import RateLimits
 from server.settings import Settings, get_settings
@@ -36,6 +38,11 @@ def _accounts(state: State) -> AccountStore:
     return accounts
 
 
+def _inbox(state: State) -> ConflictInbox:
+    inbox: ConflictInbox = state.inbox
+    return inbox
+
+
 def _settings(state: State) -> Settings:
     settings: Settings = state.settings
     return settings
@@ -50,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         app.state.store = SyncStore(engine, settings)
         app.state.accounts = AccountStore(engine)
+        app.state.inbox = ConflictInbox(engine, app.state.store)
         try:
             yield
         finally:
@@ -64,13 +72,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/", route_handlers=[SignInController], middleware=[limits.sign_in.middleware]
     )
     return Litestar(
-        route_handlers=[sync_routes, sign_in_routes, AdminController, health, protocol_schema],
+        route_handlers=[
+            sync_routes,
+            sign_in_routes,
+            AdminController,
+            ConflictsController,
+            health,
+            protocol_schema,
+        ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={
             "store": Provide(_store, sync_to_thread=False),
             "accounts": Provide(_accounts, sync_to_thread=False),
             "settings": Provide(_settings, sync_to_thread=False),
+            "inbox": Provide(_inbox, sync_to_thread=False),
         },
         middleware=[DefineMiddleware(TokenMiddleware, exclude=["^/schema"])],
         plugins=[problem_details_plugin()],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from schemas.protocol import (
     RecordView,
     SnapshotRecord,
 )
+from server.conflicts import ConflictTracker
 from server.settings import Settings
 from server.tables import changes, devices, records, sync_counter
 from sync.hlc import HybridClock, parse_hlc
@@ -108,6 +109,7 @@ class SyncStore:
         self.collections = COLLECTIONS if collections is None else collections
         # The server's own clock never follows a device that is far ahead.
         self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
+        self.conflict_tracker = ConflictTracker(self.collections)
         self._upsert = (
             sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
@@ -141,8 +143,17 @@ class SyncStore:
     # ------------------------------------------------------------------ push
 
     async def push(
-        self, device_id: str | None, replica_id: str, items: Sequence[Change | MalformedChange]
+        self,
+        device_id: str | None,
+        replica_id: str,
+        items: Sequence[Change | MalformedChange],
+        *,
+        check: Callable[[Mapping[RecordKey, RecordState]], None] | None = None,
+        via: str = "sync",
     ) -> PushOutcome:
+        """Apply a batch. ``check`` sees the loaded states under the write lock and may raise
+        to abort the whole push (the conflict inbox refuses a resolution whose heads moved);
+        ``via`` names who closed a conflict this push resolves (``sync``, ``admin``, ``bulk``)."""
         results: list[ChangeResult | None] = [None] * len(items)
         candidates: list[tuple[int, Change]] = []
         for index, item in enumerate(items):
@@ -169,7 +180,12 @@ class SyncStore:
             )
             last_seq, epoch = locked.one()
             fresh = await self._drop_duplicates(connection, candidates, results)
-            states = await self._load_states(connection, {(c.collection, c.record_id) for _, c in fresh})
+            flagged: set[RecordKey] = set()
+            states = await self._load_states(
+                connection, {(c.collection, c.record_id) for _, c in fresh}, flagged
+            )
+            if check is not None:
+                check(states)
             fresh_changes = [c for _, c in fresh]
             lookup = sorted(preds_to_look_up(states, fresh_changes))
             known = await self._existing_ids(connection, lookup)
@@ -195,7 +211,18 @@ class SyncStore:
                         }
                     )
                 await connection.execute(changes.insert(), rows)
-                await self._save_states(connection, states, seq)
+                conflicting = await self._save_states(connection, states, seq)
+                await self.conflict_tracker.track(
+                    connection,
+                    states,
+                    conflicting,
+                    flagged,
+                    fresh_changes,
+                    seq=seq,
+                    now_ms=now,
+                    device_id=device_id,
+                    via=via,
+                )
                 await connection.execute(
                     update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
                 )
@@ -267,16 +294,19 @@ class SyncStore:
         return fresh
 
     async def _load_states(
-        self, connection: AsyncConnection, keys: set[RecordKey]
+        self, connection: AsyncConnection, keys: set[RecordKey], flagged: set[RecordKey] | None = None
     ) -> dict[RecordKey, RecordState]:
+        """The states of ``keys``; adds to ``flagged`` those stored as in conflict."""
         states: dict[RecordKey, RecordState] = {}
         ordered = sorted(keys)
         for chunk in _chunks(ordered):
-            query = select(records.c.collection, records.c.record_id, records.c.state).where(
-                tuple_(records.c.collection, records.c.record_id).in_(chunk)
-            )
+            query = select(
+                records.c.collection, records.c.record_id, records.c.state, records.c.conflict
+            ).where(tuple_(records.c.collection, records.c.record_id).in_(chunk))
             for row in await connection.execute(query):
                 states[(row.collection, row.record_id)] = state_codec.decode(row.state)
+                if row.conflict and flagged is not None:
+                    flagged.add((row.collection, row.record_id))
         for key in ordered:
             states.setdefault(key, RecordState())
         return states
@@ -290,17 +320,22 @@ class SyncStore:
 
     async def _save_states(
         self, connection: AsyncConnection, states: dict[RecordKey, RecordState], seq: int
-    ) -> None:
+    ) -> set[RecordKey]:
+        """Upsert the states; returns the keys of the records now in conflict."""
         rows = []
+        conflicting: set[RecordKey] = set()
         for (collection, record_id), state in states.items():
             spec = self.collections[collection]
+            in_conflict = bool(conflicts(state, spec))
+            if in_conflict:
+                conflicting.add((collection, record_id))
             rows.append(
                 {
                     "collection": collection,
                     "record_id": record_id,
                     "state": state_codec.encode(state),
                     "deleted": is_deleted(state),
-                    "conflict": bool(conflicts(state, spec)),
+                    "conflict": in_conflict,
                     "updated_seq": seq,
                 }
             )
@@ -314,6 +349,7 @@ class SyncStore:
             },
         )
         await connection.execute(statement, rows)
+        return conflicting
 
     # ------------------------------------------------------------------ pull
 

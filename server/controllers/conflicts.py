@@ -1,0 +1,149 @@
+"""The conflict inbox API: list, show, resolve one, resolve many by a rule (preview, then apply)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.middleware.rate_limit import get_remote_address
+from litestar.params import FromPath, Parameter
+
+from server.access import Principal, requires_admin
+from server.accounts import AccountStore
+from server.auth import SECURITY_REQUIREMENT
+from server.inbox import (
+    BulkRequest,
+    BulkResult,
+    ConflictDetail,
+    ConflictFilter,
+    ConflictInbox,
+    ConflictPage,
+    Resolution,
+)
+
+__all__ = ["ConflictsController", "audit_bulk", "audit_resolution"]
+
+
+async def audit_resolution(
+    accounts: AccountStore,
+    inbox: ConflictInbox,
+    principal: Principal,
+    address: str,
+    resolved: ConflictDetail,
+    resolution: Resolution,
+) -> None:
+    await accounts.audit(
+        principal,
+        "conflict_resolve",
+        resolved.conflict.id,
+        address=address,
+        community_id=resolved.conflict.community_id,
+        collection=resolved.conflict.collection,
+        record_id=resolved.conflict.record_id,
+        seen_heads=resolution.seen_heads,
+        record=resolution.record,
+        fields={
+            name: {"keep": c.keep} if c.keep is not None else {"value": c.value}
+            for name, c in resolution.fields.items()
+        },
+        changes=resolved.conflict.resolved_changes,
+    )
+
+
+async def audit_bulk(
+    accounts: AccountStore, principal: Principal, address: str, request: BulkRequest, result: BulkResult
+) -> None:
+    applied = [i for i in result.items if i.outcome == "applied"]
+    await accounts.audit(
+        principal,
+        "conflict_bulk_resolve",
+        f"{request.field}:{request.rule}",
+        address=address,
+        community_id=request.filter.community,
+        field=request.field,
+        rule=request.rule,
+        filter={
+            "community": request.filter.community,
+            "grid": request.filter.grid,
+            "collection": request.filter.collection,
+            "kind": request.filter.kind,
+        },
+        applied=[i.conflict_id for i in applied],
+        stale=[i.conflict_id for i in result.items if i.outcome == "stale"],
+    )
+
+
+class ConflictsController(Controller):
+    path = "/v1/admin/conflicts"
+    tags = ["conflicts"]
+    guards = [requires_admin]
+    security = SECURITY_REQUIREMENT
+
+    @get("/", operation_id="listConflicts", summary="The conflict inbox, newest first, with counts")
+    async def list_conflicts(
+        self,
+        request: Request[Principal, str, Any],
+        inbox: NamedDependency[ConflictInbox],
+        status: Literal["open", "resolved"] = "open",
+        community: str | None = None,
+        grid: str | None = None,
+        collection: str | None = None,
+        kind: str | None = None,
+        field: str | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    ) -> ConflictPage:
+        where = ConflictFilter(
+            status=status, community=community, grid=grid, collection=collection, kind=kind, field=field
+        )
+        return await inbox.search(request.user, where, cursor, limit)
+
+    @get("/{conflict_id:str}", operation_id="getConflict", summary="Every head of every conflicting field")
+    async def get_conflict(
+        self,
+        request: Request[Principal, str, Any],
+        conflict_id: FromPath[str],
+        inbox: NamedDependency[ConflictInbox],
+    ) -> ConflictDetail:
+        return await inbox.detail(request.user, conflict_id)
+
+    @post(
+        "/{conflict_id:str}/resolve",
+        operation_id="resolveConflict",
+        status_code=200,
+        summary="Resolve with a chosen head or a new value per field",
+        description="Send `seen_heads` from the conflict you loaded: if the heads moved, or the conflict "
+        "was resolved meanwhile, the answer is 409 with the current state in `current`.",
+    )
+    async def resolve(
+        self,
+        request: Request[Principal, str, Any],
+        conflict_id: FromPath[str],
+        data: Resolution,
+        inbox: NamedDependency[ConflictInbox],
+        accounts: NamedDependency[AccountStore],
+    ) -> ConflictDetail:
+        resolved = await inbox.resolve(request.user, conflict_id, data)
+        await audit_resolution(accounts, inbox, request.user, get_remote_address(request), resolved, data)
+        return resolved
+
+    @post(
+        "/bulk",
+        operation_id="bulkResolveConflicts",
+        status_code=200,
+        summary="Resolve one field of many conflicts by a rule: preview, then apply",
+        description="Without `expect` nothing is written (a preview). Send the preview's items back as "
+        "`expect` (conflict_id and heads) to apply; items whose heads moved are skipped as `stale`.",
+    )
+    async def bulk(
+        self,
+        request: Request[Principal, str, Any],
+        data: BulkRequest,
+        inbox: NamedDependency[ConflictInbox],
+        accounts: NamedDependency[AccountStore],
+    ) -> BulkResult:
+        result = await inbox.bulk(request.user, data)
+        if result.applied:
+            await audit_bulk(accounts, request.user, get_remote_address(request), data, result)
+        return result

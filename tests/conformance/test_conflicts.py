@@ -1,0 +1,420 @@
+"""The conflict inbox API on SQLite and PostgreSQL: conflicts open and close with the pushes that
+make and mend them; admins resolve one (keep a head, write a value, keep or confirm a delete) or
+many by a rule (preview, then apply); stale and double resolutions get 409; everything is audited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from server.access import UserScope
+from server.accounts import AccountStore
+from server.app import create_app
+from server.database import create_engine
+from server.settings import Settings
+from sync.client import Replica
+from tests.conformance.test_access import PASSWORD, bearer, create_user, sign_in
+
+Client = TestClient  # type: ignore[type-arg]
+Phone = Callable[[str], Replica]
+URL = "/v1/admin/conflicts"
+
+
+@pytest.fixture
+def app_client(settings: Settings) -> Iterator[Client]:
+    create_user(settings, "district", "district_admin")
+    create_user(settings, "east-admin", "community_admin", ("c-east",))
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def admin(app_client: Client) -> dict[str, str]:
+    return bearer(sign_in(app_client, "district"))
+
+
+def make_conflict(
+    client: Client,
+    a: Replica,
+    b: Replica,
+    record: str = "h1",
+    field: str = "phone",
+    values: tuple[Any, Any] = ("2", "3"),
+) -> None:
+    """Two phones start from the same value and write different ones offline."""
+    a.set("households", record, field, "1" if field == "phone" else "start")
+    a.sync(client)
+    b.sync(client)
+    a.set("households", record, field, values[0])
+    b.set("households", record, field, values[1])
+    a.sync(client)
+    b.sync(client)
+
+
+def open_conflicts(client: Client, headers: dict[str, str], **params: Any) -> dict[str, Any]:
+    reply = client.get(URL, params=params, headers=headers)
+    assert reply.status_code == 200, reply.text
+    page: dict[str, Any] = reply.json()
+    return page
+
+
+def only_conflict(client: Client, headers: dict[str, str]) -> dict[str, Any]:
+    page = open_conflicts(client, headers)
+    assert len(page["conflicts"]) == 1, page
+    detail = client.get(f"{URL}/{page['conflicts'][0]['id']}", headers=headers)
+    assert detail.status_code == 200, detail.text
+    found: dict[str, Any] = detail.json()
+    return found
+
+
+def test_concurrent_values_open_a_conflict_that_shows_who_wrote_what(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b = phone("phone-a"), phone("phone-b")
+    make_conflict(app_client, a, b)
+    page = open_conflicts(app_client, admin)
+    assert page["counts"]["total"] == 1
+    assert page["counts"]["by_kind"]["field"] == 1
+    assert page["counts"]["by_collection"] == {"households": 1}
+    summary = page["conflicts"][0]
+    assert (summary["collection"], summary["record_id"], summary["fields"]) == ("households", "h1", ["phone"])
+    detail = only_conflict(app_client, admin)
+    (field,) = detail["fields"]
+    assert field["field"] == "phone"
+    assert field["values_differ"]
+    assert {h["value"] for h in field["heads"]} == {"2", "3"}
+    assert {h["device_name"] for h in field["heads"]} == {"phone-a", "phone-b"}
+    assert {h["replica_id"] for h in field["heads"]} == {"phone-a", "phone-b"}
+    for head in field["heads"]:
+        assert head["received_at_ms"] > 0
+        assert head["device_clock_ms"] > 0
+        assert [s["value"] for s in head["started_from"]] == ["1"]
+    assert sorted(detail["seen_heads"]) == sorted(h["change_id"] for h in field["heads"])
+    assert [e["event"] for e in detail["events"]] == ["opened"]
+    assert len(detail["history"]) == 3
+    assert detail["record"]["conflicts"]["phone"]
+
+
+def test_admin_keeps_one_side_and_every_phone_pulls_it(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b, c = phone("phone-a"), phone("phone-b"), phone("phone-c")
+    make_conflict(app_client, a, b)
+    detail = only_conflict(app_client, admin)
+    kept = next(h for h in detail["fields"][0]["heads"] if h["value"] == "2")
+    body = {"seen_heads": detail["seen_heads"], "fields": {"phone": {"keep": kept["change_id"]}}}
+    reply = app_client.post(f"{URL}/{detail['conflict']['id']}/resolve", json=body, headers=admin)
+    assert reply.status_code == 200, reply.text
+    resolved = reply.json()
+    assert resolved["conflict"]["status"] == "resolved"
+    assert resolved["conflict"]["resolved_via"] == "admin"
+    assert resolved["conflict"]["resolved_by_user"] == "district"
+    assert len(resolved["conflict"]["resolved_changes"]) == 1
+    assert [e["event"] for e in resolved["events"]] == ["opened", "resolved"]
+    assert resolved["record"]["conflicts"] == {}
+    c.sync(app_client)
+    a.sync(app_client)
+    for replica in (a, c):
+        view = replica.record("households", "h1")
+        assert view.fields["phone"] == "2"
+        assert view.conflicts == {}
+    assert open_conflicts(app_client, admin)["conflicts"] == []
+    assert open_conflicts(app_client, admin, status="resolved")["counts"]["total"] == 1
+    entry = app_client.get("/v1/admin/audit", params={"action": "conflict_resolve"}, headers=admin).json()
+    (audited,) = entry["entries"]
+    assert audited["target"] == detail["conflict"]["id"]
+    assert audited["actor_name"] == "district"
+    assert audited["detail"]["fields"] == {"phone": {"keep": kept["change_id"]}}
+    assert audited["detail"]["changes"] == resolved["conflict"]["resolved_changes"]
+
+
+def test_admin_writes_a_merged_value(app_client: Client, admin: dict[str, str], phone: Phone) -> None:
+    a, b = phone("phone-a"), phone("phone-b")
+    make_conflict(app_client, a, b, field="notes", values=("gas smell", "stairs broken"))
+    detail = only_conflict(app_client, admin)
+    merged = "gas smell; stairs broken"
+    body = {"seen_heads": detail["seen_heads"], "fields": {"notes": {"value": merged}}}
+    reply = app_client.post(f"{URL}/{detail['conflict']['id']}/resolve", json=body, headers=admin)
+    assert reply.status_code == 200, reply.text
+    b.sync(app_client)
+    assert b.record("households", "h1").fields["notes"] == merged
+    assert app_client.get("/v1/records/households/h1", headers=admin).json()["conflicts"] == {}
+
+
+def test_resolving_twice_is_409_with_the_current_state(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b = phone("phone-a"), phone("phone-b")
+    make_conflict(app_client, a, b)
+    detail = only_conflict(app_client, admin)
+    body = {"seen_heads": detail["seen_heads"], "fields": {"phone": {"value": "5"}}}
+    path = f"{URL}/{detail['conflict']['id']}/resolve"
+    assert app_client.post(path, json=body, headers=admin).status_code == 200
+    again = app_client.post(path, json={**body, "fields": {"phone": {"value": "6"}}}, headers=admin)
+    assert again.status_code == 409
+    problem = again.json()
+    assert problem["code"] == "already_resolved"
+    assert problem["current"]["conflict"]["status"] == "resolved"
+    assert problem["current"]["record"]["fields"]["phone"] == "5"
+    assert app_client.get("/v1/records/households/h1", headers=admin).json()["fields"]["phone"] == "5"
+
+
+def test_heads_that_moved_since_loading_are_409_never_overwritten(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b, c = phone("phone-a"), phone("phone-b"), phone("phone-c")
+    a.set("households", "h1", "phone", "1")
+    a.sync(app_client)
+    b.sync(app_client)
+    c.sync(app_client)
+    a.set("households", "h1", "phone", "2")
+    b.set("households", "h1", "phone", "3")
+    a.sync(app_client)
+    b.sync(app_client)
+    detail = only_conflict(app_client, admin)
+    # A third phone, offline since the first value, writes another one after the admin loaded.
+    c.set("households", "h1", "phone", "4")
+    c.sync(app_client)
+    body = {"seen_heads": detail["seen_heads"], "fields": {"phone": {"value": "5"}}}
+    reply = app_client.post(f"{URL}/{detail['conflict']['id']}/resolve", json=body, headers=admin)
+    assert reply.status_code == 409
+    problem = reply.json()
+    assert problem["code"] == "conflict_changed"
+    current = problem["current"]
+    assert {h["value"] for h in current["fields"][0]["heads"]} == {"2", "3", "4"}
+    assert [e["event"] for e in current["events"]] == ["opened", "updated"]
+    assert app_client.get("/v1/records/households/h1", headers=admin).json()["fields"]["phone"] != "5"
+    # With the heads it now sees, the admin's resolution goes through.
+    body["seen_heads"] = current["seen_heads"]
+    assert (
+        app_client.post(f"{URL}/{detail['conflict']['id']}/resolve", json=body, headers=admin).status_code
+        == 200
+    )
+
+
+def test_a_phone_that_resolves_closes_the_conflict(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b = phone("phone-a"), phone("phone-b")
+    make_conflict(app_client, a, b)
+    a.sync(app_client)
+    a.set("households", "h1", "phone", "9")  # names both heads it holds
+    a.sync(app_client)
+    resolved = open_conflicts(app_client, admin, status="resolved")["conflicts"]
+    assert len(resolved) == 1
+    assert resolved[0]["resolved_via"] == "sync"
+    assert resolved[0]["resolved_by_device"] == "phone-a"
+    assert open_conflicts(app_client, admin)["counts"]["total"] == 0
+
+
+def test_a_third_value_updates_the_open_conflict(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b, c = phone("phone-a"), phone("phone-b"), phone("phone-c")
+    a.set("households", "h1", "phone", "1")
+    a.sync(app_client)
+    b.sync(app_client)
+    c.sync(app_client)
+    for replica, value in ((a, "2"), (b, "3"), (c, "4")):
+        replica.set("households", "h1", "phone", value)
+    a.sync(app_client)
+    b.sync(app_client)
+    c.sync(app_client)
+    detail = only_conflict(app_client, admin)
+    assert {h["value"] for h in detail["fields"][0]["heads"]} == {"2", "3", "4"}
+    assert [e["event"] for e in detail["events"]] == ["opened", "updated"]
+
+
+def test_delete_against_edit_keep_and_confirm(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b, c = phone("phone-a"), phone("phone-b"), phone("phone-c")
+    for record in ("h1", "h2"):
+        a.set("households", record, "phone", "1")
+    a.sync(app_client)
+    b.sync(app_client)
+    for record in ("h1", "h2"):
+        a.delete("households", record)
+        b.set("households", record, "notes", "visited today")
+    a.sync(app_client)
+    b.sync(app_client)
+    page = open_conflicts(app_client, admin, kind="delete")
+    assert page["counts"]["by_kind"]["delete"] == 2
+    by_record = {s["record_id"]: s["id"] for s in page["conflicts"]}
+    for record, choice in (("h1", "keep"), ("h2", "delete")):
+        detail = app_client.get(f"{URL}/{by_record[record]}", headers=admin).json()
+        assert detail["fields"][0]["field"] == "_deleted"
+        assert {h["op"] for h in detail["fields"][0]["heads"]} == {"delete", "set"}
+        body = {"seen_heads": detail["seen_heads"], "record": choice}
+        reply = app_client.post(f"{URL}/{by_record[record]}/resolve", json=body, headers=admin)
+        assert reply.status_code == 200, reply.text
+    c.sync(app_client)
+    kept = c.record("households", "h1")
+    assert (kept.deleted, kept.fields["notes"], kept.fields["phone"], kept.conflicts) == (
+        False,
+        "visited today",
+        "1",
+        {},
+    )
+    assert c.record("households", "h2").deleted
+    assert open_conflicts(app_client, admin)["counts"]["total"] == 0
+
+
+def test_bulk_rule_previews_then_applies_and_skips_what_moved(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b, c = phone("phone-a"), phone("phone-b"), phone("phone-c")
+    for record in ("h1", "h2", "h3"):
+        a.set("households", record, "notes", "start")
+    a.set("households", "h4", "phone", "1")
+    a.sync(app_client)
+    b.sync(app_client)
+    for record in ("h1", "h2", "h3"):
+        a.set("households", record, "notes", f"a {record}")
+    a.set("households", "h4", "phone", "2")
+    a.sync(app_client)
+    for record in ("h1", "h2", "h3"):
+        b.set("households", record, "notes", f"b {record}")
+    b.set("households", "h4", "phone", "3")
+    b.sync(app_client)
+    rule = {"field": "notes", "rule": "newest", "filter": {"collection": "households"}}
+    preview = app_client.post(f"{URL}/bulk", json=rule, headers=admin)
+    assert preview.status_code == 200, preview.text
+    planned = preview.json()
+    assert planned["applied"] is False
+    assert sorted(i["record_id"] for i in planned["items"]) == ["h1", "h2", "h3"]
+    assert {i["value"] for i in planned["items"]} == {"b h1", "b h2", "b h3"}
+    assert {i["outcome"] for i in planned["items"]} == {"planned"}
+    # Nothing was written by the preview.
+    assert open_conflicts(app_client, admin)["counts"]["total"] == 4
+    # h3 moves after the preview: a third phone resolves it itself.
+    c.sync(app_client)
+    c.set("households", "h3", "notes", "c h3")
+    c.sync(app_client)
+    expect = [{"conflict_id": i["conflict_id"], "heads": i["heads"]} for i in planned["items"]]
+    applied = app_client.post(f"{URL}/bulk", json={**rule, "expect": expect}, headers=admin)
+    assert applied.status_code == 200, applied.text
+    outcome = {i["record_id"]: i["outcome"] for i in applied.json()["items"]}
+    assert outcome == {"h1": "applied", "h2": "applied"}
+    a.sync(app_client)
+    assert [a.record("households", r).fields["notes"] for r in ("h1", "h2", "h3")] == ["b h1", "b h2", "c h3"]
+    left = open_conflicts(app_client, admin)["conflicts"]
+    assert [s["record_id"] for s in left] == ["h4"]
+    (entry,) = app_client.get(
+        "/v1/admin/audit", params={"action": "conflict_bulk_resolve"}, headers=admin
+    ).json()["entries"]
+    assert entry["detail"]["rule"] == "newest"
+    assert len(entry["detail"]["applied"]) == 2
+
+
+def test_bulk_item_whose_heads_changed_is_stale(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b, c = phone("phone-a"), phone("phone-b"), phone("phone-c")
+    make_conflict(app_client, a, b, field="notes", values=("x", "y"))
+    c.sync(app_client)
+    rule = {"field": "notes", "rule": "oldest"}
+    planned = app_client.post(f"{URL}/bulk", json=rule, headers=admin).json()
+    expect = [{"conflict_id": i["conflict_id"], "heads": i["heads"]} for i in planned["items"]]
+    (item,) = planned["items"]
+    # Another concurrent value arrives: the same conflict, other heads.
+    d = phone("phone-d")
+    d.set("households", "h1", "notes", "z")
+    d.sync(app_client)
+    applied = app_client.post(f"{URL}/bulk", json={**rule, "expect": expect}, headers=admin).json()
+    assert [i["outcome"] for i in applied["items"]] == ["stale"]
+    assert item["value"] in {"x", "y"}
+    assert open_conflicts(app_client, admin)["counts"]["total"] == 1
+
+
+def test_paging_with_a_cursor(app_client: Client, admin: dict[str, str], phone: Phone) -> None:
+    a, b = phone("phone-a"), phone("phone-b")
+    for record in ("h1", "h2", "h3"):
+        a.set("households", record, "phone", "1")
+    a.sync(app_client)
+    b.sync(app_client)
+    for record in ("h1", "h2", "h3"):
+        a.set("households", record, "phone", "2")
+        b.set("households", record, "phone", "3")
+    a.sync(app_client)
+    b.sync(app_client)
+    first = open_conflicts(app_client, admin, limit=2)
+    assert (len(first["conflicts"]), first["more"], first["counts"]["total"]) == (2, True, 3)
+    second = open_conflicts(app_client, admin, limit=2, cursor=first["cursor"])
+    assert (len(second["conflicts"]), second["more"], second["cursor"]) == (1, False, None)
+    ids = [s["id"] for s in first["conflicts"] + second["conflicts"]]
+    assert len(set(ids)) == 3
+
+
+def test_only_admins_and_only_their_communities(
+    app_client: Client, admin: dict[str, str], phone: Phone, settings: Settings
+) -> None:
+    a, b = phone("phone-a"), phone("phone-b")
+    make_conflict(app_client, a, b)
+    conflict_id = open_conflicts(app_client, admin)["conflicts"][0]["id"]
+
+    async def worker_token() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            accounts = AccountStore(engine)
+            user = await accounts.create_user("li", "grid_worker", UserScope(("c-east",), ("g-1",)), PASSWORD)
+            return (await accounts.enroll_device(user.id, "li's phone"))[1]
+        finally:
+            await engine.dispose()
+
+    worker = bearer(asyncio.run(worker_token()))
+    assert app_client.get(URL, headers=worker).status_code == 403
+    assert app_client.get(f"{URL}/{conflict_id}", headers=worker).status_code == 403
+    # The record belongs to no community of east-admin's: filtered from the list, 403 on it.
+    east = bearer(sign_in(app_client, "east-admin"))
+    assert open_conflicts(app_client, east)["conflicts"] == []
+    denied = app_client.get(f"{URL}/{conflict_id}", headers=east)
+    assert (denied.status_code, denied.json()["code"]) == (403, "not_your_community")
+    body = {"seen_heads": [], "fields": {"phone": {"value": "5"}}}
+    assert app_client.post(f"{URL}/{conflict_id}/resolve", json=body, headers=east).status_code == 403
+    assert (
+        app_client.post(f"{URL}/bulk", json={"field": "phone", "rule": "newest"}, headers=east).json()[
+            "items"
+        ]
+        == []
+    )
+
+
+def test_bad_input_is_a_clear_4xx(app_client: Client, admin: dict[str, str], phone: Phone) -> None:
+    a, b = phone("phone-a"), phone("phone-b")
+    make_conflict(app_client, a, b)
+    detail = only_conflict(app_client, admin)
+    path = f"{URL}/{detail['conflict']['id']}/resolve"
+    seen = detail["seen_heads"]
+    cases: list[tuple[str, str, dict[str, Any] | None, int, str | None]] = [
+        ("get", URL + "?kind=weather", None, 400, "unknown_kind"),
+        ("get", URL + "?cursor=%%%", None, 400, "bad_cursor"),
+        ("get", URL + "?status=closed", None, 400, None),
+        ("get", URL + "/nope", None, 404, "not_found"),
+        ("post", path, {"seen_heads": seen}, 400, "incomplete_resolution"),
+        ("post", path, {"seen_heads": seen, "fields": {"notes": {"value": "x"}}}, 400, "not_in_conflict"),
+        ("post", path, {"seen_heads": seen, "fields": {"phone": {"keep": "nope"}}}, 400, "unknown_head"),
+        ("post", path, {"seen_heads": seen, "fields": {"phone": {}}}, 400, "bad_choice"),
+        ("post", path, {"seen_heads": seen, "fields": {"phone": {"value": "call me"}}}, 400, "invalid_value"),
+        (
+            "post",
+            path,
+            {"seen_heads": seen, "record": "keep", "fields": {"phone": {"value": "1"}}},
+            400,
+            "not_in_conflict",
+        ),
+        ("post", path, {"seen": seen}, 400, None),
+        ("post", URL + "/bulk", {"field": "phone", "rule": "keep"}, 400, "bad_rule"),
+        ("post", URL + "/bulk", {"field": "phone", "rule": "newest", "limit": 0}, 400, "bad_limit"),
+    ]
+    for method, url, body, status, code in cases:
+        reply = app_client.request(method, url, json=body, headers=admin)
+        assert reply.status_code == status, (url, body, reply.text)
+        assert reply.headers["content-type"].startswith("application/problem+json")
+        if code is not None:
+            assert reply.json()["code"] == code, (url, body, reply.text)
+    assert open_conflicts(app_client, admin)["counts"]["total"] == 1
