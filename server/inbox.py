@@ -698,7 +698,7 @@ class ConflictInbox:
 
     async def _push(self, principal: Principal, planned: Sequence[Change], check: Any, via: str) -> None:
         replica, _ = self._admin_hlc(principal)
-        outcome = await self.store.push(principal.id, replica, planned, check=check, via=via)
+        outcome = await self.store.push(principal.id, replica, planned, principal, check=check, via=via)
         refused = [r for r in outcome.results if r.status == "rejected"]
         if refused:
             first: ChangeResult = refused[0]

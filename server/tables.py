@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "SCOPE_COLUMNS",
+    "attachments",
     "audit_log",
     "changes",
     "conflict_events",
@@ -29,11 +31,13 @@ __all__ = [
     "devices",
     "metadata",
     "records",
+    "scope_moves",
     "sync_counter",
     "users",
 ]
 
 metadata = MetaData()
+SCOPE_COLUMNS = ("community_id", "grid_id", "building_id", "household_id")
 
 # One row. Taking it FOR UPDATE at the start of every push serialises writers, so seqs are
 # handed out in commit order and a pull by ``seq > cursor`` can never skip a late commit.
@@ -72,7 +76,25 @@ records = Table(
     Column("deleted", Boolean, nullable=False),
     Column("conflict", Boolean, nullable=False),
     Column("updated_seq", BigInteger, nullable=False),
+    # Where the record sits in the community > grid > building > household tree, derived at
+    # push time (server/scope.py), so scoped reads are index range scans.
+    *(Column(name, String(64), nullable=True) for name in SCOPE_COLUMNS),
+    # The company a request is dispatched to: what a handler's phone reads by (server/scoping.py).
+    Column("company", String(200), nullable=True),
     PrimaryKeyConstraint("collection", "record_id", name="pk_records"),
+    Index("ix_records_company", "company", "collection"),
+    *(Index(f"ix_records_{name}", name, "collection", "record_id") for name in SCOPE_COLUMNS),
+)
+
+# Photos and files, content-addressed: stored once per SHA-256, whoever uploads them.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(100), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
 )
 
 users = Table(
@@ -170,4 +192,19 @@ conflict_events = Table(
     Column("seq", BigInteger, nullable=False),
     Column("device_id", String(36), nullable=True),
     Column("heads", Text, nullable=False),
+)
+
+# A record that changed place (scope columns or company), logged at the seq of the push that
+# moved it: pull tells phones whose scope it left to drop it, and with it what is under it.
+scope_moves = Table(
+    "scope_moves",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False, index=True),
+    Column("collection", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    # The scope column that holds the record's own id (what lies under it), if any.
+    Column("level", String(32), nullable=True),
+    Column("old_scope", Text, nullable=False),
+    Column("new_scope", Text, nullable=False),
 )

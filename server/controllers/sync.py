@@ -75,7 +75,7 @@ class SyncController(Controller):
                 f"{len(items)} changes in one push; send at most {settings.max_changes_per_push} "
                 "per request and push the rest in the next one",
             )
-        outcome = await store.push(request.user.id, replica_id, items)
+        outcome = await store.push(request.user.id, replica_id, items, request.user)
         response = PushResponse(
             results=outcome.results,
             server_hlc=outcome.server_hlc,
@@ -95,8 +95,10 @@ class SyncController(Controller):
     ) -> Response[bytes]:
         codec = response_codec(request)
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
-        changes, cursor, more = await store.pull(since, count, raw_json=codec.media_type.endswith("json"))
-        return encoded(PullResponse(changes=changes, cursor=cursor, more=more), codec)
+        changes, cursor, more, left = await store.pull(
+            since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
+        )
+        return encoded(PullResponse(changes=changes, cursor=cursor, more=more, left=left), codec)
 
     @get(
         "/snapshot",
@@ -117,6 +119,6 @@ class SyncController(Controller):
         limit: FromQuery[int | None] = None,
     ) -> Response[bytes]:
         count = _limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
-        records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count)
+        records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count, request.user)
         response = SnapshotResponse(records=records, cursor=next_page, more=more, sync_cursor=sync_cursor)
         return encoded(response, response_codec(request))

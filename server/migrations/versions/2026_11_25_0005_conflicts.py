@@ -1,7 +1,7 @@
 """The conflict inbox: one row per time a record went into conflict, and its events.
 
 Revision ID: 0005_conflicts
-Revises: 0002_access
+Revises: 0003_access
 Create Date: 2026-11-25
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_conflicts"
-down_revision = "0002_access"
+down_revision = "0003_access"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
-"""Users, roles and scopes; credentials owned by users; the audit log.
+"""Users, roles and scopes; credentials owned by users; the audit log; scope moves.
 
-Revision ID: 0002_access
-Revises: 0001_sync_core
+Revision ID: 0003_access
+Revises: 0002_domain
 Create Date: 2026-11-25
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_access"
-down_revision = "0001_sync_core"
+revision = "0003_access"
+down_revision = "0002_domain"
 branch_labels = None
 depends_on = None
 
@@ -50,9 +50,29 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text, nullable=False),
     )
     op.create_index("ix_audit_log_action_at", "audit_log", ["action", "at_ms"])
+    with op.batch_alter_table("records") as batch:
+        batch.add_column(sa.Column("company", sa.String(200), nullable=True))
+        batch.create_index("ix_records_company", ["company", "collection"])
+    op.create_table(
+        "scope_moves",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("collection", sa.String(64), nullable=False),
+        sa.Column("record_id", sa.String(64), nullable=False),
+        sa.Column("level", sa.String(32), nullable=True),
+        sa.Column("old_scope", sa.Text, nullable=False),
+        sa.Column("new_scope", sa.Text, nullable=False),
+    )
+    op.create_index("ix_scope_moves_seq", "scope_moves", ["seq"])
 
 
 def downgrade() -> None:
+    op.drop_table("scope_moves")
+    with op.batch_alter_table("records") as batch:
+        batch.drop_index("ix_records_company")
+        batch.drop_column("company")
     op.drop_table("audit_log")
     with op.batch_alter_table("devices") as batch:
         batch.drop_index("ix_devices_user_id")
