@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
 
 from server.accounts import AccountStore
 from server.auth import SECURITY_COMPONENTS, TokenMiddleware
@@ -20,6 +21,7 @@ from server.controllers.sync import SyncController
 from server.controllers.system import health, protocol_schema
 from server.database import create_engine
 from server.inbox import ConflictInbox
+from server.pages import STATIC, admin_pages, template_config
 from server.problems import problem_details_plugin
 from server.ratelimit import RateLimits
 from server.settings import Settings, get_settings
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             sign_in_routes,
             AdminController,
             ConflictsController,
+            admin_pages(),
+            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             health,
             protocol_schema,
         ],
@@ -88,7 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "settings": Provide(_settings, sync_to_thread=False),
             "inbox": Provide(_inbox, sync_to_thread=False),
         },
-        middleware=[DefineMiddleware(TokenMiddleware, exclude=["^/schema"])],
+        middleware=[DefineMiddleware(TokenMiddleware, exclude=["^/schema", "^/admin", "^/static"])],
         plugins=[problem_details_plugin()],
         openapi_config=OpenAPIConfig(
             title="gridsync",
@@ -97,4 +101,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
             components=SECURITY_COMPONENTS,
         ),
         request_max_body_size=settings.max_body_bytes,
+        template_config=template_config(),
     )

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, DeleteChange, RecordView, SetChange
 from server.access import Principal
+from server.accounts import AccountStore
 from server.conflicts import KINDS, head_ids, heads_by_key
 from server.store import SyncStore
 from server.tables import changes, conflict_events, conflicts, devices, records, users
@@ -48,6 +49,8 @@ __all__ = [
     "FieldChoice",
     "InboxError",
     "Resolution",
+    "audit_bulk",
+    "audit_resolution",
 ]
 
 _CHUNK = 900
@@ -559,9 +562,6 @@ class ConflictInbox:
             record_conflicts=[self._summary(s) for s in siblings],
         )
 
-    async def _current(self, principal: Principal, conflict_id: str) -> Any:
-        return msgspec.to_builtins(await self.detail(principal, conflict_id))
-
     # ------------------------------------------------------------------ resolve
 
     def _admin_hlc(self, principal: Principal) -> tuple[str, str]:
@@ -727,7 +727,7 @@ class ConflictInbox:
                 409,
                 "conflict_changed",
                 "the conflict's heads changed since you loaded it: review the current values",
-                await self._current(principal, conflict_id),
+                await self.detail(principal, conflict_id),
             )
         plan = self._plan(principal, key, conflict_id, state, resolution.fields, resolution.record)
         try:
@@ -858,3 +858,51 @@ class ConflictInbox:
 
     async def open_count(self, principal: Principal) -> int:
         return (await self.search(principal, ConflictFilter(), limit=1)).counts.total
+
+
+async def audit_resolution(
+    accounts: AccountStore,
+    principal: Principal,
+    address: str,
+    resolved: ConflictDetail,
+    resolution: Resolution,
+) -> None:
+    await accounts.audit(
+        principal,
+        "conflict_resolve",
+        resolved.conflict.id,
+        address=address,
+        community_id=resolved.conflict.community_id,
+        collection=resolved.conflict.collection,
+        record_id=resolved.conflict.record_id,
+        seen_heads=resolution.seen_heads,
+        record=resolution.record,
+        fields={
+            name: {"keep": c.keep} if c.keep is not None else {"value": c.value}
+            for name, c in resolution.fields.items()
+        },
+        changes=resolved.conflict.resolved_changes,
+    )
+
+
+async def audit_bulk(
+    accounts: AccountStore, principal: Principal, address: str, request: BulkRequest, result: BulkResult
+) -> None:
+    applied = [i for i in result.items if i.outcome == "applied"]
+    await accounts.audit(
+        principal,
+        "conflict_bulk_resolve",
+        f"{request.field}:{request.rule}",
+        address=address,
+        community_id=request.filter.community,
+        field=request.field,
+        rule=request.rule,
+        filter={
+            "community": request.filter.community,
+            "grid": request.filter.grid,
+            "collection": request.filter.collection,
+            "kind": request.filter.kind,
+        },
+        applied=[i.conflict_id for i in applied],
+        stale=[i.conflict_id for i in result.items if i.outcome == "stale"],
+    )

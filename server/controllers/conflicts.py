@@ -20,58 +20,11 @@ from server.inbox import (
     ConflictInbox,
     ConflictPage,
     Resolution,
+    audit_bulk,
+    audit_resolution,
 )
 
-__all__ = ["ConflictsController", "audit_bulk", "audit_resolution"]
-
-
-async def audit_resolution(
-    accounts: AccountStore,
-    inbox: ConflictInbox,
-    principal: Principal,
-    address: str,
-    resolved: ConflictDetail,
-    resolution: Resolution,
-) -> None:
-    await accounts.audit(
-        principal,
-        "conflict_resolve",
-        resolved.conflict.id,
-        address=address,
-        community_id=resolved.conflict.community_id,
-        collection=resolved.conflict.collection,
-        record_id=resolved.conflict.record_id,
-        seen_heads=resolution.seen_heads,
-        record=resolution.record,
-        fields={
-            name: {"keep": c.keep} if c.keep is not None else {"value": c.value}
-            for name, c in resolution.fields.items()
-        },
-        changes=resolved.conflict.resolved_changes,
-    )
-
-
-async def audit_bulk(
-    accounts: AccountStore, principal: Principal, address: str, request: BulkRequest, result: BulkResult
-) -> None:
-    applied = [i for i in result.items if i.outcome == "applied"]
-    await accounts.audit(
-        principal,
-        "conflict_bulk_resolve",
-        f"{request.field}:{request.rule}",
-        address=address,
-        community_id=request.filter.community,
-        field=request.field,
-        rule=request.rule,
-        filter={
-            "community": request.filter.community,
-            "grid": request.filter.grid,
-            "collection": request.filter.collection,
-            "kind": request.filter.kind,
-        },
-        applied=[i.conflict_id for i in applied],
-        stale=[i.conflict_id for i in result.items if i.outcome == "stale"],
-    )
+__all__ = ["ConflictsController"]
 
 
 class ConflictsController(Controller):
@@ -125,7 +78,7 @@ class ConflictsController(Controller):
         accounts: NamedDependency[AccountStore],
     ) -> ConflictDetail:
         resolved = await inbox.resolve(request.user, conflict_id, data)
-        await audit_resolution(accounts, inbox, request.user, get_remote_address(request), resolved, data)
+        await audit_resolution(accounts, request.user, get_remote_address(request), resolved, data)
         return resolved
 
     @post(
