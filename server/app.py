@@ -12,7 +12,9 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from server.auth import SECURITY_COMPONENTS, DeviceTokenMiddleware
+from server.controllers.attachments import AttachmentsController
 from server.controllers.records import RecordsController
+from server.controllers.registry import RecordListController, ReportsController
 from server.controllers.sync import SyncController
 from server.controllers.system import health, protocol_schema
 from server.database import create_engine
@@ -46,7 +48,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[SyncController, RecordsController, health, protocol_schema],
+        route_handlers=[
+            SyncController,
+            RecordsController,
+            health,
+            protocol_schema,
+            # The registry (issue 3): docs/domain.md
+            RecordListController,
+            ReportsController,
+            AttachmentsController,
+        ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={

@@ -25,6 +25,11 @@ class Settings:
     # A change stamped further ahead of the server's clock than this flags its device.
     max_clock_ahead_ms: int = 5 * 60 * 1000
     database_pool_size: int = 10
+    # Registry (docs/domain.md): an elderly-alone household with no checkin signal by this
+    # local hour needs a visit today; the district's time zone; the largest attachment.
+    checkin_cutoff_hour: int = 10
+    timezone: str = "Asia/Shanghai"
+    max_attachment_bytes: int = 5 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
