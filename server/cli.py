@@ -83,6 +83,15 @@ def _device_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from server.demo import DemoPlan, demo_command
+
+    plan = DemoPlan(seed=args.seed, households=args.households)
+    return asyncio.run(
+        _with_store(_settings(args), lambda store: demo_command(store, plan, if_empty=args.if_empty))
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gridsync", description="Offline-first sync server for grid workers"
@@ -116,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     revoke = with_database(device.add_parser("revoke", help="revoke a device token"))
     revoke.add_argument("device_id")
     revoke.set_defaults(run=_device_revoke)
+
+    demo = with_database(commands.add_parser("demo", help="load the demo district into an empty database"))
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--households", type=int, default=4_100)
+    demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
+    demo.set_defaults(run=_demo)
     return parser
 
 
