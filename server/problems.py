@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.exceptions import TooManyRequestsException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
 
+from server.accounts import AccountError, SignInLocked
 from server.store import SyncError
 
 __all__ = ["problem", "problem_details_plugin"]
@@ -32,10 +34,26 @@ def _from_sync_error(error: SyncError) -> ProblemDetailsException:
     return problem(error.status, error.code, error.message)
 
 
+def _from_account_error(error: AccountError) -> ProblemDetailsException:
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, SignInLocked) else None
+    return problem(error.status, error.code, error.message, headers=headers)
+
+
+def _from_rate_limit(error: TooManyRequestsException) -> ProblemDetailsException:
+    headers = dict(error.headers or {})
+    headers["Retry-After"] = str(max(1, int(headers.get("RateLimit-Reset", "1") or 1)))
+    return problem(429, "rate_limited", "too many requests; wait for Retry-After seconds", headers=headers)
+
+
 def problem_details_plugin() -> ProblemDetailsPlugin:
     return ProblemDetailsPlugin(
         ProblemDetailsConfig(
             enable_for_all_http_exceptions=True,
-            exception_to_problem_detail_map={SyncError: _from_sync_error},
+            exception_to_problem_detail_map={
+                SyncError: _from_sync_error,
+                AccountError: _from_account_error,
+                SignInLocked: _from_account_error,
+                TooManyRequestsException: _from_rate_limit,
+            },
         )
     )

@@ -25,6 +25,10 @@ class Settings:
     # A change stamped further ahead of the server's clock than this flags its device.
     max_clock_ahead_ms: int = 5 * 60 * 1000
     database_pool_size: int = 10
+    # Rate limits per minute; see docs/security.md.
+    device_requests_per_minute: int = 1_200
+    address_requests_per_minute: int = 12_000
+    sign_ins_per_minute: int = 30
     # Registry (docs/domain.md): an elderly-alone household with no checkin signal by this
     # local hour needs a visit today; the district's time zone; the largest attachment.
     checkin_cutoff_hour: int = 10
