@@ -8,7 +8,7 @@ the state blobs of the rows the scope selects.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,48 +16,33 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec
-from schemas.protocol import ConflictHead, RecordView
+from schemas.protocol import RecordView
 from schemas.views import RecordPage
+from server.access import Principal
+from server.scoping import is_scoped, mask_fields, mask_value, reads_filter
 from server.store import SyncError, SyncStore
 from server.tables import records
 from sync.merge import RecordState, field_values, record_view, state_codec
 
-__all__ = ["Registry", "ScopeFilter", "Scoped", "mask_id_number", "masked_view"]
+__all__ = ["Registry", "ScopeFilter", "Scoped", "masked_view", "scan"]
 
 # Rows read per round while a value filter (status, tag) discards some of them.
 _SCAN = 500
 
 
-def mask_id_number(value: Any) -> Any:
-    """``110101195001011234`` -> ``110101********1234``: region and last four only."""
-    if not isinstance(value, str) or len(value) < 10:
-        return value
-    return value[:6] + "*" * (len(value) - 10) + value[-4:]
-
-
-def masked_view(view: RecordView, spec: CollectionSpec) -> RecordView:
-    """The view with its masked fields (a resident's ID number) masked, conflicts included."""
-    names = [name for name, f in spec.fields.items() if f.masked]
-    if not names:
+def masked_view(
+    view: RecordView, principal: Principal | None, collections: Mapping[str, CollectionSpec]
+) -> RecordView:
+    """The view as ``principal`` may see it: masked fields (a resident's ID number) masked for
+    non-admins, in the conflicts too; the same masking as the single-record endpoint."""
+    if principal is None or principal.is_admin:
         return view
-    fields = {k: mask_id_number(v) if k in names else v for k, v in view.fields.items()}
-    conflicts = {
-        k: [
-            ConflictHead(
-                change_id=h.change_id,
-                value=mask_id_number(h.value),
-                hlc=h.hlc,
-                replica_id=h.replica_id,
-                op=h.op,
-                field=h.field,
-            )
-            for h in heads
-        ]
-        if k in names
-        else heads
-        for k, heads in view.conflicts.items()
-    }
-    return RecordView(view.collection, view.id, view.deleted, fields, conflicts)
+    collection = view.collection
+    view.fields = mask_fields(principal, collections, collection, view.fields)
+    for heads in view.conflicts.values():
+        for head in heads:
+            head.value = mask_value(principal, collections, collection, head.field, head.value)
+    return view
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +51,12 @@ class ScopeFilter:
     grid: str | None = None
     building: str | None = None
     household: str | None = None
+    # Only what this caller may read (docs/security.md); None: everything (server-side tools).
+    principal: Principal | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
+        if is_scoped(self.principal):
+            query = query.where(reads_filter(self.principal))
         for column, value in (
             (records.c.community_id, self.community),
             (records.c.grid_id, self.grid),
@@ -148,13 +137,16 @@ class Registry:
             raise SyncError(404, "unknown_collection", f"unknown collection {collection!r}; known: {known}")
         return spec
 
-    async def since_seq(self, connection: AsyncConnection, updated_since: str | None) -> int:
+    async def since_seq(
+        self, connection: AsyncConnection, updated_since: str | None, principal: Principal | None
+    ) -> int:
         """A pull or push cursor as a seq (0 for None); 409 resync_required from another history."""
         if not updated_since:
             return 0
-        # The store owns the cursor format; reuse its parser rather than a copy.
+        # The store owns the cursor format; reuse its parser rather than a copy. Cursors are
+        # checked against the caller's scope like pull's.
         epoch, last_seq = await self.store._position(connection)
-        return self.store._parse_cursor(updated_since, epoch, last_seq)
+        return self.store._parse_cursor(updated_since, epoch, last_seq, principal)
 
     async def page(
         self,
@@ -177,7 +169,7 @@ class Registry:
         after = _decode_cursor(cursor) if cursor else ""
         found: list[RecordView] = []
         async with self.engine.connect() as connection:
-            since = await self.since_seq(connection, updated_since)
+            since = await self.since_seq(connection, updated_since, where.principal)
             base = where.apply(
                 select(records.c.record_id, records.c.state).where(records.c.collection == collection)
             )
@@ -197,7 +189,7 @@ class Registry:
                         continue
                     if tag is not None and tag not in view.fields.get("tags", ()):
                         continue
-                    found.append(masked_view(view, spec))
+                    found.append(masked_view(view, where.principal, self.collections))
                     if len(found) > limit:
                         break
         more = len(found) > limit
@@ -205,17 +197,16 @@ class Registry:
         next_cursor = _encode_cursor(found[-1].id) if found and more else _encode_cursor(after)
         return RecordPage(records=found, cursor=next_cursor, more=more)
 
-    async def values(self, collection: str, record_id: str) -> dict[str, Any] | None:
-        """The merged fields of one record (None when absent or deleted)."""
+    async def values(self, collection: str, record_id: str, where: ScopeFilter) -> dict[str, Any] | None:
+        """The merged fields of one record in scope (None when absent, deleted or out of scope)."""
         spec = self.spec(collection)
+        query = where.apply(
+            select(records.c.state).where(
+                records.c.collection == collection,
+                records.c.record_id == record_id,
+                records.c.deleted.is_(False),
+            )
+        )
         async with self.engine.connect() as connection:
-            blob = (
-                await connection.execute(
-                    select(records.c.state).where(
-                        records.c.collection == collection,
-                        records.c.record_id == record_id,
-                        records.c.deleted.is_(False),
-                    )
-                )
-            ).scalar_one_or_none()
+            blob = (await connection.execute(query)).scalar_one_or_none()
         return None if blob is None else field_values(state_codec.decode(blob), spec)

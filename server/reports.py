@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -103,15 +103,15 @@ class Reports:
 
     # ------------------------------------------------------------------ points
 
-    async def balance(self, resident_id: str) -> PointsBalance:
-        resident = await self.registry.values("residents", resident_id)
+    async def balance(self, resident_id: str, where: ScopeFilter) -> PointsBalance:
+        resident = await self.registry.values("residents", resident_id, where)
         if resident is None:
             raise SyncError(404, "not_found", f"no resident {resident_id!r}")
         household = resident.get("household_id")
         async with self.registry.engine.connect() as connection:
             entries = [
                 entry
-                async for row in scan(connection, "points", ScopeFilter(household=household))
+                async for row in scan(connection, "points", replace(where, household=household))
                 if (entry := LedgerEntry.of(row)) is not None and entry.resident_id == resident_id
             ]
         earned, redeemed, overspending = walk_ledger(entries)
@@ -227,11 +227,10 @@ class Reports:
     # ------------------------------------------------------------------ summary
 
     async def summary(
-        self, community: str | None, at: datetime.datetime | None = None, window_days: int = 30
+        self, where: ScopeFilter, at: datetime.datetime | None = None, window_days: int = 30
     ) -> Summary:
         now = self.now(at)
         since = now - datetime.timedelta(days=window_days)
-        where = ScopeFilter(community=community)
         async with self.registry.engine.connect() as connection:
             names = {
                 row.record_id: scalar_value(row.state, "name")
@@ -262,7 +261,7 @@ class Reports:
             for grid in sorted(set(names) | {g for g in per_grid if g is not None})
         ]
         return Summary(
-            community=community,
+            community=where.community,
             at=now.isoformat(),
             window_days=window_days,
             visit_coverage=coverage,

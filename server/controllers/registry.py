@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery
 
 from schemas.collections import Moment
 from schemas.views import FlagList, NoSignalList, PointsBalance, RecordPage, Summary
+from server.access import Principal
 from server.auth import SECURITY_REQUIREMENT
 from server.controllers.sync import _limit
 from server.registry import Registry, ScopeFilter
@@ -57,6 +59,7 @@ class RecordListController(Controller):
     )
     async def list_records(
         self,
+        request: Request[Principal, str, Any],
         collection: FromPath[str],
         registry: NamedDependency[Registry],
         settings: NamedDependency[Settings],
@@ -75,7 +78,7 @@ class RecordListController(Controller):
             collection,
             limit=_limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit),
             cursor=cursor,
-            where=ScopeFilter(community, grid, building, household),
+            where=ScopeFilter(community, grid, building, household, request.user),
             status=status,
             tag=tag,
             updated_since=updated_since,
@@ -92,6 +95,7 @@ class ReportsController(Controller):
     @get("/reports/summary", operation_id="summary", summary="The community office's figures")
     async def summary(
         self,
+        request: Request[Principal, str, Any],
         reports: NamedDependency[Reports],
         community: FromQuery[str | None] = None,
         at: FromQuery[str | None] = None,
@@ -99,7 +103,7 @@ class ReportsController(Controller):
     ) -> Summary:
         if not 1 <= days <= 366:
             raise SyncError(400, "bad_limit", f"days must be between 1 and 366, got {days}")
-        return await reports.summary(community, _moment(at), days)
+        return await reports.summary(ScopeFilter(community, principal=request.user), _moment(at), days)
 
     @get(
         "/checkins/no-signal",
@@ -108,28 +112,37 @@ class ReportsController(Controller):
     )
     async def no_signal(
         self,
+        request: Request[Principal, str, Any],
         reports: NamedDependency[Reports],
         community: FromQuery[str | None] = None,
         grid: FromQuery[str | None] = None,
         building: FromQuery[str | None] = None,
         at: FromQuery[str | None] = None,
     ) -> NoSignalList:
-        return await reports.no_signal(ScopeFilter(community, grid, building), _moment(at))
+        return await reports.no_signal(
+            ScopeFilter(community, grid, building, principal=request.user), _moment(at)
+        )
 
     @get("/flags", operation_id="flags", summary="Overspent balances and concurrent status moves")
     async def flags(
         self,
+        request: Request[Principal, str, Any],
         reports: NamedDependency[Reports],
         community: FromQuery[str | None] = None,
         grid: FromQuery[str | None] = None,
         kind: FromQuery[str | None] = None,
     ) -> FlagList:
-        return await reports.flags(ScopeFilter(community, grid), kind)
+        return await reports.flags(ScopeFilter(community, grid, principal=request.user), kind)
 
     @get(
         "/points/{resident_id:str}",
         operation_id="pointsBalance",
         summary="A volunteer's points balance, derived from the ledger",
     )
-    async def balance(self, resident_id: FromPath[str], reports: NamedDependency[Reports]) -> PointsBalance:
-        return await reports.balance(resident_id)
+    async def balance(
+        self,
+        request: Request[Principal, str, Any],
+        resident_id: FromPath[str],
+        reports: NamedDependency[Reports],
+    ) -> PointsBalance:
+        return await reports.balance(resident_id, ScopeFilter(principal=request.user))
