@@ -57,8 +57,8 @@ def test_two_offline_redemptions_that_overspend_are_both_kept_and_flagged(
 def test_ledger_entries_are_written_once(client: Client, phone: Callable[[str], Replica]) -> None:
     a = phone("phone-a")
     build(a, client)
+    entry(a, "e0", "earned", 5, "x")
     with pytest.raises(ValueError, match="append_only"):
-        entry(a, "e0", "earned", 5, "x")
         a.set(P, "e0", "points", 50)  # the phone itself refuses to edit an entry
     first = [
         change(P, "e1", "resident_id", "r1"),
