@@ -19,8 +19,9 @@ from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec
-from schemas.protocol import Change, ConflictHead
+from schemas.protocol import Change, ConflictHead, DeleteChange
 from server.tables import conflict_events, conflicts
+from sync.hlc import parse_hlc
 from sync.merge import DELETE_CONFLICT_KEY, RecordKey, RecordState
 from sync.merge import conflicts as merge_conflicts
 
@@ -31,6 +32,7 @@ __all__ = [
     "fenced",
     "head_ids",
     "heads_by_key",
+    "record_conflicts",
 ]
 
 # What a conflict can hold: concurrent values of a field, a delete concurrent with edits, two
@@ -56,6 +58,43 @@ def conflict_kinds(found: Mapping[str, Sequence[ConflictHead]], spec: Collection
         else:
             kinds.add("field")
     return kinds
+
+
+def record_conflicts(state: RecordState, spec: CollectionSpec) -> dict[str, list[ConflictHead]]:
+    """What the inbox shows for a record: the merge's conflicts, and every state-machine field
+    (a request's status) that two devices moved concurrently, even to the same value (two
+    handlers accepting one request): the merge keeps both moves, a person decides."""
+    found = merge_conflicts(state, spec)
+    for name, field_spec in spec.fields.items():
+        if name in found or not getattr(field_spec, "transitions", None):
+            continue
+        heads = [h for h in state.heads.values() if not isinstance(h, DeleteChange) and h.field == name]
+        if len(heads) > 1:
+            found[name] = [
+                ConflictHead(
+                    change_id=h.id,
+                    value=h.value,
+                    hlc=h.hlc,
+                    replica_id=parse_hlc(h.hlc).replica_id,
+                    op="set",
+                    field=name,
+                )
+                for h in sorted(heads, key=lambda c: (c.hlc, c.id), reverse=True)
+            ]
+    return found
+
+
+def transition_keys(batch: Iterable[Change], collections: Mapping[str, CollectionSpec]) -> set[RecordKey]:
+    """Records whose state-machine field this batch wrote: their transition conflicts may have
+    opened or closed, which the ``records.conflict`` flag does not show."""
+    found: set[RecordKey] = set()
+    for change in batch:
+        if change.field is None:
+            continue
+        field_spec = collections[change.collection].fields.get(change.field)
+        if getattr(field_spec, "transitions", None):
+            found.add((change.collection, change.record_id))
+    return found
 
 
 def heads_by_key(found: Mapping[str, Sequence[ConflictHead]]) -> dict[str, list[str]]:
@@ -89,7 +128,7 @@ class ConflictTracker:
     ) -> None:
         """``conflicting``: the touched records in conflict after the push; ``flagged_before``:
         those whose ``records.conflict`` flag was set before it."""
-        keys = sorted(conflicting | flagged_before)
+        keys = sorted(conflicting | flagged_before | transition_keys(batch, self.collections))
         if not keys:
             return
         open_rows: dict[RecordKey, Any] = {}
@@ -114,7 +153,7 @@ class ConflictTracker:
         events: list[dict[str, Any]] = []
         for key in keys:
             row = open_rows.get(key)
-            found = merge_conflicts(states[key], self.collections[key[0]]) if key in conflicting else {}
+            found = record_conflicts(states[key], self.collections[key[0]])
             if found:
                 heads = heads_by_key(found)
                 heads_json = _json_encode(heads).decode()

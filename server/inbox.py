@@ -22,7 +22,7 @@ from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, DeleteChange, RecordView, SetChange
 from server.access import Principal
 from server.accounts import AccountStore
-from server.conflicts import KINDS, head_ids, heads_by_key
+from server.conflicts import KINDS, head_ids, heads_by_key, record_conflicts
 from server.store import SyncStore
 from server.tables import changes, conflict_events, conflicts, devices, records, users
 from sync.client import new_change_id
@@ -34,7 +34,6 @@ from sync.merge import (
     record_view,
     state_codec,
 )
-from sync.merge import conflicts as merge_conflicts
 from sync.validate import validate_change
 
 __all__ = [
@@ -583,7 +582,7 @@ class ConflictInbox:
         """The changes that resolve a record's conflict as chosen (validated, not written)."""
         collection, record_id = key
         spec = self.collections[collection]
-        found = merge_conflicts(state, spec)
+        found = record_conflicts(state, spec)
         current = heads_by_key(found)
         for name in fields:
             if name not in found or name == DELETE_CONFLICT_KEY:
@@ -685,7 +684,7 @@ class ConflictInbox:
         def check(states: Mapping[RecordKey, RecordState]) -> None:
             moved: set[RecordKey] = set()
             for plan in plans:
-                current = heads_by_key(merge_conflicts(states[plan.key], self.collections[plan.key[0]]))
+                current = heads_by_key(record_conflicts(states[plan.key], self.collections[plan.key[0]]))
                 if only_key is not None:
                     if current.get(only_key) != plan.expected.get(only_key):
                         moved.add(plan.key)
@@ -721,7 +720,7 @@ class ConflictInbox:
                 )
             key = (row.collection, row.record_id)
             state = await self._state(connection, *key)
-        current = heads_by_key(merge_conflicts(state, self.collections[key[0]]))
+        current = heads_by_key(record_conflicts(state, self.collections[key[0]]))
         if sorted(resolution.seen_heads) != head_ids(current):
             raise InboxError(
                 409,
@@ -769,7 +768,7 @@ class ConflictInbox:
                     continue
                 key = (summary.collection, summary.record_id)
                 state = await self._state(connection, *key)
-                current = heads_by_key(merge_conflicts(state, self.collections[key[0]]))
+                current = heads_by_key(record_conflicts(state, self.collections[key[0]]))
                 heads = current.get(request.field)
                 if heads is None:
                     continue

@@ -18,6 +18,7 @@ from server.database import create_engine
 from server.settings import Settings
 from sync.client import Replica
 from tests.conformance.test_access import PASSWORD, bearer, create_user, sign_in
+from tests.domain.district import build
 
 Client = TestClient  # type: ignore[type-arg]
 Phone = Callable[[str], Replica]
@@ -418,3 +419,66 @@ def test_bad_input_is_a_clear_4xx(app_client: Client, admin: dict[str, str], pho
         if code is not None:
             assert reply.json()["code"] == code, (url, body, reply.text)
     assert open_conflicts(app_client, admin)["counts"]["total"] == 1
+
+
+def test_two_handlers_taking_one_request_is_a_transition_conflict_in_its_community(
+    app_client: Client, admin: dict[str, str], phone: Phone, settings: Settings
+) -> None:
+    office, one, two, later = phone("office"), phone("handler-1"), phone("handler-2"), phone("later")
+    build(office, app_client)
+    office.set("requests", "q1", "household_id", "h1")
+    office.set("requests", "q1", "status", "submitted")
+    office.set("requests", "q1", "status", "dispatched")
+    office.sync(app_client)
+    one.sync(app_client)
+    two.sync(app_client)
+    # Both accept it offline: the same status, two handlers.
+    one.set("requests", "q1", "status", "accepted")
+    one.set("requests", "q1", "handler", "handler-1")
+    two.set("requests", "q1", "status", "accepted")
+    two.set("requests", "q1", "handler", "handler-2")
+    one.sync(app_client)
+    two.sync(app_client)
+    page = open_conflicts(app_client, admin, kind="transition")
+    (summary,) = page["conflicts"]
+    assert (summary["community_id"], summary["grid_id"]) == ("c1", "g1")
+    assert summary["kinds"] == ["field", "transition"]
+    assert summary["fields"] == ["handler", "status"]
+    assert page["counts"]["by_community"] == {"c1": 1}
+    assert page["counts"]["by_grid"] == {"g1": 1}
+    assert open_conflicts(app_client, admin, community="c1", grid="g1")["counts"]["total"] == 1
+    assert open_conflicts(app_client, admin, community="c2")["counts"]["total"] == 0
+    assert open_conflicts(app_client, admin, grid="g2")["conflicts"] == []
+    # An admin of another community neither sees nor touches it; the community's own admin does.
+    east = bearer(sign_in(app_client, "east-admin"))
+    assert open_conflicts(app_client, east)["counts"]["total"] == 0
+    assert app_client.get(f"{URL}/{summary['id']}", headers=east).status_code == 403
+    create_user(settings, "c1-admin", "community_admin", ("c1",))
+    own = bearer(sign_in(app_client, "c1-admin"))
+    assert open_conflicts(app_client, own)["counts"]["by_kind"]["transition"] == 1
+    detail = app_client.get(f"{URL}/{summary['id']}", headers=own).json()
+    heads = {f["field"]: {h["value"]: h["change_id"] for h in f["heads"]} for f in detail["fields"]}
+    assert set(heads["status"]) == {"accepted"}
+    assert len(next(f for f in detail["fields"] if f["field"] == "status")["heads"]) == 2
+    body = {
+        "seen_heads": detail["seen_heads"],
+        "fields": {
+            "handler": {"keep": heads["handler"]["handler-2"]},
+            "status": {"keep": next(iter(heads["status"].values()))},
+        },
+    }
+    reply = app_client.post(f"{URL}/{summary['id']}/resolve", json=body, headers=own)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["conflict"]["status"] == "resolved"
+    later.sync(app_client)
+    record = later.record("requests", "q1")
+    assert (record.fields["status"], record.fields["handler"], record.conflicts) == (
+        "accepted",
+        "handler-2",
+        {},
+    )
+    assert open_conflicts(app_client, admin)["counts"]["total"] == 0
+    (entry,) = app_client.get("/v1/admin/audit", params={"action": "conflict_resolve"}, headers=own).json()[
+        "entries"
+    ]
+    assert (entry["community_id"], entry["actor_name"]) == ("c1", "c1-admin")
