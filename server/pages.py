@@ -48,6 +48,8 @@ from server.inbox import (
     audit_bulk,
     audit_resolution,
 )
+from server.registry import Registry, ScopeFilter
+from server.reports import Reports
 from sync.merge import DELETE_CONFLICT_KEY
 from sync.validate import validate_change
 
@@ -411,9 +413,23 @@ async def bulk_apply(
 
 @get("/dashboard", name="admin-dashboard", include_in_schema=False)
 async def dashboard_page(request: Request[Any, Any, Any], inbox: NamedDependency[ConflictInbox]) -> Template:
+    """The community office's figures (``GET /v1/reports/summary``) beside the inbox's."""
     principal = await _principal(request)
-    counts = (await inbox.search(principal, ConflictFilter(), None, 1)).counts
-    return _page(request, "dashboard", principal, counts=counts, summary=None)
+    community = request.query_params.get("community") or None
+    reports = Reports(Registry(inbox.store), request.app.state.settings)
+    where = ScopeFilter(community, principal=principal)
+    summary = await reports.summary(where)
+    overspends = (await reports.flags(where, "overspend")).flags
+    counts = (await inbox.search(principal, ConflictFilter(community=community), None, 1)).counts
+    return _page(
+        request,
+        "dashboard",
+        principal,
+        counts=counts,
+        summary=summary,
+        overspends=overspends,
+        community=community,
+    )
 
 
 def _sign_in_redirect(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:

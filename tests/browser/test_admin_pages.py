@@ -34,6 +34,8 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "correct horse battery"
+# Two households of the demo district, in community c1, grid c1-g1.
+FIRST, SECOND = "c1-g1-b1-u1-101", "c1-g1-b1-u1-102"
 SERVE = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1"]
 
 
@@ -74,8 +76,13 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    """A real ``gridsync serve`` on a loopback port, with a district admin."""
+    """A real ``gridsync serve`` on a loopback port, with a small demo district and an admin."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'gridsync.db'}"
+    subprocess.run(
+        [sys.executable, "-m", "server.cli", "demo", "--households", "300", "--database-url", database_url],
+        capture_output=True,
+        check=True,
+    )
     _cli(database_url, "admin", "create", "--name", "admin", "--password-stdin", stdin=PASSWORD + "\n")
     port = _free_port()
     log = (tmp_path / "server.log").open("w")
@@ -119,21 +126,20 @@ def _shot(page: Page, name: str) -> None:
 
 
 def _make_conflicts(server: Server) -> tuple[Replica, Replica]:
-    """Wang and Li start from the same household, then both edit it offline."""
+    """Wang and Li hold the district; both edit the same households offline."""
     wang = server.phone("wang-phone", "wang")
     li = server.phone("li-phone", "li")
     with httpx.Client(base_url=server.base_url) as http:
-        wang.set("households", "h-0301", "phone", "13800000001")
-        wang.set("households", "h-0301", "head_name", "Zhang Wei")
-        wang.set("households", "h-0302", "notes", "Lives alone; daughter visits on Sundays")
+        wang.sync(http)
+        wang.set("households", FIRST, "phone", "13800000001")
+        wang.set("households", FIRST, "head_name", "Zhang Wei")
+        wang.set("households", SECOND, "notes", "Lives alone; daughter visits on Sundays")
         wang.sync(http)
         li.sync(http)
-        wang.set("households", "h-0301", "phone", "13900000002")
-        li.set("households", "h-0301", "phone", "13700000003")
-        wang.set(
-            "households", "h-0302", "notes", "Lives alone; daughter visits on Sundays; gas stove checked"
-        )
-        li.set("households", "h-0302", "notes", "Lives alone; son visits on Sundays")
+        wang.set("households", FIRST, "phone", "13900000002")
+        li.set("households", FIRST, "phone", "13700000003")
+        wang.set("households", SECOND, "notes", "Lives alone; daughter visits on Sundays; gas stove checked")
+        li.set("households", SECOND, "notes", "Lives alone; son visits on Sundays")
         wang.sync(http)
         li.sync(http)
     return wang, li
@@ -157,10 +163,11 @@ def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
     page.wait_for_url(f"{server.base_url}/admin/conflicts")
     expect(page.locator("#total")).to_have_text("2")
     expect(page.locator("a.conflict-link")).to_have_count(2)
+    expect(page.locator("aside")).to_contain_text("c1-g1")  # counts per grid
     _shot(page, "inbox.png")
 
     # One click keeps Wang's phone number.
-    page.click("a.conflict-link:has-text('h-0301')")
+    page.click("a.conflict-link:has-text('c1-g1-b1-u1-101')")
     expect(page.locator("#status")).to_have_text("Open")
     wang_side = page.locator(".side[data-head]", has_text="13900000002")
     expect(wang_side.locator("mark")).to_have_text("900000002")
@@ -180,13 +187,16 @@ def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
     expect(page.locator("h1")).to_contain_text("冲突收件箱")
     expect(page.locator("#total")).to_have_text("1")
     _shot(page, "inbox-zh.png")
-    page.click("a.conflict-link:has-text('h-0302')")
+    page.click("a.conflict-link:has-text('c1-g1-b1-u1-102')")
     merged = "Lives alone; son and daughter visit on Sundays; gas stove checked"
     page.fill("textarea[name='merged.notes']", merged)
     page.click("button.use-merged")
     expect(page.locator("#done")).to_contain_text("已处理")
     page.goto(f"{server.base_url}/admin/conflicts?status=resolved")
     expect(page.locator("a.conflict-link")).to_have_count(2)
+    page.goto(f"{server.base_url}/admin/dashboard?lang=en")
+    expect(page.locator("#coverage tbody tr")).not_to_have_count(0)
+    _shot(page, "dashboard.png")
     context.close()
 
     # A third phone that never saw any of it pulls the admin's choices.
@@ -201,8 +211,8 @@ def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
             params={"action": "conflict_resolve"},
             headers={"authorization": f"Bearer {audit_token}"},
         ).json()
-    first = zhao.record("households", "h-0301")
-    second = zhao.record("households", "h-0302")
+    first = zhao.record("households", FIRST)
+    second = zhao.record("households", SECOND)
     assert (first.fields["phone"], first.fields["head_name"], first.conflicts) == (
         "13900000002",
         "Zhang Wei",
@@ -221,7 +231,7 @@ def test_a_form_without_the_session_token_is_refused(server: Server, browser: Br
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server.base_url}/admin/conflicts")
-    page.click("a.conflict-link:has-text('h-0301')")
+    page.click("a.conflict-link:has-text('c1-g1-b1-u1-101')")
     page.locator("#resolve-form input[name=csrf]").evaluate("input => { input.value = 'forged' }")
     page.locator(".side[data-head] button.keep").first.click()
     expect(page.locator("body")).to_contain_text("another site")
@@ -265,7 +275,6 @@ def test_bulk_rule_is_previewed_then_applied_in_the_browser(server: Server, brow
     expect(page.locator("#bulk-items")).not_to_contain_text("planned")
     page.goto(f"{server.base_url}/admin/dashboard")
     expect(page.locator("h1")).to_contain_text("Dashboard")
-    _shot(page, "dashboard.png")
     context.close()
     with httpx.Client(base_url=server.base_url) as http:
         wang.sync(http)
