@@ -45,6 +45,10 @@ _LABELS: dict[str, tuple[str, str]] = {
     "kind_transition": ("Concurrent status moves", "并发状态变更"),
     "kind_overspend": ("Points overspent", "积分超支"),
     "conflict": ("Conflict", "冲突"),
+    "overspend_help": (
+        "Both redemptions are kept (the ledger is append-only): settle it with the volunteer and record it in the ledger.",
+        "两笔兑换都已保留（积分台账只增不改）：请与志愿者核实，并在台账中补记。",
+    ),
     "back": ("Back to the inbox", "返回收件箱"),
     "written_by": ("Written by", "填写人"),
     "device": ("Device", "设备"),

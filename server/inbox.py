@@ -20,9 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, DeleteChange, RecordView, SetChange
+from schemas.views import Flag
 from server.access import Principal
 from server.accounts import AccountStore
 from server.conflicts import KINDS, head_ids, heads_by_key, record_conflicts
+from server.registry import Registry, ScopeFilter
+from server.reports import Reports
 from server.store import SyncStore
 from server.tables import changes, conflict_events, conflicts, devices, records, users
 from sync.client import new_change_id
@@ -108,6 +111,9 @@ class ConflictPage(msgspec.Struct):
     cursor: str | None
     more: bool
     counts: ConflictCounts
+    # Overspent points balances (first page of open conflicts only): derived from the
+    # append-only ledger at read time, so they are listed here, not stored as conflicts.
+    overspends: list[Flag] = []
 
 
 class Writer(msgspec.Struct, kw_only=True):
@@ -411,7 +417,24 @@ class ConflictInbox:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1].opened_seq, rows[-1].id) if more else None
-        return ConflictPage([self._summary(r) for r in rows], next_cursor, more, counts)
+        overspends: list[Flag] = []
+        if where.status == "open" and where.kind in (None, "overspend") and not where.field:
+            overspends = await self.overspends(principal, where)
+            counts.by_kind["overspend"] = len(overspends)
+            if not cursor and where.kind == "overspend":
+                counts.total = len(overspends)
+        return ConflictPage([self._summary(r) for r in rows], next_cursor, more, counts, overspends)
+
+    async def overspends(self, principal: Principal, where: ConflictFilter) -> list[Flag]:
+        """Residents whose offline redemptions together overspent their points balance."""
+        if where.collection not in (None, "residents", "points"):
+            return []
+        reports = Reports(Registry(self.store), self.store.settings)
+        scope = ScopeFilter(where.community, where.grid, principal=principal)
+        found = (await reports.flags(scope, "overspend")).flags
+        if principal.is_district_admin:
+            return found
+        return [flag for flag in found if principal.administers_community(flag.community_id)]
 
     async def _counts(self, connection: Any, principal: Principal, where: ConflictFilter) -> ConflictCounts:
         total = (

@@ -482,3 +482,31 @@ def test_two_handlers_taking_one_request_is_a_transition_conflict_in_its_communi
         "entries"
     ]
     assert (entry["community_id"], entry["actor_name"]) == ("c1", "c1-admin")
+
+
+def test_an_overspent_balance_is_listed_in_the_inbox_for_its_community(
+    app_client: Client, admin: dict[str, str], phone: Phone
+) -> None:
+    a, b = phone("phone-a"), phone("phone-b")
+    build(a, app_client)
+
+    def entry(p: Replica, record_id: str, kind: str, points: int) -> None:
+        for name, value in (("resident_id", "r1"), ("kind", kind), ("points", points), ("reason", "x")):
+            p.set("points", record_id, name, value)
+
+    entry(a, "e1", "earned", 30)
+    a.sync(app_client)
+    b.sync(app_client)
+    entry(a, "e2", "redeemed", 20)
+    entry(b, "e3", "redeemed", 20)
+    a.sync(app_client)
+    b.sync(app_client)
+    page = open_conflicts(app_client, admin, kind="overspend")
+    assert page["counts"]["by_kind"]["overspend"] == 1
+    assert page["counts"]["total"] == 1
+    (flag,) = page["overspends"]
+    assert (flag["record_id"], flag["community_id"], flag["grid_id"]) == ("r1", "c1", "g1")
+    assert open_conflicts(app_client, admin, community="c2")["overspends"] == []
+    assert open_conflicts(app_client, admin, kind="field")["overspends"] == []
+    east = bearer(sign_in(app_client, "east-admin"))
+    assert open_conflicts(app_client, east)["overspends"] == []
