@@ -510,3 +510,43 @@ def test_an_overspent_balance_is_listed_in_the_inbox_for_its_community(
     assert open_conflicts(app_client, admin, kind="field")["overspends"] == []
     east = bearer(sign_in(app_client, "east-admin"))
     assert open_conflicts(app_client, east)["overspends"] == []
+
+
+async def test_the_migration_opens_conflicts_a_database_already_holds(settings: Settings) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from server.database import alembic_config, migrate
+    from server.store import SyncStore
+    from tests.factories import set_
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(
+                lambda sync: command.downgrade(alembic_config(settings.database_url, sync), "0003_access")
+            )
+        store = SyncStore(engine, settings)
+
+        async def untracked(*_: Any, **__: Any) -> None:
+            return None
+
+        store.conflict_tracker.track = untracked  # type: ignore[method-assign]  # as before the inbox
+        first = set_("phone", "1", record="h9")
+        await store.push(None, "r1", [first])
+        await store.push(
+            None,
+            "r1",
+            [
+                set_("phone", "2", pred=(first.id,), record="h9", replica="r1"),
+                set_("phone", "3", pred=(first.id,), record="h9", replica="r2"),
+            ],
+        )
+        await migrate(engine)
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(text("SELECT record_id, status, kinds, fields FROM conflicts"))
+            ).all()
+        assert [tuple(r) for r in rows] == [("h9", "open", ",field,", ",phone,")]
+    finally:
+        await engine.dispose()

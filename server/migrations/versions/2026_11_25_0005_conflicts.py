@@ -59,6 +59,59 @@ def upgrade() -> None:
         sa.Column("heads", sa.Text, nullable=False),
     )
     op.create_index("ix_conflict_events_conflict_id", "conflict_events", ["conflict_id"])
+    _open_existing_conflicts()
+
+
+def _open_existing_conflicts() -> None:
+    """A database that already holds conflicts gets their inbox rows, opened now."""
+    import time
+    import uuid
+
+    import msgspec
+
+    from schemas.collections import COLLECTIONS
+    from server.conflicts import conflict_kinds, fenced, heads_by_key, record_conflicts
+    from sync.merge import state_codec
+
+    with_transitions = [
+        name
+        for name, spec in COLLECTIONS.items()
+        if any(getattr(f, "transitions", None) for f in spec.fields.values())
+    ]
+    records = sa.table(
+        "records",
+        sa.column("collection", sa.String),
+        sa.column("record_id", sa.String),
+        sa.column("state", sa.LargeBinary),
+        sa.column("conflict", sa.Boolean),
+        sa.column("updated_seq", sa.BigInteger),
+    )
+    now = time.time_ns() // 1_000_000
+    query = sa.select(records).where(sa.or_(records.c.conflict, records.c.collection.in_(with_transitions)))
+    rows = []
+    for row in op.get_bind().execute(query):
+        spec = COLLECTIONS.get(row.collection)
+        found = {} if spec is None else record_conflicts(state_codec.decode(row.state), spec)
+        if not found:
+            continue
+        assert spec is not None
+        rows.append(
+            {
+                "id": str(uuid.uuid4()),
+                "collection": row.collection,
+                "record_id": row.record_id,
+                "status": "open",
+                "kinds": fenced(conflict_kinds(found, spec)),
+                "fields": fenced(found),
+                "heads": msgspec.json.encode(heads_by_key(found)).decode(),
+                "opened_at_ms": now,
+                "opened_seq": row.updated_seq,
+                "updated_at_ms": now,
+                "updated_seq": row.updated_seq,
+            }
+        )
+    if rows:
+        op.bulk_insert(sa.table("conflicts", *(sa.column(name) for name in rows[0])), rows)
 
 
 def downgrade() -> None:
