@@ -550,3 +550,14 @@ async def test_the_migration_opens_conflicts_a_database_already_holds(settings: 
         assert [tuple(r) for r in rows] == [("h9", "open", ",field,", ",phone,")]
     finally:
         await engine.dispose()
+
+
+def test_a_cookie_write_must_be_json(app_client: Client) -> None:
+    """A cross-site form can post text/plain that looks like JSON; with only the cookie, the
+    conflict API refuses anything but application/json."""
+    app_client.post("/v1/admin/login", json={"name": "district", "password": PASSWORD})
+    body = b'{"field": "notes", "rule": "newest"}'
+    smuggled = app_client.post(f"{URL}/bulk", content=body, headers={"content-type": "text/plain"})
+    assert (smuggled.status_code, smuggled.json()["code"]) == (415, "json_required")
+    honest = app_client.post(f"{URL}/bulk", content=body, headers={"content-type": "application/json"})
+    assert honest.status_code == 200
