@@ -21,11 +21,12 @@ from urllib.parse import urlencode
 import msgspec
 from jinja2 import Environment, FileSystemLoader
 from litestar import Request, Response, Router, get, post
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.middleware.rate_limit import get_remote_address
+from litestar.params import FromPath
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from markupsafe import Markup, escape
@@ -280,7 +281,7 @@ async def inbox_page(request: Request[Any, Any, Any], inbox: NamedDependency[Con
 
 @get("/conflicts/{conflict_id:str}", name="admin-conflict", include_in_schema=False)
 async def conflict_page(
-    request: Request[Any, Any, Any], conflict_id: str, inbox: NamedDependency[ConflictInbox]
+    request: Request[Any, Any, Any], conflict_id: FromPath[str], inbox: NamedDependency[ConflictInbox]
 ) -> Template:
     principal = await _principal(request)
     try:
@@ -328,7 +329,7 @@ def _resolution(inbox: ConflictInbox, detail: ConflictDetail, form: Mapping[str,
 @post("/conflicts/{conflict_id:str}/resolve", name="admin-resolve", include_in_schema=False)
 async def resolve_form(
     request: Request[Any, Any, Any],
-    conflict_id: str,
+    conflict_id: FromPath[str],
     inbox: NamedDependency[ConflictInbox],
     accounts: NamedDependency[AccountStore],
 ) -> Response[Any]:
@@ -350,30 +351,43 @@ async def resolve_form(
     return Redirect(f"/admin/conflicts/{conflict_id}?done=1", status_code=303)
 
 
+def _bulk_request(
+    field: str, rule: str, where: ConflictFilter, expect: list[BulkExpect] | None
+) -> BulkRequest:
+    """Build the request as the API decodes it, so a form is checked like a JSON body."""
+    body = {"field": field, "rule": rule, "filter": msgspec.to_builtins(where), "expect": expect}
+    try:
+        return msgspec.convert(body, BulkRequest)
+    except msgspec.ValidationError as error:
+        raise InboxError(400, "bad_rule", str(error)) from None
+
+
+def _bulk_view(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    field: str,
+    rule: str,
+    where: ConflictFilter,
+    **shown: Any,
+) -> Template:
+    values = {"preview": None, "result": None, "error": None, **shown}
+    return _page(request, "bulk", principal, field=field, rule=rule, where=where, **values)
+
+
 @get("/bulk", name="admin-bulk", include_in_schema=False)
 async def bulk_page(request: Request[Any, Any, Any], inbox: NamedDependency[ConflictInbox]) -> Template:
+    """Choose a field, a rule and a filter; with a field given, show the preview."""
     principal = await _principal(request)
     field = request.query_params.get("field") or ""
     rule = request.query_params.get("rule") or "newest"
     where = _filter_from(request.query_params)
-    preview = None
-    error = None
-    if field:
-        try:
-            preview = await inbox.bulk(principal, BulkRequest(field=field, rule=rule, filter=where))  # type: ignore[arg-type]
-        except (InboxError, msgspec.ValidationError) as failure:
-            error = getattr(failure, "message", str(failure))
-    return _page(
-        request,
-        "bulk",
-        principal,
-        field=field,
-        rule=rule,
-        where=where,
-        preview=preview,
-        result=None,
-        error=error,
-    )
+    if not field:
+        return _bulk_view(request, principal, field, rule, where)
+    try:
+        preview = await inbox.bulk(principal, _bulk_request(field, rule, where, None))
+    except InboxError as error:
+        return _bulk_view(request, principal, field, rule, where, error=error.message)
+    return _bulk_view(request, principal, field, rule, where, preview=preview)
 
 
 @post("/bulk", name="admin-bulk-apply", include_in_schema=False)
@@ -382,6 +396,7 @@ async def bulk_apply(
     inbox: NamedDependency[ConflictInbox],
     accounts: NamedDependency[AccountStore],
 ) -> Template:
+    """Apply the previewed items (sent back as ``expect``); moved ones come back stale."""
     principal = await _principal(request)
     form = await _form(request)
     field = _first(form, "field") or ""
@@ -393,22 +408,12 @@ async def bulk_apply(
         if "=" in item
     ]
     try:
-        bulk = BulkRequest(field=field, rule=rule, filter=where, expect=expect)  # type: ignore[arg-type]
+        bulk = _bulk_request(field, rule, where, expect)
         result = await inbox.bulk(principal, bulk)
     except InboxError as error:
-        return _page(request, "error", principal, status_code=error.status, message=error.message)
+        return _bulk_view(request, principal, field, rule, where, error=error.message)
     await audit_bulk(accounts, principal, get_remote_address(request), bulk, result)
-    return _page(
-        request,
-        "bulk",
-        principal,
-        field=field,
-        rule=rule,
-        where=where,
-        preview=None,
-        result=result,
-        error=None,
-    )
+    return _bulk_view(request, principal, field, rule, where, result=result)
 
 
 @get("/dashboard", name="admin-dashboard", include_in_schema=False)

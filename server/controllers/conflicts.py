@@ -9,7 +9,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.rate_limit import get_remote_address
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from server.access import Principal, requires_admin
 from server.accounts import AccountStore
@@ -54,13 +54,13 @@ class ConflictsController(Controller):
         self,
         request: Request[Principal, str, Any],
         inbox: NamedDependency[ConflictInbox],
-        status: Literal["open", "resolved"] = "open",
-        community: str | None = None,
-        grid: str | None = None,
-        collection: str | None = None,
-        kind: str | None = None,
-        field: str | None = None,
-        cursor: str | None = None,
+        status: FromQuery[Literal["open", "resolved"]] = "open",
+        community: FromQuery[str | None] = None,
+        grid: FromQuery[str | None] = None,
+        collection: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
+        field: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> ConflictPage:
         where = ConflictFilter(
@@ -89,7 +89,7 @@ class ConflictsController(Controller):
         self,
         request: Request[Principal, str, Any],
         conflict_id: FromPath[str],
-        data: Resolution,
+        data: JSONBody[Resolution],
         inbox: NamedDependency[ConflictInbox],
         accounts: NamedDependency[AccountStore],
     ) -> ConflictDetail:
@@ -108,7 +108,7 @@ class ConflictsController(Controller):
     async def bulk(
         self,
         request: Request[Principal, str, Any],
-        data: BulkRequest,
+        data: JSONBody[BulkRequest],
         inbox: NamedDependency[ConflictInbox],
         accounts: NamedDependency[AccountStore],
     ) -> BulkResult:

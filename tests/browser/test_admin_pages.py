@@ -120,6 +120,14 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+def _sign_in(page: Page, server: Server, landing: str) -> None:
+    page.goto(f"{server.base_url}/admin/login?next={landing}")
+    page.fill("#name", "admin")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.base_url}{landing}")
+
+
 def _shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
@@ -226,11 +234,7 @@ def test_a_form_without_the_session_token_is_refused(server: Server, browser: Br
     _make_conflicts(server)
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{server.base_url}/admin/login")
-    page.fill("#name", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{server.base_url}/admin/conflicts")
+    _sign_in(page, server, "/admin/conflicts")
     page.click("a.conflict-link:has-text('c1-g1-b1-u1-101')")
     page.locator("#resolve-form input[name=csrf]").evaluate("input => { input.value = 'forged' }")
     page.locator(".side[data-head] button.keep").first.click()
@@ -243,13 +247,13 @@ def test_a_form_without_the_session_token_is_refused(server: Server, browser: Br
 def test_bulk_rule_is_previewed_then_applied_in_the_browser(server: Server, browser: Browser) -> None:
     wang = server.phone("wang-phone", "wang")
     li = server.phone("li-phone", "li")
+    in_grid = ("c1-g2-b1-u1-101", "c1-g2-b1-u1-102", "c1-g2-b1-u1-201")
+    elsewhere = "c1-g3-b1-u1-101"
     with httpx.Client(base_url=server.base_url) as http:
-        for record in ("h-0401", "h-0402", "h-0403"):
-            wang.set("households", record, "notes", "checked")
         wang.sync(http)
         li.sync(http)
         newest: dict[str, str] = {}
-        for record in ("h-0401", "h-0402", "h-0403"):
+        for record in (*in_grid, elsewhere):
             both = [
                 wang.set("households", record, "notes", f"wang: {record} gas checked"),
                 li.set("households", record, "notes", f"li: {record} water checked"),
@@ -259,12 +263,10 @@ def test_bulk_rule_is_previewed_then_applied_in_the_browser(server: Server, brow
         li.sync(http)
     context = browser.new_context(viewport={"width": 1024, "height": 768})
     page = context.new_page()
-    page.goto(f"{server.base_url}/admin/login?next=/admin/bulk")
-    page.fill("#name", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{server.base_url}/admin/bulk")
+    _sign_in(page, server, "/admin/bulk")
+    # "Newest value wins for field notes in grid c1-g2."
     page.fill("input[name=field]", "notes")
+    page.fill("input[name=grid]", "c1-g2")
     page.select_option("select[name=rule]", "newest")
     page.click("form.filters button[type=submit]")
     expect(page.locator("#bulk-items tbody tr")).to_have_count(3)
@@ -278,6 +280,7 @@ def test_bulk_rule_is_previewed_then_applied_in_the_browser(server: Server, brow
     context.close()
     with httpx.Client(base_url=server.base_url) as http:
         wang.sync(http)
-    for record, value in newest.items():
+    for record in in_grid:
         view = wang.record("households", record)
-        assert (view.fields["notes"], view.conflicts) == (value, {})
+        assert (view.fields["notes"], view.conflicts) == (newest[record], {})
+    assert "notes" in wang.record("households", elsewhere).conflicts
