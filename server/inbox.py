@@ -221,7 +221,9 @@ class BulkItem(msgspec.Struct, kw_only=True):
     heads: list[str]
     value: Any = None
     chosen: str | None = None
-    outcome: Literal["planned", "applied", "stale"] = "planned"
+    outcome: Literal["planned", "applied", "stale", "rejected"] = "planned"
+    # Why a change was refused (``rejected``), e.g. a status move the request may not make.
+    code: str | None = None
 
 
 class BulkResult(msgspec.Struct):
@@ -718,15 +720,14 @@ class ConflictInbox:
 
         return check
 
-    async def _push(self, principal: Principal, planned: Sequence[Change], check: Any, via: str) -> None:
+    async def _push(
+        self, principal: Principal, planned: Sequence[Change], check: Any, via: str
+    ) -> list[ChangeResult]:
+        """Write the changes as the admin; returns the refused ones (each change is judged on
+        its own, like a phone's: types, the status machine, scopes)."""
         replica, _ = self._admin_hlc(principal)
         outcome = await self.store.push(principal.id, replica, planned, principal, check=check, via=via)
-        refused = [r for r in outcome.results if r.status == "rejected"]
-        if refused:
-            first: ChangeResult = refused[0]
-            raise InboxError(
-                400, first.code or "rejected", first.message or "the server refused the resolution"
-            )
+        return [r for r in outcome.results if r.status == "rejected"]
 
     async def resolve(self, principal: Principal, conflict_id: str, resolution: Resolution) -> ConflictDetail:
         async with self.engine.connect() as connection:
@@ -753,7 +754,7 @@ class ConflictInbox:
             )
         plan = self._plan(principal, key, conflict_id, state, resolution.fields, resolution.record)
         try:
-            await self._push(principal, plan.changes, self._checker([plan]), "admin")
+            refused = await self._push(principal, plan.changes, self._checker([plan]), "admin")
         except _HeadsMoved:
             latest = await self.detail(principal, conflict_id)
             code, message = (
@@ -765,6 +766,15 @@ class ConflictInbox:
                 )
             )
             raise InboxError(409, code, message, latest) from None
+        if refused:
+            # The rest of the resolution stands; the conflict stays open with what is left.
+            first = refused[0]
+            raise InboxError(
+                400,
+                first.code or "rejected",
+                f"{first.message or 'refused'}; the other choices were written",
+                await self.detail(principal, conflict_id),
+            )
         return await self.detail(principal, conflict_id)
 
     # ------------------------------------------------------------------ bulk
@@ -811,14 +821,13 @@ class ConflictInbox:
                     plans.append(plan)
         if wanted is None:
             return BulkResult(applied=False, items=items)
-        for item in items:
-            if item.conflict_id not in {p.conflict_id for p in plans} and item.outcome == "planned":
-                item.outcome = "stale"
+        items += await self._vanished(set(wanted) - {item.conflict_id for item in items}, request.field)
         # A record that moved between the read above and the write lock is dropped and the rest
         # retried; each round can only shrink the plan.
+        refused: list[ChangeResult] = []
         while plans:
             try:
-                await self._push(
+                refused = await self._push(
                     principal,
                     [c for p in plans for c in p.changes],
                     self._checker(plans, only_key=request.field),
@@ -830,11 +839,34 @@ class ConflictInbox:
                 for item in items:
                     if (item.collection, item.record_id) in moved.keys:
                         item.outcome = "stale"
-        done = {p.conflict_id for p in plans}
-        for item in items:
-            if item.conflict_id in done:
-                item.outcome = "applied"
+        codes = {r.id: r.code for r in refused}
+        for plan in plans:
+            item = next(i for i in items if i.conflict_id == plan.conflict_id)
+            failed = [codes[c.id] for c in plan.changes if c.id in codes]
+            item.outcome, item.code = ("rejected", failed[0]) if failed else ("applied", None)
         return BulkResult(applied=True, items=items)
+
+    async def _vanished(self, conflict_ids: set[str], field: str) -> list[BulkItem]:
+        """Previewed conflicts no longer open (resolved meanwhile): reported stale, untouched."""
+        if not conflict_ids:
+            return []
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(conflicts.c.id, conflicts.c.collection, conflicts.c.record_id).where(
+                    conflicts.c.id.in_(sorted(conflict_ids))
+                )
+            )
+            return [
+                BulkItem(
+                    conflict_id=row.id,
+                    collection=row.collection,
+                    record_id=row.record_id,
+                    field=field,
+                    heads=[],
+                    outcome="stale",
+                )
+                for row in rows
+            ]
 
     def _bulk_plan(
         self,

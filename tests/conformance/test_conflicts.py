@@ -300,7 +300,7 @@ def test_bulk_rule_previews_then_applies_and_skips_what_moved(
     applied = app_client.post(f"{URL}/bulk", json={**rule, "expect": expect}, headers=admin)
     assert applied.status_code == 200, applied.text
     outcome = {i["record_id"]: i["outcome"] for i in applied.json()["items"]}
-    assert outcome == {"h1": "applied", "h2": "applied"}
+    assert outcome == {"h1": "applied", "h2": "applied", "h3": "stale"}
     a.sync(app_client)
     assert [a.record("households", r).fields["notes"] for r in ("h1", "h2", "h3")] == ["b h1", "b h2", "c h3"]
     left = open_conflicts(app_client, admin)["conflicts"]
@@ -458,14 +458,22 @@ def test_two_handlers_taking_one_request_is_a_transition_conflict_in_its_communi
     assert open_conflicts(app_client, own)["counts"]["by_kind"]["transition"] == 1
     detail = app_client.get(f"{URL}/{summary['id']}", headers=own).json()
     heads = {f["field"]: {h["value"]: h["change_id"] for h in f["heads"]} for f in detail["fields"]}
+    # A status the request may not move to is refused like a phone's; the handler choice stands.
+    illegal = {
+        "seen_heads": detail["seen_heads"],
+        "fields": {"handler": {"keep": heads["handler"]["handler-2"]}, "status": {"value": "rated"}},
+    }
+    refused = app_client.post(f"{URL}/{summary['id']}/resolve", json=illegal, headers=own)
+    assert refused.status_code == 400
+    assert refused.json()["code"].startswith("illegal_transition")
+    detail = refused.json()["current"]
+    assert (detail["conflict"]["status"], detail["conflict"]["fields"]) == ("open", ["status"])
+    assert detail["record"]["fields"]["handler"] == "handler-2"
     assert set(heads["status"]) == {"accepted"}
     assert len(next(f for f in detail["fields"] if f["field"] == "status")["heads"]) == 2
     body = {
         "seen_heads": detail["seen_heads"],
-        "fields": {
-            "handler": {"keep": heads["handler"]["handler-2"]},
-            "status": {"keep": next(iter(heads["status"].values()))},
-        },
+        "fields": {"status": {"keep": next(iter(heads["status"].values()))}},
     }
     reply = app_client.post(f"{URL}/{summary['id']}/resolve", json=body, headers=own)
     assert reply.status_code == 200, reply.text
