@@ -99,6 +99,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "outcome_planned": ("planned", "待执行"),
     "outcome_applied": ("applied", "已执行"),
     "outcome_stale": ("changed meanwhile, skipped", "期间已变化，已跳过"),
+    "outcome_rejected": ("refused", "被拒绝"),
     "nothing_matches": ("No open conflict matches.", "没有符合条件的待处理冲突。"),
     "open_conflicts": ("Open conflicts", "待处理冲突"),
     "by_kind": ("By kind", "按类型"),

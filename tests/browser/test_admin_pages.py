@@ -183,6 +183,10 @@ def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
     expect(wang_side).to_contain_text("wang")
     expect(wang_side).to_contain_text("13800000001")  # the value both started from
     _shot(page, "conflict.png")
+    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet, upright
+    expect(wang_side.locator("button.keep")).to_be_visible()
+    _shot(page, "conflict-tablet.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
     wang_side.locator("button.keep").click()
     expect(page.locator("#done")).to_be_visible()
     expect(page.locator("#status")).to_have_text("Resolved")
