@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, and_, case, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.collections import CollectionSpec
@@ -57,8 +57,8 @@ __all__ = [
 
 _CHUNK = 900
 _json_decode = msgspec.json.Decoder().decode
-# Scope columns the domain adds to ``records``; the filters use the ones this schema has.
-_SCOPE_COLUMNS = ("community_id", "grid_id")
+# Where a conflict's record sits (kept current by the push, server/scope.py): the filters.
+_SCOPE = {"community_id": records.c.community_id, "grid_id": records.c.grid_id}
 HISTORY_LIMIT = 200
 
 
@@ -313,7 +313,6 @@ class ConflictInbox:
         self.engine = engine
         self.store = store
         self.collections: Mapping[str, CollectionSpec] = store.collections
-        self.scope_columns = {name: records.c[name] for name in _SCOPE_COLUMNS if name in records.c}
 
     # ------------------------------------------------------------------ visibility
 
@@ -321,12 +320,10 @@ class ConflictInbox:
         """A where-clause for the conflicts this admin may see (None: all of them)."""
         if principal.is_district_admin:
             return None
-        community = self.scope_columns.get("community_id")
         mine = list(principal.scope.communities)
-        if community is None or not mine or not principal.is_admin:
-            # Without the domain's scope columns a conflict's community is unknown: show none.
-            return and_(conflicts.c.id.is_(None), conflicts.c.id.is_not(None))
-        return community.in_(mine)
+        if not mine or not principal.is_admin:
+            return false()
+        return records.c.community_id.in_(mine)
 
     def _base(self, principal: Principal, where: ConflictFilter, skip: str | None = None) -> list[Any]:
         clauses: list[Any] = [conflicts.c.status == where.status]
@@ -341,14 +338,7 @@ class ConflictInbox:
             clauses.append(_fence_filter(conflicts.c.fields, where.field))
         for name, value in (("community_id", where.community), ("grid_id", where.grid)):
             if value and skip != name:
-                column = self.scope_columns.get(name)
-                if column is None:
-                    raise InboxError(
-                        400,
-                        "filter_unavailable",
-                        f"records have no {name} yet (the registry collections are not installed)",
-                    )
-                clauses.append(column == value)
+                clauses.append(_SCOPE[name] == value)
         return clauses
 
     def _from(self) -> Any:
@@ -360,7 +350,7 @@ class ConflictInbox:
         )
 
     def _summary_query(self) -> Select[Any]:
-        extra = [column.label(name) for name, column in self.scope_columns.items()]
+        extra = [column.label(name) for name, column in _SCOPE.items()]
         return select(
             conflicts,
             *extra,
@@ -464,14 +454,8 @@ class ConflictInbox:
             return {str(key) if key is not None else "": n for key, n in await connection.execute(query)}
 
         by_collection = await grouped(conflicts.c.collection, "collection")
-        by_community = (
-            await grouped(self.scope_columns["community_id"], "community_id")
-            if "community_id" in self.scope_columns
-            else {}
-        )
-        by_grid = (
-            await grouped(self.scope_columns["grid_id"], "grid_id") if "grid_id" in self.scope_columns else {}
-        )
+        by_community = await grouped(records.c.community_id, "community_id")
+        by_grid = await grouped(records.c.grid_id, "grid_id")
         return ConflictCounts(int(total), by_kind, by_collection, by_community, by_grid)
 
     # ------------------------------------------------------------------ detail
@@ -816,9 +800,7 @@ class ConflictInbox:
                 if wanted is not None and wanted[summary.id] != heads:
                     item.outcome = "stale"
                     continue
-                plan = self._bulk_plan(principal, key, summary.id, state, request, item)
-                if plan is not None:
-                    plans.append(plan)
+                plans.append(self._bulk_plan(principal, key, summary.id, state, request, item))
         if wanted is None:
             return BulkResult(applied=False, items=items)
         items += await self._vanished(set(wanted) - {item.conflict_id for item in items}, request.field)
@@ -876,7 +858,7 @@ class ConflictInbox:
         state: RecordState,
         request: BulkRequest,
         item: BulkItem,
-    ) -> _Planned | None:
+    ) -> _Planned:
         if request.rule in ("keep", "delete"):
             # Field conflicts of a kept record stay open for the admin.
             item.value = request.rule
@@ -896,22 +878,6 @@ class ConflictInbox:
             pred=tuple(item.heads),
         )
         return _Planned(key, conflict_id, [change], {request.field: item.heads})
-
-    async def community_of(self, conflict_id: str) -> str | None:
-        """The community an action on this conflict is filed under in the audit log."""
-        column = self.scope_columns.get("community_id")
-        if column is None:
-            return None
-        async with self.engine.connect() as connection:
-            found = (
-                await connection.execute(
-                    select(column).select_from(self._from()).where(conflicts.c.id == conflict_id)
-                )
-            ).scalar_one_or_none()
-        return None if found is None else str(found)
-
-    async def open_count(self, principal: Principal) -> int:
-        return (await self.search(principal, ConflictFilter(), limit=1)).counts.total
 
 
 async def audit_resolution(
