@@ -120,7 +120,8 @@ def resolve_scopes(
 ) -> dict[RecordKey, Scope]:
     """The scope of every record in ``states`` after the batch, parents before children."""
     resolved: dict[RecordKey, Scope] = {}
-    for key in sorted(states, key=lambda k: (_depth(collections, k[0]), k)):
+    depth = {name: _depth(collections, name) for name in {key[0] for key in states}}
+    for key in sorted(states, key=lambda k: (depth[k[0]], k)):
         spec = collections[key[0]]
         parent = link_target(spec, collections, states[key])
         scope = Scope()
