@@ -7,24 +7,12 @@ import asyncio
 from collections.abc import Callable
 
 from server.access import UserScope
-from server.accounts import AccountStore
-from server.database import create_engine
 from server.settings import Settings
 from sync.client import Replica
+from tests.conformance.test_scopes import _enroll
 from tests.domain.district import ID_NUMBER, Client, build, write
 
 NOON = "2026-11-25T12:00:00+08:00"
-
-
-async def _token(settings: Settings, name: str, role: str, scope: UserScope) -> str:
-    engine = create_engine(settings.database_url)
-    try:
-        accounts = AccountStore(engine)
-        user = await accounts.create_user(name, role, scope)
-        _, token = await accounts.enroll_device(user.id, f"{name}'s phone")
-    finally:
-        await engine.dispose()
-    return token
 
 
 def test_lists_and_reports_hold_only_the_callers_grids(
@@ -37,10 +25,10 @@ def test_lists_and_reports_hold_only_the_callers_grids(
         write(office, "points", f"{record_id}a", {"resident_id": resident, "kind": "redeemed", "points": 5})
     assert office.sync(client).rejected == []
     worker = {
-        "authorization": f"Bearer {asyncio.run(_token(settings, 'w', 'grid_worker', UserScope(('c1',), ('g1',))))}"
+        "authorization": f"Bearer {asyncio.run(_enroll(settings, 'w', 'grid_worker', UserScope(('c1',), ('g1',))))}"
     }
     admin = {
-        "authorization": f"Bearer {asyncio.run(_token(settings, 'a', 'community_admin', UserScope(('c1',))))}"
+        "authorization": f"Bearer {asyncio.run(_enroll(settings, 'a', 'community_admin', UserScope(('c1',))))}"
     }
 
     households = client.get("/v1/records/households", headers=worker).json()["records"]
