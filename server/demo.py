@@ -606,15 +606,19 @@ async def load_demo(
     """Push ``changes`` through the store's batched push as the demo replica."""
     started = time.perf_counter()
     rejected: list[tuple[str, str]] = []
+    analyzed = 0
     for begin in range(0, len(changes), batch):
         chunk = changes[begin : begin + batch]
         outcome = await store.push(None, DEMO_REPLICA, chunk)
         rejected += [(r.id or "", r.code or "") for r in outcome.results if r.status == "rejected"]
-        if store.engine.dialect.name == "postgresql":
+        loaded = begin + len(chunk)
+        if store.engine.dialect.name == "postgresql" and loaded >= 2 * analyzed:
             # A bulk load outruns autovacuum: without fresh statistics PostgreSQL keeps planning
             # the id lookups of a push for an empty table (sequential scans), and slows down.
+            # Each time the log has doubled is enough.
             async with store.engine.begin() as connection:
                 await connection.execute(text("ANALYZE changes, records"))
+            analyzed = loaded
         if progress is not None:
             progress(len(chunk))
     return DemoLoad(len(changes), rejected, time.perf_counter() - started)

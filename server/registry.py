@@ -111,15 +111,22 @@ async def scan(
         )
 
 
+# A list cursor is the last record id of the page, marked so another kind of cursor is refused.
+_LIST_MARK = "list:"
+
+
 def _encode_cursor(record_id: str) -> str:
-    return base64.urlsafe_b64encode(record_id.encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode((_LIST_MARK + record_id).encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise SyncError(400, "bad_cursor", "list cursor was not issued by this server") from None
+        raw = ""
+    if not raw.startswith(_LIST_MARK):
+        raise SyncError(400, "bad_cursor", "list cursor was not issued by this server")
+    return raw.removeprefix(_LIST_MARK)
 
 
 class Registry:

@@ -16,6 +16,20 @@ def status_of(client: Client, record_id: str = "q1") -> str:
     return status
 
 
+def dispatched(client: Client, phone: Callable[[str], Replica], *handlers: str) -> list[Replica]:
+    """The office's phone and the handlers' phones, all holding request q1, dispatched."""
+    office = phone("office")
+    build(office, client)
+    office.set(Q, "q1", "household_id", "h1")
+    office.set(Q, "q1", "status", "submitted")
+    office.set(Q, "q1", "status", "dispatched")
+    office.sync(client)
+    others = [phone(name) for name in handlers]
+    for p in others:
+        p.sync(client)
+    return [office, *others]
+
+
 def test_the_five_step_loop_with_four_offline_phones(client: Client, phone: Callable[[str], Replica]) -> None:
     worker, office, handler, supervisor = (phone(n) for n in ("worker", "office", "handler", "party-member"))
     build(worker, client)
@@ -83,14 +97,7 @@ def test_a_skipped_step_is_rejected_with_the_status_it_came_from(
 
 
 def test_a_late_phone_is_judged_by_the_status_it_saw(client: Client, phone: Callable[[str], Replica]) -> None:
-    office, late, fast = phone("office"), phone("late-handler"), phone("fast-handler")
-    build(office, client)
-    office.set(Q, "q1", "household_id", "h1")
-    office.set(Q, "q1", "status", "submitted")
-    office.set(Q, "q1", "status", "dispatched")
-    office.sync(client)
-    late.sync(client)
-    fast.sync(client)
+    office, late, fast = dispatched(client, phone, "late-handler", "fast-handler")
     # Offline, the late phone takes the request; meanwhile another handler takes it and
     # finishes it online.
     late.set(Q, "q1", "status", "accepted")
@@ -122,14 +129,7 @@ def test_a_late_phone_is_judged_by_the_status_it_saw(client: Client, phone: Call
 def test_two_handlers_accepting_offline_converge_and_show_a_conflict(
     client: Client, phone: Callable[[str], Replica]
 ) -> None:
-    office, one, two = phone("office"), phone("handler-1"), phone("handler-2")
-    build(office, client)
-    office.set(Q, "q1", "household_id", "h1")
-    office.set(Q, "q1", "status", "submitted")
-    office.set(Q, "q1", "status", "dispatched")
-    office.sync(client)
-    one.sync(client)
-    two.sync(client)
+    _, one, two = dispatched(client, phone, "handler-1", "handler-2")
     one.set(Q, "q1", "status", "accepted")
     one.set(Q, "q1", "handler", "handler-1")
     two.set(Q, "q1", "status", "cancelled")
