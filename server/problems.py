@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar.exceptions import TooManyRequestsException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -12,6 +13,7 @@ from litestar.plugins.problem_details import (
 )
 
 from server.accounts import AccountError, SignInLocked
+from server.inbox import InboxError
 from server.store import SyncError
 
 __all__ = ["problem", "problem_details_plugin"]
@@ -39,6 +41,11 @@ def _from_account_error(error: AccountError) -> ProblemDetailsException:
     return problem(error.status, error.code, error.message, headers=headers)
 
 
+def _from_inbox_error(error: InboxError) -> ProblemDetailsException:
+    extra = {} if error.current is None else {"current": msgspec.to_builtins(error.current)}
+    return problem(error.status, error.code, error.message, **extra)
+
+
 def _from_rate_limit(error: TooManyRequestsException) -> ProblemDetailsException:
     headers = dict(error.headers or {})
     headers["Retry-After"] = str(max(1, int(headers.get("RateLimit-Reset", "1") or 1)))
@@ -54,6 +61,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 AccountError: _from_account_error,
                 SignInLocked: _from_account_error,
                 TooManyRequestsException: _from_rate_limit,
+                InboxError: _from_inbox_error,
             },
         )
     )
