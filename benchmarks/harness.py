@@ -209,6 +209,11 @@ def serve(database: Database, workdir: Path, **env: str) -> Iterator[Server]:
         _wait_healthy(server)
         profiler = _profile(process.pid, port)
         yield server
+    except BaseException:
+        print(
+            f"--- gridsync serve log ({log.name}), last lines ---\n{log.read_text()[-3000:]}", file=sys.stderr
+        )
+        raise
     finally:
         stop(process)
         if profiler is not None:

@@ -241,9 +241,7 @@ def _run_gridsync(base_url: str, token: str, phone: Any, counter: ByteCounter | 
     }
 
 
-async def peer(
-    backend: str, workdir: Path, households: int, edits: int, runs: int, port: int
-) -> dict[str, Any]:
+async def peer(backend: str, workdir: Path, households: int, edits: int, runs: int) -> dict[str, Any]:
     """Write and feed rates and bytes per item of pouchdb-server and gridsync, same run."""
     ensure_installed()
     created, edited = _workload(households, edits)

@@ -211,7 +211,7 @@ async def _run(size: Size, backends: list[str], skip: set[str], console: Console
                 (
                     "peer",
                     partial(
-                        peer.peer, backend, workdir, size.peer_households, size.peer_edits, size.runs, 18700
+                        peer.peer, backend, workdir, size.peer_households, size.peer_edits, size.peer_runs
                     ),
                 ),
             ]
@@ -220,7 +220,14 @@ async def _run(size: Size, backends: list[str], skip: set[str], console: Console
                     continue
                 start = time.perf_counter()
                 console.print(f"[bold]{backend}[/]: {name} ...")
-                found[name] = await step()
+                try:
+                    found[name] = await step()
+                except Exception as error:  # one failed scenario must not lose the others' figures
+                    console.print_exception()
+                    results.setdefault("failed", []).append(
+                        f"{backend} {name}: {type(error).__name__}: {error}"
+                    )
+                    continue
                 console.print(f"  done in {time.perf_counter() - start:.1f}s")
     return results
 
@@ -275,9 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"chart: {chart}")
     console.print(f"results: {out} ({results['meta']['seconds']}s)")
     missed = [t for t in targets if not t.met]
+    for failure in results.get("failed", []):
+        console.print(f"[red]FAILED[/] {failure}")
     for t in missed:
         console.print(f"[red]MISSED[/] {t.scenario}: {t.figure} = {t.value:,.2f} (target {t.target})")
-    return 1 if missed else 0
+    return 1 if missed or results.get("failed") else 0
 
 
 if __name__ == "__main__":
