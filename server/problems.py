@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+import errno
+import logging
+import sqlite3
+from typing import Any, Literal
 
+import asyncpg
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from server.store import SyncError
 
-__all__ = ["problem", "problem_details_plugin"]
+__all__ = ["RETRY_AFTER_SECONDS", "classify_database_error", "problem", "problem_details_plugin"]
+
+logger = logging.getLogger("gridsync")
+
+# What a client is told to wait before retrying when the database is away.
+RETRY_AFTER_SECONDS = 2
+_SQLITE_FULL = 13
+_DISK_FULL_SQLSTATE = "53100"
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def problem(
@@ -32,10 +46,90 @@ def _from_sync_error(error: SyncError) -> ProblemDetailsException:
     return problem(error.status, error.code, error.message)
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error, the driver error it wraps, and their causes (bounded: chains can loop)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending and len(seen) < 12:
+        current = pending.pop(0)
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return [e for e in seen if isinstance(e, BaseException)]
+
+
+def classify_database_error(error: BaseException) -> Literal["full", "unavailable"] | None:
+    """``full`` when the disk under the database is full, ``unavailable`` when the database
+    cannot be reached or answered too late (a retry later can succeed), None otherwise."""
+    chain = _causes(error)
+    for cause in chain:
+        if isinstance(cause, sqlite3.Error) and (
+            getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(cause)
+        ):
+            return "full"
+        if (
+            isinstance(cause, asyncpg.DiskFullError)
+            or getattr(cause, "sqlstate", None) == _DISK_FULL_SQLSTATE
+        ):
+            return "full"
+        if isinstance(cause, OSError) and cause.errno in _NO_SPACE:
+            return "full"
+    for cause in chain:
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return "unavailable"
+        if isinstance(
+            cause,
+            PoolTimeoutError
+            | TimeoutError
+            | ConnectionError
+            | sqlite3.OperationalError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.exceptions.OperatorInterventionError
+            | asyncpg.InterfaceError,
+        ):
+            return "unavailable"
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError | PermissionError):
+            return "unavailable"
+    return None
+
+
+def _from_database_error(error: Exception) -> ProblemDetailsException:
+    kind = classify_database_error(error)
+    if kind == "full":
+        logger.error("storage full: %s: %s", type(error).__name__, error)
+        return problem(
+            507,
+            "storage_full",
+            "the server's disk is full; nothing of this request was stored. Keep the changes and "
+            "push them again later",
+        )
+    if kind == "unavailable":
+        logger.warning("database unavailable: %s: %s", type(error).__name__, error)
+        return problem(
+            503,
+            "database_unavailable",
+            "the database is not reachable right now; nothing of this request was stored unless "
+            f"a retry says so. Retry in {RETRY_AFTER_SECONDS} seconds",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    # A bug, not a fault of the environment: logged with its trace, answered without it.
+    logger.error("unexpected error", exc_info=error)
+    return problem(500, "internal_error", "the server failed on this request; it was logged")
+
+
 def problem_details_plugin() -> ProblemDetailsPlugin:
     return ProblemDetailsPlugin(
         ProblemDetailsConfig(
             enable_for_all_http_exceptions=True,
-            exception_to_problem_detail_map={SyncError: _from_sync_error},
+            exception_to_problem_detail_map={
+                SyncError: _from_sync_error,
+                # Database faults (connection lost, restart, timeouts, full disk): 503 or 507.
+                SQLAlchemyError: _from_database_error,
+                asyncpg.PostgresError: _from_database_error,
+                asyncpg.InterfaceError: _from_database_error,
+                OSError: _from_database_error,
+            },
         )
     )

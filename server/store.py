@@ -29,6 +29,7 @@ from schemas.protocol import (
     RecordView,
     SnapshotRecord,
 )
+from server.horizon import PullAcknowledgements, change_digest, compacted_digests
 from server.settings import Settings
 from server.tables import changes, devices, records, sync_counter
 from sync.hlc import HybridClock, parse_hlc
@@ -121,6 +122,8 @@ class SyncStore:
         self.collections = COLLECTIONS if collections is None else collections
         # The server's own clock never follows a device that is far ahead.
         self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
+        # Each device's acknowledged pull position, which bounds history compaction.
+        self.acks = PullAcknowledgements(engine, settings.ack_interval_ms)
         self._upsert = (
             sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
@@ -131,17 +134,30 @@ class SyncStore:
     def _cursor(epoch: str, seq: int) -> str:
         return f"{epoch}.{seq}"
 
-    async def _position(self, connection: AsyncConnection) -> tuple[str, int]:
-        row = (await connection.execute(select(sync_counter.c.epoch, sync_counter.c.last_seq))).one()
-        return row.epoch, row.last_seq
+    async def _position(self, connection: AsyncConnection) -> tuple[str, int, int]:
+        """(epoch, last seq, compaction floor)."""
+        row = (
+            await connection.execute(
+                select(sync_counter.c.epoch, sync_counter.c.last_seq, sync_counter.c.compacted_seq)
+            )
+        ).one()
+        return row.epoch, row.last_seq, row.compacted_seq
 
-    def _parse_cursor(self, cursor: str | None, epoch: str, last_seq: int) -> int:
+    def _parse_cursor(self, cursor: str | None, epoch: str, last_seq: int, floor: int = 0) -> int:
         if not cursor:
+            if floor > 0:
+                raise SyncError(
+                    409,
+                    "resync_required",
+                    "the change log before this server's compaction point is gone: start from "
+                    "/v1/sync/snapshot and pull from its sync_cursor",
+                )
             return 0
         cursor_epoch, _, raw_seq = cursor.partition(".")
-        if not raw_seq.isdigit():
+        # isascii: str.isdigit also accepts digits that int() refuses (superscripts).
+        if not (raw_seq.isascii() and raw_seq.isdigit()):
             raise SyncError(400, "bad_cursor", f"cursor {cursor!r} was not issued by this server")
-        if cursor_epoch != epoch or int(raw_seq) > last_seq:
+        if cursor_epoch != epoch or int(raw_seq) > last_seq or int(raw_seq) < floor:
             raise SyncError(
                 409,
                 "resync_required",
@@ -178,14 +194,15 @@ class SyncStore:
                 update(sync_counter)
                 .where(sync_counter.c.id == 1)
                 .values(last_seq=sync_counter.c.last_seq)
-                .returning(sync_counter.c.last_seq, sync_counter.c.epoch)
+                .returning(sync_counter.c.last_seq, sync_counter.c.epoch, sync_counter.c.compacted_seq)
             )
-            last_seq, epoch = locked.one()
-            fresh = await self._drop_duplicates(connection, candidates, results)
+            last_seq, epoch, floor = locked.one()
+            compacted = floor > 0
+            fresh = await self._drop_duplicates(connection, candidates, results, compacted=compacted)
             states = await self._load_states(connection, {(c.collection, c.record_id) for _, c in fresh})
             fresh_changes = [c for _, c in fresh]
             lookup = sorted(preds_to_look_up(states, fresh_changes))
-            known = await self._existing_ids(connection, lookup)
+            known = await self._existing_ids(connection, lookup, compacted=compacted)
             apply_batch(states, fresh_changes, known)
             seq = last_seq
             if fresh:
@@ -244,8 +261,12 @@ class SyncStore:
         connection: AsyncConnection,
         candidates: list[tuple[int, Change]],
         results: list[ChangeResult | None],
+        *,
+        compacted: bool = False,
     ) -> list[tuple[int, Change]]:
-        """Judge ids seen before (in the log or earlier in this batch); return the new changes."""
+        """Judge ids seen before (in the log or earlier in this batch); return the new changes.
+
+        With ``compacted``, ids no longer in the log are also looked up among compacted ones."""
         existing: dict[str, Any] = {}
         ids = [c.id for _, c in candidates]
         for chunk in _chunks(ids):
@@ -260,12 +281,31 @@ class SyncStore:
                 changes.c.pred,
             ).where(changes.c.id.in_(chunk))
             existing.update((found.id, found) for found in await connection.execute(query))
+        gone = await compacted_digests(connection, [i for i in ids if i not in existing]) if compacted else {}
         fresh: list[tuple[int, Change]] = []
         in_batch: dict[str, Change] = {}
         for index, change in candidates:
             row: Any = existing.get(change.id)
             earlier = in_batch.get(change.id)
-            if row is None and earlier is None:
+            digest = gone.get(change.id)
+            if digest is not None:
+                same = digest == change_digest(
+                    change.collection,
+                    change.record_id,
+                    change.field,
+                    op_name(change),
+                    change.value,
+                    change.hlc,
+                    change.pred,
+                )
+                results[index] = (
+                    ChangeResult(id=change.id, status="duplicate")
+                    if same
+                    else _rejected(
+                        change.id, "id_reused", "this change id was already used for a different change"
+                    )
+                )
+            elif row is None and earlier is None:
                 in_batch[change.id] = change
                 fresh.append((index, change))
             elif (row is not None and _same_content(row, change)) or earlier == change:
@@ -294,11 +334,15 @@ class SyncStore:
             states.setdefault(key, RecordState())
         return states
 
-    async def _existing_ids(self, connection: AsyncConnection, ids: Sequence[str]) -> set[str]:
+    async def _existing_ids(
+        self, connection: AsyncConnection, ids: Sequence[str], *, compacted: bool = False
+    ) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(ids):
             result = await connection.execute(select(changes.c.id).where(changes.c.id.in_(chunk)))
             found.update(result.scalars())
+        if compacted:
+            found.update(await compacted_digests(connection, [i for i in ids if i not in found]))
         return found
 
     async def _save_states(
@@ -336,8 +380,8 @@ class SyncStore:
         """Changes after ``since`` in server order. With ``raw_json`` the values stay as the
         stored JSON text (for a JSON response: no decode and re-encode)."""
         async with self.engine.connect() as connection:
-            epoch, last_seq = await self._position(connection)
-            after = self._parse_cursor(since, epoch, last_seq)
+            epoch, last_seq, floor = await self._position(connection)
+            after = self._parse_cursor(since, epoch, last_seq, floor)
             query = (
                 select(
                     changes.c.seq,
@@ -400,10 +444,10 @@ class SyncStore:
             known = ", ".join(sorted(self.collections))
             raise SyncError(404, "unknown_collection", f"unknown collection {collection!r}; known: {known}")
         async with self.engine.connect() as connection:
-            epoch, last_seq = await self._position(connection)
+            epoch, last_seq, floor = await self._position(connection)
             if page:
                 page_epoch, sync_seq, after_collection, after_id = self._decode_page(page)
-                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq)
+                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq, floor)
             else:
                 sync_seq, after_collection, after_id = last_seq, collection or "", ""
             key = tuple_(records.c.collection, records.c.record_id)

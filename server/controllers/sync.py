@@ -95,6 +95,7 @@ class SyncController(Controller):
         codec = response_codec(request)
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
         changes, cursor, more = await store.pull(since, count, raw_json=codec.media_type.endswith("json"))
+        await store.acks.record(request.user.id, since)
         return encoded(PullResponse(changes=changes, cursor=cursor, more=more), codec)
 
     @get(
