@@ -98,7 +98,7 @@ def classify_database_error(error: BaseException) -> Literal["full", "unavailabl
 def _from_database_error(error: Exception) -> ProblemDetailsException:
     kind = classify_database_error(error)
     if kind == "full":
-        logger.error("storage full: %s: %s", type(error).__name__, error)
+        logger.error("storage full: %s: %s", type(error).__name__, getattr(error, "orig", error))
         return problem(
             507,
             "storage_full",
@@ -106,7 +106,7 @@ def _from_database_error(error: Exception) -> ProblemDetailsException:
             "push them again later",
         )
     if kind == "unavailable":
-        logger.warning("database unavailable: %s: %s", type(error).__name__, error)
+        logger.warning("database unavailable: %s: %s", type(error).__name__, getattr(error, "orig", error))
         return problem(
             503,
             "database_unavailable",

@@ -160,7 +160,9 @@ class FieldPhone:
             elif roll < 0.75:
                 change = replica.set(H, record_id, "members_count", rng.randrange(12))
             elif roll < 0.88:
-                change = replica.add(H, record_id, "tags", rng.choice(["elderly-alone", "veteran", "disability"]))
+                change = replica.add(
+                    H, record_id, "tags", rng.choice(["elderly-alone", "veteran", "disability"])
+                )
             elif roll < 0.95:
                 tags = replica.record(H, record_id).fields.get("tags") or []
                 change = replica.remove(H, record_id, "tags", tags[0]) if tags else None
@@ -218,14 +220,18 @@ def _report() -> Any:
     return SyncReport()
 
 
-def views(replica_or_http: Replica | httpx.Client, record_ids: Iterable[str], token: str = "") -> dict[str, Any]:
+def views(
+    replica_or_http: Replica | httpx.Client, record_ids: Iterable[str], token: str = ""
+) -> dict[str, Any]:
     """Record views as plain dicts, from a replica or from the server."""
     found: dict[str, Any] = {}
     for record_id in sorted(record_ids):
         if isinstance(replica_or_http, Replica):
             found[record_id] = msgspec.json.decode(_json.encode(replica_or_http.record(H, record_id)))
         else:
-            reply = replica_or_http.get(f"/v1/records/{H}/{record_id}", headers={"authorization": f"Bearer {token}"})
+            reply = replica_or_http.get(
+                f"/v1/records/{H}/{record_id}", headers={"authorization": f"Bearer {token}"}
+            )
             assert reply.status_code == 200, reply.text
             found[record_id] = reply.json()
     return found
@@ -248,7 +254,9 @@ def check_log_and_states(database_url: str) -> LogCheck:
         try:
             async with engine.connect() as connection:
                 log = (await connection.execute(select(changes).order_by(changes.c.seq))).all()
-                distinct = (await connection.execute(select(func.count(func.distinct(changes.c.id))))).scalar_one()
+                distinct = (
+                    await connection.execute(select(func.count(func.distinct(changes.c.id))))
+                ).scalar_one()
                 stored = {
                     (row.collection, row.record_id): state_codec.decode(row.state)
                     for row in await connection.execute(select(records))

@@ -42,7 +42,9 @@ def _postgres_up() -> bool:
 def test_postgres_restart_under_load_answers_503_and_recovers(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
-    server = ServerProcess(database_url, tmp_path / "server.log", env={"GRIDSYNC_DATABASE_CONNECT_TIMEOUT": "3"})
+    server = ServerProcess(
+        database_url, tmp_path / "server.log", env={"GRIDSYNC_DATABASE_CONNECT_TIMEOUT": "3"}
+    )
     phones = [
         FieldPhone(tmp_path / f"phone-{n}.db", f"phone-{n}", enroll(f"phone-{n}"), server.base_url)
         for n in range(2)
