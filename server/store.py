@@ -44,7 +44,7 @@ from sync.merge import (
     record_view,
     state_codec,
 )
-from sync.validate import validate_change
+from sync.validate import RECORD_ID_PATTERN, validate_change
 
 __all__ = ["Device", "PushOutcome", "SyncError", "SyncStore"]
 
@@ -431,6 +431,11 @@ class SyncStore:
             epoch, sync_seq, collection, record_id = msgspec.json.decode(raw, type=tuple[str, int, str, str])
         except (ValueError, msgspec.DecodeError):
             raise SyncError(400, "bad_cursor", "snapshot cursor was not issued by this server") from None
+        # A forged page must not carry text the database refuses (PostgreSQL: NUL) into a query.
+        if (collection and collection not in self.collections) or (
+            record_id and not RECORD_ID_PATTERN.match(record_id)
+        ):
+            raise SyncError(400, "bad_cursor", "snapshot cursor was not issued by this server")
         return epoch, sync_seq, collection, record_id
 
     async def snapshot(
@@ -487,6 +492,9 @@ class SyncStore:
         if spec is None:
             known = ", ".join(sorted(self.collections))
             raise SyncError(404, "unknown_collection", f"unknown collection {collection!r}; known: {known}")
+        if not RECORD_ID_PATTERN.match(record_id):
+            # No such id can exist, and PostgreSQL refuses some of them (NUL) in a query.
+            raise SyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
         async with self.engine.connect() as connection:
             blob = (
                 await connection.execute(

@@ -7,9 +7,12 @@ with a verdict; the push endpoint never answers 5xx, and stores exactly the chan
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import pytest
@@ -188,3 +191,50 @@ def test_push_endpoint_stores_exactly_what_it_applies(
 
     push()
     record_figures(f"push-fuzz-{backend}", tally | {"decoder_examples": DECODER_EXAMPLES})
+
+
+def test_reads_never_fail_on_hostile_paths_and_cursors(
+    hostile_client: tuple[TestClient, Callable[[], int]],  # type: ignore[type-arg]
+    database_url: str,
+) -> None:
+    """Record ids, pull cursors and forged snapshot page cursors with any text in them (NUL,
+    lone surrogates, digits int() refuses, huge numbers) are answered 4xx, never 5xx."""
+    client, _ = hostile_client
+    backend = database_url.split(":", 1)[0].split("+")[0]
+    epoch = client.get("/v1/sync/pull").json()["cursor"].partition(".")[0]
+    hostile = st.text(max_size=70) | st.sampled_from(["\x00", "a\x00b", "\ud800", "²", "1" * 30, "-1", ""])
+    tally = [0]
+
+    def page(collection: str, record_id: str, seq: int) -> str:
+        raw = json.dumps([epoch, seq, collection, record_id]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @settings(
+        max_examples=ENDPOINT_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        text=hostile,
+        other=hostile,
+        seq=st.integers(-(2**70), 2**70) | st.integers(0, 3),
+        kind=st.sampled_from(["record", "pull", "pull-epoch", "page", "page-collection"]),
+    )
+    def read(text: str, other: str, seq: int, kind: str) -> None:
+        tally[0] += 1
+        # Lone surrogates go out as the invalid UTF-8 bytes a hostile client would send.
+        escaped = quote(text.encode(errors="surrogatepass"), safe="")
+        if kind == "record":
+            reply = client.get(f"/v1/records/households/{escaped}")
+        elif kind == "pull":
+            reply = client.get(f"/v1/sync/pull?since={escaped}")
+        elif kind == "pull-epoch":
+            reply = client.get(f"/v1/sync/pull?since={epoch}.{escaped}")
+        else:
+            collection = "households" if kind == "page" else other
+            reply = client.get("/v1/sync/snapshot", params={"cursor": page(collection, text, seq)})
+        assert reply.status_code < 500, (kind, text, reply.text)
+
+    read()
+    record_figures(f"read-fuzz-{backend}", {"cases": tally[0]})
