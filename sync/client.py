@@ -336,14 +336,7 @@ class Replica:
     def sync(self, http: httpx.Client, *, push_batch: int = 500, pull_limit: int = 1000) -> SyncReport:
         """Push everything pending, then pull until caught up."""
         report = SyncReport()
-        while (request := self.push_request(push_batch)) is not None:
-            reply = http.post(
-                "/v1/sync/push",
-                content=_json_encoder.encode(request),
-                headers=self._headers({"content-type": "application/json"}),
-            )
-            reply.raise_for_status()
-            self.accept_push_response(request, _PUSHED.decode(reply.content), report)
+        self._push_pending(http, report, push_batch)
         more = True
         while more:
             params: dict[str, Any] = {"limit": pull_limit}
@@ -359,12 +352,32 @@ class Replica:
             more = page.more
         return report
 
+    def _push_pending(self, http: httpx.Client, report: SyncReport, push_batch: int = 500) -> None:
+        while (request := self.push_request(push_batch)) is not None:
+            reply = http.post(
+                "/v1/sync/push",
+                content=_json_encoder.encode(request),
+                headers=self._headers({"content-type": "application/json"}),
+            )
+            reply.raise_for_status()
+            self.accept_push_response(request, _PUSHED.decode(reply.content), report)
+
     def _resync(self, http: httpx.Client, report: SyncReport) -> None:
         """The server lost track of our cursor (restored or compacted history). Offer it every
         change we hold again (it answers ``duplicate`` for those it has, so nothing we know can
-        be lost), then start over from a snapshot."""
+        be lost), then start over from a snapshot.
+
+        Once the server holds every change we know, its snapshot is the merge of a superset of
+        ours, so the local states are replaced by it rather than merged with it: a local head
+        may have been superseded by changes we will never receive (compacted, or pushed by
+        others before the restore), and merging would keep it as a phantom conflict."""
         self.db.execute("UPDATE changes SET status = 'pending' WHERE status = 'synced'")
         self.db.execute("DELETE FROM meta WHERE key = 'cursor'")
+        self._push_pending(http, report)
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM records")
+        self.db.execute("DELETE FROM changes WHERE status = 'synced'")
+        self.db.execute("COMMIT")
         self.bootstrap(http)
         if self.cursor is None:
             raise ResyncRequiredError("the server sent no cursor with its snapshot")
