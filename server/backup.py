@@ -146,7 +146,8 @@ def restore(url: str, path: str | Path) -> str:
         ],
         env,
     )
-    script += f"\nUPDATE sync_counter SET epoch = '{epoch}';\n".encode()
+    # pg_restore's script empties search_path; the tables live where the server finds them.
+    script += f"\nRESET search_path;\nUPDATE sync_counter SET epoch = '{epoch}';\n".encode()
     command = [
         _tool("psql"),
         "--no-psqlrc",

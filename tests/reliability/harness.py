@@ -147,10 +147,12 @@ class FieldPhone:
     def http(self, timeout: float = 10.0) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=timeout)
 
-    def edit(self, replica: Replica, rng: random.Random, count: int, records_pool: int = 30) -> None:
+    def edit(
+        self, replica: Replica, rng: random.Random, count: int, records_pool: int = 30, prefix: str = "h"
+    ) -> None:
         """Make ``count`` offline edits on a pool of households shared with the other phones."""
         for _ in range(count):
-            record_id = f"h-{rng.randrange(records_pool):03d}"
+            record_id = f"{prefix}-{rng.randrange(records_pool):03d}"
             roll = rng.random()
             change: Change | None
             if roll < 0.35:
