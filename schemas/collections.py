@@ -5,10 +5,21 @@ Adding a collection is a matter of declaring it here. Two merge policies exist:
 * ``scalar``: multi-value register. ``set`` writes it; concurrent writes with different
   values are kept as a conflict, and the value shown is the head with the greatest hlc.
 * ``set``: add-wins observed-remove set. ``add`` and ``remove`` write it; never a conflict.
+
+A declaration also says what the server checks beyond a value's type (``server/rules.py``):
+``ref`` (the record a link field names must exist), ``transitions`` (a status that moves
+through a state machine), ``exclusive`` (at most one of these fields holds a value) and
+``append_only`` (every field of a record is written once; the record never changes or goes).
+``scope_self`` and ``scope_links`` place a record in the community > grid > building > household
+tree that the ``records`` table's scope columns index (``server/scope.py``). docs/domain.md
+lists every collection.
 """
 
 from __future__ import annotations
 
+import datetime
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -16,21 +27,64 @@ from msgspec import Meta
 
 __all__ = [
     "COLLECTIONS",
+    "REQUEST_STATUSES",
+    "REQUEST_TRANSITIONS",
     "CollectionSpec",
     "FieldSpec",
     "MergePolicy",
+    "ScopeLevel",
     "collection",
     "scalar",
     "set_of",
 ]
 
 MergePolicy = Literal["scalar", "set"]
+ScopeLevel = Literal["community_id", "grid_id", "building_id", "household_id"]
 
 ShortText = Annotated[str, Meta(min_length=1, max_length=200)]
 LongText = Annotated[str, Meta(max_length=10_000)]
 PhoneNumber = Annotated[str, Meta(max_length=32, pattern=r"^[0-9+\-() ]*$")]
 Count = Annotated[int, Meta(ge=0, le=1_000)]
 Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+Code = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+RecordRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+# Who did something: a worker's, handler's or volunteer's user id or name, as the app knows it.
+Person = Annotated[str, Meta(min_length=1, max_length=64)]
+# Mainland resident identity card number: 17 digits and a check character.
+IdNumber = Annotated[str, Meta(pattern=r"^[0-9]{17}[0-9X]$")]
+BirthYear = Annotated[int, Meta(ge=1900, le=2100)]
+Floor = Annotated[int, Meta(ge=-5, le=200)]
+Day = datetime.date
+Moment = Annotated[datetime.datetime, Meta(tz=True)]
+Satisfaction = Annotated[int, Meta(ge=1, le=5)]
+PointsAmount = Annotated[int, Meta(ge=1, le=100_000)]
+Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+
+VisitPurpose = Literal[
+    "routine", "elderly-care", "hazard-check", "request-follow-up", "registry-update", "other"
+]
+HazardCategory = Literal["fire", "gas", "electrical", "structural", "water-leak", "road-collapse", "other"]
+HazardSeverity = Literal["low", "medium", "high", "critical"]
+HazardStatus = Literal["open", "in-hand", "fixed", "verified"]
+RequestCategory = Literal[
+    "repair", "plumbing", "electrical", "cleaning", "elderly-care", "dispute", "paperwork", "other"
+]
+RequestStatus = Literal["submitted", "dispatched", "accepted", "done", "rated", "cancelled", "reopened"]
+PointsKind = Literal["earned", "redeemed"]
+
+REQUEST_STATUSES: tuple[str, ...] = typing.get_args(RequestStatus)
+# The five-step loop: resident orders, community dispatches, property company takes (accepted),
+# party member supervises until done, resident rates. ``None`` is a request not yet submitted.
+REQUEST_TRANSITIONS: Mapping[str | None, frozenset[str]] = {
+    None: frozenset({"submitted"}),
+    "submitted": frozenset({"dispatched", "cancelled"}),
+    "dispatched": frozenset({"accepted", "cancelled"}),
+    "accepted": frozenset({"done", "cancelled"}),
+    "done": frozenset({"rated", "reopened"}),
+    "rated": frozenset({"reopened"}),
+    "cancelled": frozenset({"reopened"}),
+    "reopened": frozenset({"dispatched", "cancelled"}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +96,18 @@ class FieldSpec:
     type: Any
     nullable: bool = True
     description: str = ""
+    # The collection whose record this field names, and whether that record must exist.
+    ref: str | None = None
+    ref_required: bool = True
+    # A state machine: from a value (None: no value yet) to the values it may move to.
+    transitions: Mapping[str | None, frozenset[str]] | None = None
+    # Personal data shown masked in lists and exports (whole only to admins).
+    masked: bool = False
+
+    @property
+    def choices(self) -> tuple[Any, ...]:
+        """The values a Literal-typed field allows (empty for other types)."""
+        return typing.get_args(self.type) if typing.get_origin(self.type) is Literal else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +115,95 @@ class CollectionSpec:
     name: str
     fields: dict[str, FieldSpec] = field(default_factory=dict)
     description: str = ""
+    # Each field written once, never deleted: a ledger entry. Corrections are new entries.
+    append_only: bool = False
+    # At most one of these fields holds a value (e.g. where a hazard is).
+    exclusive: tuple[str, ...] = ()
+    # The scope column that holds the record's own id (a community is its own community).
+    scope_self: ScopeLevel | None = None
+    # Link fields that place the record under a parent, most specific first; the first one
+    # with a value wins.
+    scope_links: tuple[str, ...] = ()
 
 
-def scalar(name: str, type_: Any, *, nullable: bool = True, description: str = "") -> FieldSpec:
-    return FieldSpec(name, "scalar", type_, nullable, description)
+def scalar(
+    name: str,
+    type_: Any,
+    *,
+    nullable: bool = True,
+    description: str = "",
+    ref: str | None = None,
+    ref_required: bool = True,
+    transitions: Mapping[str | None, frozenset[str]] | None = None,
+    masked: bool = False,
+) -> FieldSpec:
+    return FieldSpec(name, "scalar", type_, nullable, description, ref, ref_required, transitions, masked)
 
 
-def set_of(name: str, element: Any, *, description: str = "") -> FieldSpec:
-    return FieldSpec(name, "set", element, False, description)
+def set_of(
+    name: str, element: Any, *, description: str = "", ref: str | None = None, ref_required: bool = True
+) -> FieldSpec:
+    return FieldSpec(name, "set", element, False, description, ref, ref_required)
 
 
-def collection(name: str, *fields: FieldSpec, description: str = "") -> CollectionSpec:
-    return CollectionSpec(name, {f.name: f for f in fields}, description)
+def collection(
+    name: str,
+    *fields: FieldSpec,
+    description: str = "",
+    append_only: bool = False,
+    exclusive: tuple[str, ...] = (),
+    scope_self: ScopeLevel | None = None,
+    scope_links: tuple[str, ...] = (),
+) -> CollectionSpec:
+    return CollectionSpec(
+        name, {f.name: f for f in fields}, description, append_only, exclusive, scope_self, scope_links
+    )
 
+
+COMMUNITIES = collection(
+    "communities",
+    scalar("name", ShortText, description="e.g. Xingfu Community"),
+    scalar("code", Code, description="Short code used on paper forms"),
+    scalar("villages", ShortText, description="The resettled villages it was built from"),
+    scalar("address", ShortText),
+    scalar("office_phone", PhoneNumber),
+    scalar("notes", LongText),
+    description="A residential compound built from resettled villages; the top of the grid tree",
+    scope_self="community_id",
+)
+
+GRIDS = collection(
+    "grids",
+    scalar("community_id", RecordRef, ref="communities", description="The community it belongs to"),
+    scalar("name", ShortText),
+    scalar("code", Code),
+    scalar("party_branch", ShortText, description="The compound party branch that serves this grid"),
+    set_of("workers", Person, description="Assigned grid workers (the 1+3+N team): user ids"),
+    scalar("notes", LongText),
+    description="A grid of a community, served by one full-time worker and helpers",
+    scope_self="grid_id",
+    scope_links=("community_id",),
+)
+
+BUILDINGS = collection(
+    "buildings",
+    scalar("grid_id", RecordRef, ref="grids", description="The grid it belongs to"),
+    scalar("name", ShortText, description="e.g. Building 7"),
+    scalar("code", Code),
+    scalar("floors", Floor),
+    scalar("units_count", Count, description="Stairwells (units) in the building"),
+    set_of(
+        "leaders",
+        RecordRef,
+        ref="residents",
+        ref_required=False,
+        description="Residents who are building leaders",
+    ),
+    scalar("notes", LongText),
+    description="A building of a grid",
+    scope_self="building_id",
+    scope_links=("grid_id",),
+)
 
 HOUSEHOLDS = collection(
     "households",
@@ -69,9 +211,131 @@ HOUSEHOLDS = collection(
     scalar("head_name", ShortText, description="Name of the head of the household"),
     scalar("phone", PhoneNumber, description="Contact phone number"),
     scalar("members_count", Count, description="People living in the household"),
-    set_of("tags", Tag, description="e.g. elderly-alone, party-member"),
+    set_of("tags", Tag, description="e.g. elderly-alone, empty-nest, central-household"),
     scalar("notes", LongText, description="Free text notes of the grid worker"),
+    scalar("building_id", RecordRef, ref="buildings", description="The building it lives in"),
+    scalar("unit", Code, description="Unit (stairwell) number"),
+    scalar("door", Code, description="Door number, e.g. 301"),
+    scalar("moved_out", bool, description="True once the household has left the compound"),
+    scalar("moved_out_on", Day, description="Day it moved out"),
     description="The central household registry",
+    scope_self="household_id",
+    scope_links=("building_id",),
 )
 
-COLLECTIONS: dict[str, CollectionSpec] = {c.name: c for c in (HOUSEHOLDS,)}
+RESIDENTS = collection(
+    "residents",
+    scalar("household_id", RecordRef, ref="households", description="The household they belong to"),
+    scalar("name", ShortText),
+    scalar("id_number", IdNumber, masked=True, description="Identity card number; masked in lists"),
+    scalar("birth_year", BirthYear),
+    scalar("phone", PhoneNumber),
+    set_of("tags", Tag, description="e.g. party-member-retired, skilled, volunteer, building-leader"),
+    scalar("skills", ShortText, description="Useful skills: electrician, nurse, lawyer ..."),
+    scalar("notes", LongText),
+    description="A person in the registry book",
+    scope_links=("household_id",),
+)
+
+VISITS = collection(
+    "visits",
+    scalar("household_id", RecordRef, ref="households"),
+    scalar("worker", Person, description="Who visited"),
+    scalar("visited_at", Moment, description="When, RFC 3339 with a time zone offset"),
+    scalar("purpose", VisitPurpose),
+    scalar("notes", LongText),
+    scalar("follow_up", bool, description="A follow-up visit is needed"),
+    set_of(
+        "request_ids",
+        RecordRef,
+        ref="requests",
+        ref_required=False,
+        description="Service requests the visit raised",
+    ),
+    description="A door-to-door visit",
+    scope_links=("household_id",),
+)
+
+HAZARDS = collection(
+    "hazards",
+    scalar("household_id", RecordRef, ref="households", description="Place: a household"),
+    scalar("building_id", RecordRef, ref="buildings", description="Place: a building"),
+    scalar("grid_id", RecordRef, ref="grids", description="Place: a common area of a grid"),
+    scalar("area", ShortText, description="Where exactly, e.g. underground garage, level -1"),
+    scalar("category", HazardCategory),
+    scalar("severity", HazardSeverity),
+    scalar("status", HazardStatus),
+    scalar("description", LongText),
+    scalar("reported_by", Person),
+    scalar("reported_at", Moment),
+    set_of("photos", Sha256, description="SHA-256 of photos uploaded to /v1/attachments"),
+    scalar("fixed_by", Person),
+    scalar("fixed_at", Moment),
+    scalar("verified_by", Person),
+    scalar("verified_at", Moment),
+    description="A hazard check finding",
+    exclusive=("household_id", "building_id", "grid_id"),
+    scope_links=("household_id", "building_id", "grid_id"),
+)
+
+REQUESTS = collection(
+    "requests",
+    scalar("household_id", RecordRef, ref="households"),
+    scalar("resident_id", RecordRef, ref="residents", ref_required=False, description="Who asked, if known"),
+    scalar("category", RequestCategory),
+    scalar("title", ShortText),
+    scalar("description", LongText),
+    scalar("status", RequestStatus, transitions=REQUEST_TRANSITIONS, description="The five-step loop"),
+    scalar("submitted_at", Moment),
+    scalar("dispatched_to", ShortText, description="The property company or service it went to"),
+    scalar("handler", Person, description="Who took it"),
+    scalar("supervisor", Person, description="The party member supervising it"),
+    scalar("due_date", Day),
+    scalar("done_at", Moment),
+    scalar("satisfaction", Satisfaction, description="1-5, given by the resident"),
+    scalar("comment", LongText, description="The resident's comment with the rating"),
+    set_of("photos", Sha256),
+    description="A resident's service request",
+    scope_links=("household_id",),
+)
+
+CHECKINS = collection(
+    "checkins",
+    scalar("household_id", RecordRef, ref="households"),
+    scalar("day", Day),
+    scalar("signal", bool, description="The curtain signal was seen (or the person answered)"),
+    scalar("checked_by", Person),
+    scalar("checked_at", Moment),
+    scalar("notes", LongText),
+    description="The daily check on an elderly person living alone",
+    scope_links=("household_id",),
+)
+
+POINTS = collection(
+    "points",
+    scalar("resident_id", RecordRef, ref="residents", description="The volunteer"),
+    scalar("kind", PointsKind),
+    scalar("points", PointsAmount, description="How many, always positive"),
+    scalar("reason", ShortText, description="The activity (earned) or what it bought (redeemed)"),
+    scalar("at", Moment),
+    scalar("recorded_by", Person),
+    description="A volunteer points ledger entry; the balance is derived",
+    append_only=True,
+    scope_links=("resident_id",),
+)
+
+COLLECTIONS: dict[str, CollectionSpec] = {
+    c.name: c
+    for c in (
+        COMMUNITIES,
+        GRIDS,
+        BUILDINGS,
+        HOUSEHOLDS,
+        RESIDENTS,
+        VISITS,
+        HAZARDS,
+        REQUESTS,
+        CHECKINS,
+        POINTS,
+    )
+}

@@ -23,6 +23,7 @@ __all__ = [
     "PushEnvelope",
     "PushRequest",
     "PushResponse",
+    "RecordRef",
     "RecordView",
     "RemoveChange",
     "SetChange",
@@ -119,10 +120,17 @@ class PulledChange(msgspec.Struct, kw_only=True):
     seq: int
 
 
+class RecordRef(msgspec.Struct):
+    collection: str
+    id: str
+
+
 class PullResponse(msgspec.Struct):
     changes: list[PulledChange]
     cursor: str
     more: bool
+    # Records that left the caller's scope since the cursor: the phone drops them.
+    left: list[RecordRef] = []
 
 
 class SnapshotRecord(msgspec.Struct):

@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
-from server.auth import SECURITY_COMPONENTS, DeviceTokenMiddleware
+from server.accounts import AccountStore
+from server.auth import SECURITY_COMPONENTS, TokenMiddleware
+from server.controllers.admin import AdminController, SignInController
 from server.controllers.records import RecordsController
 from server.controllers.sync import SyncController
 from server.controllers.system import health, protocol_schema
 from server.database import create_engine
 from server.problems import problem_details_plugin
+from server.ratelimit import RateLimits
 from server.settings import Settings, get_settings
 from server.store import SyncStore
 
@@ -28,6 +31,11 @@ def _store(state: State) -> SyncStore:
     return store
 
 
+def _accounts(state: State) -> AccountStore:
+    accounts: AccountStore = state.accounts
+    return accounts
+
+
 def _settings(state: State) -> Settings:
     settings: Settings = state.settings
     return settings
@@ -35,6 +43,7 @@ def _settings(state: State) -> Settings:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    limits = RateLimits(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -44,20 +53,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
             connect_timeout=settings.database_connect_timeout,
         )
         app.state.store = SyncStore(engine, settings)
+        app.state.accounts = AccountStore(engine)
         try:
             yield
         finally:
             await engine.dispose()
 
+    sync_routes = Router(
+        path="/",
+        route_handlers=[SyncController, RecordsController],
+        middleware=[limits.per_device.middleware, limits.per_address.middleware],
+    )
+    sign_in_routes = Router(
+        path="/", route_handlers=[SignInController], middleware=[limits.sign_in.middleware]
+    )
     return Litestar(
-        route_handlers=[SyncController, RecordsController, health, protocol_schema],
+        route_handlers=[sync_routes, sign_in_routes, AdminController, health, protocol_schema],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={
             "store": Provide(_store, sync_to_thread=False),
+            "accounts": Provide(_accounts, sync_to_thread=False),
             "settings": Provide(_settings, sync_to_thread=False),
         },
-        middleware=[DefineMiddleware(DeviceTokenMiddleware, exclude=["^/schema"])],
+        middleware=[DefineMiddleware(TokenMiddleware, exclude=["^/schema"])],
         plugins=[problem_details_plugin()],
         openapi_config=OpenAPIConfig(
             title="gridsync",

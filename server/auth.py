@@ -1,5 +1,5 @@
-"""Bearer-token authentication of devices. Tokens are stored only as hashes; a revoked token
-fails on its very next request, because every request looks the token up."""
+"""Bearer-token authentication. A phone sends its device token in ``Authorization``; the admin
+pages send their sign-in token in the ``gridsync_session`` cookie (HttpOnly, SameSite=Strict)."""
 
 from __future__ import annotations
 
@@ -9,43 +9,58 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.openapi.spec import Components, SecurityScheme
 
+from server.accounts import AccountStore
 from server.problems import problem
-from server.store import SyncStore
 
-__all__ = ["SECURITY_COMPONENTS", "SECURITY_REQUIREMENT", "DeviceTokenMiddleware"]
+__all__ = ["SECURITY_COMPONENTS", "SECURITY_REQUIREMENT", "SESSION_COOKIE", "TokenMiddleware"]
 
+SESSION_COOKIE = "gridsync_session"
 SECURITY_COMPONENTS = Components(
     security_schemes={
         "deviceToken": SecurityScheme(
             type="http",
             scheme="bearer",
-            description="A device token from `gridsync device enroll` or the admin API",
-        )
+            description="A device token (`gridsync device enroll`, `POST /v1/admin/devices`) "
+            "or an admin sign-in token (`POST /v1/admin/login`)",
+        ),
+        "sessionCookie": SecurityScheme(
+            type="apiKey",
+            name=SESSION_COOKIE,
+            security_scheme_in="cookie",
+            description="Set by `POST /v1/admin/login`, used by the admin pages",
+        ),
     }
 )
-SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{"deviceToken": []}]
+SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{"deviceToken": []}, {"sessionCookie": []}]
 
 
-class DeviceTokenMiddleware(AbstractAuthenticationMiddleware):
+def _token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return connection.cookies.get(SESSION_COOKIE) or None
+
+
+class TokenMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = _token(connection)
+        if token is None:
             raise problem(
                 401,
                 "missing_token",
-                "send 'Authorization: Bearer <device token>'; enrol a device with 'gridsync device enroll'",
+                "send 'Authorization: Bearer <device token>'; an admin enrols devices with "
+                "'gridsync device enroll' or POST /v1/admin/devices",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        store: SyncStore = connection.app.state.store
-        device = await store.authenticate(token.strip())
-        if device is None:
+        accounts: AccountStore = connection.app.state.accounts
+        principal = await accounts.authenticate(token)
+        if principal is None:
             raise problem(
                 401,
                 "invalid_token",
-                "this token is unknown or was revoked; ask an admin to enrol the device again",
+                "this token is unknown, expired or was revoked; ask an admin to enrol the device again",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        return AuthenticationResult(user=device, auth=token)
+        return AuthenticationResult(user=principal, auth=token)

@@ -1,28 +1,35 @@
-"""The ``gridsync`` command line: serve, migrate, enrol devices.
+"""The ``gridsync`` command line: serve, migrate, enrol devices, create admins.
 
-Commands reach the database through the same store the server uses, never through copies of
-its logic.
+Commands reach the database through the same stores the server uses, never through copies of
+their logic, and write the same audit log.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
 from typing import TypeVar
 
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.access import ROLES, Principal, UserScope
+from server.accounts import AccountError, AccountStore
 from server.backup import BackupError, backup, restore
 from server.database import create_engine, migrate
 from server.horizon import compact
 from server.settings import Settings, get_settings
-from server.store import SyncStore
 
 __all__ = ["main"]
 
 T = TypeVar("T")
+# The audit log names the console as the actor of what the CLI does.
+CONSOLE = Principal(user_id="console", user_name="gridsync CLI", role="district_admin")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -32,24 +39,20 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-async def _with_store(settings: Settings, work: Callable[[SyncStore], Awaitable[T]]) -> T:
+async def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     engine = create_engine(settings.database_url)
     try:
         await migrate(engine)
-        return await work(SyncStore(engine, settings))
+        return await work(engine)
     finally:
         await engine.dispose()
 
 
 def _upgrade(settings: Settings) -> None:
-    async def run() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            await migrate(engine)
-        finally:
-            await engine.dispose()
+    async def nothing(_: AsyncEngine) -> None:
+        return None
 
-    asyncio.run(run())
+    asyncio.run(_with_engine(settings, nothing))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -109,19 +112,100 @@ def _db_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scope(args: argparse.Namespace) -> UserScope:
+    return UserScope(
+        communities=tuple(args.community or ()),
+        grids=tuple(args.grid or ()),
+        buildings=tuple(args.building or ()),
+        company=args.company,
+    )
+
+
 def _device_enroll(args: argparse.Namespace) -> int:
-    device_id, token = asyncio.run(_with_store(_settings(args), lambda store: store.enroll_device(args.name)))
-    print(json.dumps({"device_id": device_id, "token": token}))
+    async def enroll(engine: AsyncEngine) -> dict[str, object]:
+        accounts = AccountStore(engine)
+        user_name = args.user or args.name
+        user = await accounts.user_by_name(user_name)
+        if user is None:
+            if args.role == "district_admin" and not args.role_given:
+                print(
+                    f"note: new user {user_name!r} gets district-wide access; "
+                    "pass --role and --grid/--building/--community to narrow it",
+                    file=sys.stderr,
+                )
+            user = await accounts.create_user(user_name, args.role, _scope(args))
+        elif args.role_given or args.grid or args.building or args.community or args.company:
+            user = await accounts.update_user(user.id, args.role, _scope(args))
+        device_id, token = await accounts.enroll_device(user.id, args.name)
+        await accounts.audit(
+            CONSOLE,
+            "device_enroll",
+            device_id,
+            address="console",
+            community_id=user.home_community,
+            device_name=args.name,
+            user_id=user.id,
+            role=user.role,
+            grids=user.grids,
+        )
+        return {"device_id": device_id, "token": token, "user_id": user.id, "role": user.role}
+
+    print(json.dumps(asyncio.run(_with_engine(_settings(args), enroll))))
     return 0
 
 
 def _device_revoke(args: argparse.Namespace) -> int:
-    revoked = asyncio.run(_with_store(_settings(args), lambda store: store.revoke_device(args.device_id)))
-    if not revoked:
+    async def revoke(engine: AsyncEngine) -> bool:
+        accounts = AccountStore(engine)
+        revoked = await accounts.revoke(args.device_id)
+        if revoked:
+            await accounts.audit(CONSOLE, "device_revoke", args.device_id, address="console")
+        return revoked
+
+    if not asyncio.run(_with_engine(_settings(args), revoke)):
         print(f"no active device {args.device_id}", file=sys.stderr)
         return 1
     print(json.dumps({"device_id": args.device_id, "revoked": True}))
     return 0
+
+
+def _admin_create(args: argparse.Namespace) -> int:
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    if len(password) < 8:
+        print("the password needs at least 8 characters", file=sys.stderr)
+        return 2
+
+    async def create(engine: AsyncEngine) -> dict[str, object]:
+        accounts = AccountStore(engine)
+        scope = UserScope(communities=tuple(args.community or ()))
+        user = await accounts.create_user(args.name, args.role, scope, password)
+        await accounts.audit(
+            CONSOLE, "user_create", user.id, address="console", name=user.name, role=user.role
+        )
+        return msgspec.to_builtins(user)  # type: ignore[no-any-return]
+
+    try:
+        print(json.dumps(asyncio.run(_with_engine(_settings(args), create))))
+    except AccountError as error:
+        print(error.message, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _with_database(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (default: $GRIDSYNC_DATABASE_URL or sqlite+aiosqlite:///./gridsync.db)",
+    )
+    return sub
+
+
+class _RoleAction(argparse.Action):
+    def __call__(
+        self, parser: object, namespace: argparse.Namespace, values: object, option: object = None
+    ) -> None:
+        namespace.role = values
+        namespace.role_given = True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,46 +214,56 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def with_database(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument(
-            "--database-url",
-            help="SQLAlchemy URL (default: $GRIDSYNC_DATABASE_URL or sqlite+aiosqlite:///./gridsync.db)",
-        )
-        return sub
-
-    serve = with_database(commands.add_parser("serve", help="migrate the database, then serve HTTP"))
+    serve = _with_database(commands.add_parser("serve", help="migrate the database, then serve HTTP"))
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
 
-    db = commands.add_parser("db", help="database maintenance").add_subparsers(
-        dest="db_command", required=True
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    _with_database(db_commands.add_parser("upgrade", help="apply migrations")).set_defaults(run=_db_upgrade)
+    db_backup = _with_database(
+        db_commands.add_parser("backup", help="online backup to PATH (SQLite file or pg_dump)")
     )
-    with_database(db.add_parser("upgrade", help="apply migrations")).set_defaults(run=_db_upgrade)
-    db_backup = with_database(db.add_parser("backup", help="online backup to PATH (SQLite file or pg_dump)"))
     db_backup.add_argument("path")
     db_backup.set_defaults(run=_db_backup)
-    db_restore = with_database(
-        db.add_parser("restore", help="replace the database with the backup at PATH; new epoch")
+    db_restore = _with_database(
+        db_commands.add_parser("restore", help="replace the database with the backup at PATH; new epoch")
     )
     db_restore.add_argument("path")
     db_restore.set_defaults(run=_db_restore)
-    db_compact = with_database(
-        db.add_parser("compact", help="delete change rows below the safe horizon (heads are kept)")
+    db_compact = _with_database(
+        db_commands.add_parser("compact", help="delete change rows below the safe horizon (heads are kept)")
     )
     db_compact.add_argument("--dry-run", action="store_true", help="report what would go, delete nothing")
     db_compact.set_defaults(run=_db_compact)
 
-    device = commands.add_parser("device", help="device tokens").add_subparsers(
-        dest="device_command", required=True
-    )
-    enroll = with_database(device.add_parser("enroll", help="create a device; prints its token once"))
-    enroll.add_argument("--name", required=True)
-    enroll.set_defaults(run=_device_enroll)
-    revoke = with_database(device.add_parser("revoke", help="revoke a device token"))
+    device = commands.add_parser("device", help="device tokens")
+    device_commands = device.add_subparsers(dest="device_command", required=True)
+    enroll = _with_database(device_commands.add_parser("enroll", help="enrol a phone; prints its token once"))
+    enroll.add_argument("--name", required=True, help="the phone's name")
+    enroll.add_argument("--user", help="the user the phone belongs to (created if new; default: --name)")
+    enroll.add_argument("--role", choices=ROLES, default="district_admin", action=_RoleAction)
+    enroll.add_argument("--community", action="append", help="community id (repeatable)")
+    enroll.add_argument("--grid", action="append", help="grid id (repeatable)")
+    enroll.add_argument("--building", action="append", help="building id (repeatable)")
+    enroll.add_argument("--company", help="property company id, for handlers")
+    enroll.set_defaults(run=_device_enroll, role_given=False)
+    revoke = _with_database(device_commands.add_parser("revoke", help="revoke a device token"))
     revoke.add_argument("device_id")
     revoke.set_defaults(run=_device_revoke)
+
+    admin = commands.add_parser("admin", help="admin users")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    create = _with_database(
+        admin_commands.add_parser("create", help="create an admin who signs in with a password")
+    )
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", choices=("district_admin", "community_admin"), default="district_admin")
+    create.add_argument("--community", action="append", help="community id, for a community admin")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    create.set_defaults(run=_admin_create)
     return parser
 
 

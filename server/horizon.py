@@ -79,7 +79,8 @@ class PullAcknowledgements:
 
     async def record(self, device_id: str, since: str | None) -> None:
         """Note that ``device_id`` holds everything up to the (already validated) cursor."""
-        seq = int(since.rpartition(".")[2]) if since else 0
+        # A cursor is "<epoch>.<seq>" or "<epoch>.<seq>.<scope fingerprint>".
+        seq = int(since.partition(".")[2].partition(".")[0]) if since else 0
         now = _now_ms()
         last = self._written.get(device_id)
         if last is not None and (seq <= last[0] or now - last[1] < self.interval_ms):

@@ -8,14 +8,16 @@ import sqlite3
 from typing import Any, Literal
 
 import asyncpg
+from litestar.exceptions import TooManyRequestsException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from server.accounts import AccountError, SignInLocked
 from server.store import SyncError
 
 __all__ = ["RETRY_AFTER_SECONDS", "classify_database_error", "problem", "problem_details_plugin"]
@@ -59,11 +61,15 @@ def _causes(error: BaseException) -> list[BaseException]:
     return [e for e in seen if isinstance(e, BaseException)]
 
 
-def classify_database_error(error: BaseException) -> Literal["full", "unavailable"] | None:
-    """``full`` when the disk under the database is full, ``unavailable`` when the database
-    cannot be reached or answered too late (a retry later can succeed), None otherwise."""
+def classify_database_error(error: BaseException) -> Literal["full", "invalid", "unavailable"] | None:
+    """``full`` when the disk under the database is full, ``invalid`` when the database refused
+    a value of the request (PostgreSQL: NUL in text, an integer beyond 64 bits), ``unavailable``
+    when the database cannot be reached or answered too late (a retry later can succeed), None
+    otherwise (a bug)."""
     chain = _causes(error)
     for cause in chain:
+        if isinstance(cause, asyncpg.DataError | DataError):
+            return "invalid"
         if isinstance(cause, sqlite3.Error) and (
             getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(cause)
         ):
@@ -105,6 +111,14 @@ def _from_database_error(error: Exception) -> ProblemDetailsException:
             "the server's disk is full; nothing of this request was stored. Keep the changes and "
             "push them again later",
         )
+    if kind == "invalid":
+        logger.warning("value refused by the database: %s", getattr(error, "orig", error))
+        return problem(
+            400,
+            "invalid_input",
+            "a value in this request cannot be stored (a NUL character, or a number out of range); "
+            "nothing of it was applied",
+        )
     if kind == "unavailable":
         logger.warning("database unavailable: %s: %s", type(error).__name__, getattr(error, "orig", error))
         return problem(
@@ -119,12 +133,26 @@ def _from_database_error(error: Exception) -> ProblemDetailsException:
     return problem(500, "internal_error", "the server failed on this request; it was logged")
 
 
+def _from_account_error(error: AccountError) -> ProblemDetailsException:
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, SignInLocked) else None
+    return problem(error.status, error.code, error.message, headers=headers)
+
+
+def _from_rate_limit(error: TooManyRequestsException) -> ProblemDetailsException:
+    headers = dict(error.headers or {})
+    headers["Retry-After"] = str(max(1, int(headers.get("RateLimit-Reset", "1") or 1)))
+    return problem(429, "rate_limited", "too many requests; wait for Retry-After seconds", headers=headers)
+
+
 def problem_details_plugin() -> ProblemDetailsPlugin:
     return ProblemDetailsPlugin(
         ProblemDetailsConfig(
             enable_for_all_http_exceptions=True,
             exception_to_problem_detail_map={
                 SyncError: _from_sync_error,
+                AccountError: _from_account_error,
+                SignInLocked: _from_account_error,
+                TooManyRequestsException: _from_rate_limit,
                 # Database faults (connection lost, restart, timeouts, full disk): 503 or 507.
                 SQLAlchemyError: _from_database_error,
                 asyncpg.PostgresError: _from_database_error,

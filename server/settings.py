@@ -33,6 +33,10 @@ class Settings:
     # How often a device's acknowledged pull cursor is written (one write per device per minute
     # at most, so pulls stay read-only on SQLite almost always).
     ack_interval_ms: int = 60 * 1000
+    # Rate limits per minute; see docs/security.md.
+    device_requests_per_minute: int = 1_200
+    address_requests_per_minute: int = 12_000
+    sign_ins_per_minute: int = 30
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

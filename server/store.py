@@ -7,8 +7,6 @@ object per change. The merge itself is ``sync.merge``; this module only loads an
 from __future__ import annotations
 
 import base64
-import hashlib
-import secrets
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -16,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, func, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -26,12 +24,28 @@ from schemas.protocol import (
     Change,
     ChangeResult,
     PulledChange,
+    RecordRef,
     RecordView,
     SnapshotRecord,
 )
+from server.access import Principal
 from server.horizon import PullAcknowledgements, change_digest, compacted_digests
+from server.rules import judge_batch
+from server.scope import Scope, follow_moves, resolve_scopes
+from server.scoping import (
+    authorize_batch,
+    company_of,
+    is_scoped,
+    log_moves,
+    mask_change,
+    mask_fields,
+    mask_value,
+    moves_for,
+    reads_filter,
+    scope_fingerprint,
+)
 from server.settings import Settings
-from server.tables import changes, devices, records, sync_counter
+from server.tables import SCOPE_COLUMNS, changes, devices, records, sync_counter
 from sync.hlc import HybridClock, parse_hlc
 from sync.merge import (
     RecordKey,
@@ -46,7 +60,7 @@ from sync.merge import (
 )
 from sync.validate import RECORD_ID_PATTERN, validate_change
 
-__all__ = ["Device", "PushOutcome", "SyncError", "SyncStore"]
+__all__ = ["PushOutcome", "SyncError", "SyncStore"]
 
 # Keeps IN lists under every backend's bound-parameter limit.
 _CHUNK = 900
@@ -62,12 +76,6 @@ class SyncError(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    id: str
-    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +95,21 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
-def hash_token(token: str) -> str:
-    # Tokens are 256 random bits, so a fast hash is enough to make a leaked table useless.
-    return hashlib.sha256(token.encode()).hexdigest()
+_PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value", "hlc", "pred")
+
+
+def _as_pulled(change: Change, seq: int) -> PulledChange:
+    return PulledChange(
+        id=change.id,
+        collection=change.collection,
+        record_id=change.record_id,
+        field=change.field,
+        op=op_name(change),
+        value=change.value,
+        hlc=change.hlc,
+        pred=list(change.pred),
+        seq=seq,
+    )
 
 
 def _same_content(row: Any, change: Change) -> bool:
@@ -124,6 +144,12 @@ class SyncStore:
         self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
         # Each device's acknowledged pull position, which bounds history compaction.
         self.acks = PullAcknowledgements(engine, settings.ack_interval_ms)
+        self._masked = frozenset(
+            (spec.name, field.name)
+            for spec in self.collections.values()
+            for field in spec.fields.values()
+            if field.masked
+        )
         self._upsert = (
             sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
@@ -131,8 +157,8 @@ class SyncStore:
     # ------------------------------------------------------------------ cursors
 
     @staticmethod
-    def _cursor(epoch: str, seq: int) -> str:
-        return f"{epoch}.{seq}"
+    def _cursor(epoch: str, seq: int, fingerprint: str = "") -> str:
+        return f"{epoch}.{seq}.{fingerprint}" if fingerprint else f"{epoch}.{seq}"
 
     async def _position(self, connection: AsyncConnection) -> tuple[str, int, int]:
         """(epoch, last seq, compaction floor)."""
@@ -143,7 +169,14 @@ class SyncStore:
         ).one()
         return row.epoch, row.last_seq, row.compacted_seq
 
-    def _parse_cursor(self, cursor: str | None, epoch: str, last_seq: int, floor: int = 0) -> int:
+    def _parse_cursor(
+        self,
+        cursor: str | None,
+        epoch: str,
+        last_seq: int,
+        principal: Principal | None = None,
+        floor: int = 0,
+    ) -> int:
         if not cursor:
             if floor > 0:
                 raise SyncError(
@@ -153,7 +186,8 @@ class SyncStore:
                     "/v1/sync/snapshot and pull from its sync_cursor",
                 )
             return 0
-        cursor_epoch, _, raw_seq = cursor.partition(".")
+        cursor_epoch, _, rest = cursor.partition(".")
+        raw_seq, _, fingerprint = rest.partition(".")
         # isascii: str.isdigit also accepts digits that int() refuses (superscripts).
         if not (raw_seq.isascii() and raw_seq.isdigit()):
             raise SyncError(400, "bad_cursor", f"cursor {cursor!r} was not issued by this server")
@@ -165,13 +199,26 @@ class SyncStore:
                 "compacted): start again from /v1/sync/snapshot; pending local changes are kept "
                 "and can be pushed as they are",
             )
+        if fingerprint != scope_fingerprint(principal):
+            raise SyncError(
+                409,
+                "scope_changed",
+                "the grids or buildings assigned to this user changed: drop the records you hold "
+                "that have no pending changes and start again from /v1/sync/snapshot",
+            )
         return int(raw_seq)
 
     # ------------------------------------------------------------------ push
 
     async def push(
-        self, device_id: str | None, replica_id: str, items: Sequence[Change | MalformedChange]
+        self,
+        device_id: str | None,
+        replica_id: str,
+        items: Sequence[Change | MalformedChange],
+        principal: Principal | None = None,
     ) -> PushOutcome:
+        """Apply a batch, each change judged on its own. ``principal`` None means trusted
+        (server-side tools); otherwise every change is authorised against its scope."""
         results: list[ChangeResult | None] = [None] * len(items)
         candidates: list[tuple[int, Change]] = []
         for index, item in enumerate(items):
@@ -200,9 +247,13 @@ class SyncStore:
             compacted = floor > 0
             fresh = await self._drop_duplicates(connection, candidates, results, compacted=compacted)
             states = await self._load_states(connection, {(c.collection, c.record_id) for _, c in fresh})
-            fresh_changes = [c for _, c in fresh]
-            lookup = sorted(preds_to_look_up(states, fresh_changes))
+            # Domain rules that need the database (server/rules.py); they also load the scope rows.
+            fresh, scope_rows = await judge_batch(connection, self.collections, states, fresh, results)
+            lookup = sorted(preds_to_look_up(states, [c for _, c in fresh]))
             known = await self._existing_ids(connection, lookup, compacted=compacted)
+            fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
+            fresh_changes = [c for _, c in fresh]
+            companies = {key: company_of(key[0], state) for key, state in states.items()}
             apply_batch(states, fresh_changes, known)
             seq = last_seq
             if fresh:
@@ -225,7 +276,10 @@ class SyncStore:
                         }
                     )
                 await connection.execute(changes.insert(), rows)
-                await self._save_states(connection, states, seq)
+                scopes = resolve_scopes(self.collections, states, scope_rows)
+                await self._save_states(connection, states, seq, scopes)
+                await follow_moves(connection, self.collections, scope_rows, scopes)
+                await log_moves(connection, self.collections, states, scope_rows, companies, scopes, seq)
                 await connection.execute(
                     update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
                 )
@@ -346,7 +400,11 @@ class SyncStore:
         return found
 
     async def _save_states(
-        self, connection: AsyncConnection, states: dict[RecordKey, RecordState], seq: int
+        self,
+        connection: AsyncConnection,
+        states: dict[RecordKey, RecordState],
+        seq: int,
+        scopes: dict[RecordKey, Scope],
     ) -> None:
         rows = []
         for (collection, record_id), state in states.items():
@@ -359,6 +417,8 @@ class SyncStore:
                     "deleted": is_deleted(state),
                     "conflict": bool(conflicts(state, spec)),
                     "updated_seq": seq,
+                    "company": company_of(collection, state),
+                    **scopes[(collection, record_id)]._asdict(),
                 }
             )
         statement = self._upsert.on_conflict_do_update(
@@ -368,6 +428,8 @@ class SyncStore:
                 "deleted": self._upsert.excluded.deleted,
                 "conflict": self._upsert.excluded.conflict,
                 "updated_seq": self._upsert.excluded.updated_seq,
+                "company": self._upsert.excluded.company,
+                **{name: self._upsert.excluded[name] for name in SCOPE_COLUMNS},
             },
         )
         await connection.execute(statement, rows)
@@ -375,49 +437,66 @@ class SyncStore:
     # ------------------------------------------------------------------ pull
 
     async def pull(
-        self, since: str | None, limit: int, *, raw_json: bool = True
-    ) -> tuple[list[PulledChange], str, bool]:
-        """Changes after ``since`` in server order. With ``raw_json`` the values stay as the
-        stored JSON text (for a JSON response: no decode and re-encode)."""
+        self, since: str | None, limit: int, *, raw_json: bool = True, principal: Principal | None = None
+    ) -> tuple[list[PulledChange], str, bool, list[RecordRef]]:
+        """Changes after ``since`` in server order, limited to the principal's scope, and the
+        records that left that scope. With ``raw_json`` the values stay as the stored JSON text
+        (for a JSON response: no decode and re-encode)."""
+        scoped = is_scoped(principal)
+        columns = [getattr(changes.c, name) for name in _PULLED_COLUMNS]
+        query = select(*columns).where(changes.c.seq > bindparam("after")).order_by(changes.c.seq)
+        if scoped:
+            on_record = and_(
+                records.c.collection == changes.c.collection, records.c.record_id == changes.c.record_id
+            )
+            query = query.select_from(changes.join(records, on_record)).where(
+                changes.c.seq <= bindparam("until"), reads_filter(principal)
+            )
+        left: list[RecordRef] = []
+        entered: list[tuple[str, str, bytes]] = []
         async with self.engine.connect() as connection:
             epoch, last_seq, floor = await self._position(connection)
-            after = self._parse_cursor(since, epoch, last_seq, floor)
-            query = (
-                select(
-                    changes.c.seq,
-                    changes.c.id,
-                    changes.c.collection,
-                    changes.c.record_id,
-                    changes.c.field,
-                    changes.c.op,
-                    changes.c.value,
-                    changes.c.hlc,
-                    changes.c.pred,
-                )
-                .where(changes.c.seq > bindparam("after"))
-                .order_by(changes.c.seq)
-                .limit(bindparam("limit"))
-            )
-            rows = (await connection.execute(query, {"after": after, "limit": limit + 1})).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
+            after = self._parse_cursor(since, epoch, last_seq, principal, floor)
+            params = {"after": after, "until": last_seq, "limit": limit + 1}
+            rows = (await connection.execute(query.limit(bindparam("limit")), params)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            if scoped:
+                assert principal is not None
+                # Scoped pulls skip rows outside the scope, so without more rows the cursor
+                # moves to the end of the log as it was read.
+                end = rows[-1].seq if more else last_seq
+                gone, entered = await moves_for(connection, principal, after, end)
+                left = [RecordRef(collection=c, id=r) for c, r in gone]
+            else:
+                end = rows[-1].seq if rows else after
         wrap = (lambda raw: msgspec.Raw(raw.encode())) if raw_json else _json_decode
-        pulled = [
-            PulledChange(
-                id=row.id,
-                collection=row.collection,
-                record_id=row.record_id,
-                field=row.field,
-                op=row.op,
-                value=wrap(row.value),
-                hlc=row.hlc,
-                pred=wrap(row.pred),
-                seq=row.seq,
+        masked = self._masked if scoped and principal is not None and not principal.is_admin else frozenset()
+        pulled = []
+        for row in rows:
+            value = wrap(row.value)
+            if (row.collection, row.field) in masked:
+                shown = mask_value(
+                    principal, self.collections, row.collection, row.field, _json_decode(row.value)
+                )
+                value = msgspec.Raw(_json_encode(shown)) if raw_json else shown
+            pulled.append(
+                PulledChange(
+                    id=row.id,
+                    collection=row.collection,
+                    record_id=row.record_id,
+                    field=row.field,
+                    op=row.op,
+                    value=value,
+                    hlc=row.hlc,
+                    pred=wrap(row.pred),
+                    seq=row.seq,
+                )
             )
-            for row in rows
-        ]
-        end = rows[-1].seq if rows else after
-        return pulled, self._cursor(epoch, end), more
+        for _, _, blob in entered:
+            for head in state_codec.decode(blob).heads.values():
+                pulled.append(_as_pulled(mask_change(principal, self.collections, head), end))
+        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left
 
     # ------------------------------------------------------------------ snapshot
 
@@ -439,7 +518,7 @@ class SyncStore:
         return epoch, sync_seq, collection, record_id
 
     async def snapshot(
-        self, collection: str | None, page: str | None, limit: int
+        self, collection: str | None, page: str | None, limit: int, principal: Principal | None = None
     ) -> tuple[list[SnapshotRecord], str, bool, str]:
         """One page of current record heads: (records, next page cursor, more, pull cursor).
 
@@ -452,7 +531,7 @@ class SyncStore:
             epoch, last_seq, floor = await self._position(connection)
             if page:
                 page_epoch, sync_seq, after_collection, after_id = self._decode_page(page)
-                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq, floor)
+                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq, floor=floor)
             else:
                 sync_seq, after_collection, after_id = last_seq, collection or "", ""
             key = tuple_(records.c.collection, records.c.record_id)
@@ -461,6 +540,8 @@ class SyncStore:
             )
             if collection is not None:
                 query = query.where(records.c.collection == collection)
+            if is_scoped(principal):
+                query = query.where(reads_filter(principal))
             query = query.order_by(records.c.collection, records.c.record_id).limit(limit + 1)
             params = {"after_collection": after_collection, "after_id": after_id}
             rows = (await connection.execute(query, params)).all()
@@ -470,7 +551,10 @@ class SyncStore:
             SnapshotRecord(
                 collection=row.collection,
                 id=row.record_id,
-                heads=list(state_codec.decode(row.state).heads.values()),
+                heads=[
+                    mask_change(principal, self.collections, head)
+                    for head in state_codec.decode(row.state).heads.values()
+                ],
             )
             for row in rows
         ]
@@ -483,11 +567,11 @@ class SyncStore:
             )
         )
         next_page = self._encode_page(epoch, sync_seq, last_collection, last_id)
-        return page_records, next_page, more, self._cursor(epoch, sync_seq)
+        return page_records, next_page, more, self._cursor(epoch, sync_seq, scope_fingerprint(principal))
 
     # ------------------------------------------------------------------ records
 
-    async def record(self, collection: str, record_id: str) -> RecordView:
+    async def record(self, collection: str, record_id: str, principal: Principal | None = None) -> RecordView:
         spec = self.collections.get(collection)
         if spec is None:
             known = ", ".join(sorted(self.collections))
@@ -496,50 +580,21 @@ class SyncStore:
             # No such id can exist, and PostgreSQL refuses some of them (NUL) in a query.
             raise SyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
         async with self.engine.connect() as connection:
-            blob = (
-                await connection.execute(
-                    select(records.c.state).where(
-                        records.c.collection == collection, records.c.record_id == record_id
-                    )
-                )
-            ).scalar_one_or_none()
+            query = select(records.c.state).where(
+                records.c.collection == collection, records.c.record_id == record_id, reads_filter(principal)
+            )
+            blob = (await connection.execute(query)).scalar_one_or_none()
         if blob is None:
+            # Out of scope answers like a missing record: existence itself is not disclosed.
             raise SyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
-        return record_view(state_codec.decode(blob), spec, record_id)
-
-    # ------------------------------------------------------------------ devices
-
-    async def enroll_device(self, name: str) -> tuple[str, str]:
-        """Create a device; returns (device_id, token). Only the token's hash is stored."""
-        device_id = str(uuid.uuid4())
-        token = f"gs_{secrets.token_urlsafe(32)}"
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                devices.insert().values(
-                    id=device_id, name=name, token_hash=hash_token(token), created_at_ms=_now_ms()
-                )
-            )
-        return device_id, token
-
-    async def authenticate(self, token: str) -> Device | None:
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(devices.c.id, devices.c.name).where(
-                        devices.c.token_hash == hash_token(token), devices.c.revoked_at_ms.is_(None)
-                    )
-                )
-            ).one_or_none()
-        return None if row is None else Device(id=row.id, name=row.name)
-
-    async def revoke_device(self, device_id: str) -> bool:
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(devices)
-                .where(devices.c.id == device_id, devices.c.revoked_at_ms.is_(None))
-                .values(revoked_at_ms=_now_ms())
-            )
-        return bool(result.rowcount)
+        view = record_view(state_codec.decode(blob), spec, record_id)
+        if principal is None or principal.is_admin:
+            return view
+        view.fields = mask_fields(principal, self.collections, collection, view.fields)
+        for heads in view.conflicts.values():
+            for head in heads:
+                head.value = mask_value(principal, self.collections, collection, head.field, head.value)
+        return view
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

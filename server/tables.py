@@ -20,9 +20,22 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["changes", "compacted_changes", "devices", "metadata", "records", "sync_counter"]
+__all__ = [
+    "SCOPE_COLUMNS",
+    "attachments",
+    "audit_log",
+    "changes",
+    "compacted_changes",
+    "devices",
+    "metadata",
+    "records",
+    "scope_moves",
+    "sync_counter",
+    "users",
+]
 
 metadata = MetaData()
+SCOPE_COLUMNS = ("community_id", "grid_id", "building_id", "household_id")
 
 # One row. Taking it FOR UPDATE at the start of every push serialises writers, so seqs are
 # handed out in commit order and a pull by ``seq > cursor`` can never skip a late commit.
@@ -64,14 +77,51 @@ records = Table(
     Column("deleted", Boolean, nullable=False),
     Column("conflict", Boolean, nullable=False),
     Column("updated_seq", BigInteger, nullable=False),
+    # Where the record sits in the community > grid > building > household tree, derived at
+    # push time (server/scope.py), so scoped reads are index range scans.
+    *(Column(name, String(64), nullable=True) for name in SCOPE_COLUMNS),
+    # The company a request is dispatched to: what a handler's phone reads by (server/scoping.py).
+    Column("company", String(200), nullable=True),
     PrimaryKeyConstraint("collection", "record_id", name="pk_records"),
+    Index("ix_records_company", "company", "collection"),
+    *(Index(f"ix_records_{name}", name, "collection", "record_id") for name in SCOPE_COLUMNS),
 )
 
+# Photos and files, content-addressed: stored once per SHA-256, whoever uploads them.
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(100), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    # JSON of server.access.UserScope: the communities, grids and buildings assigned.
+    Column("scope", Text, nullable=False),
+    Column("password_hash", String(200), nullable=True),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until_ms", BigInteger, nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("disabled_at_ms", BigInteger, nullable=True),
+)
+
+# A credential: a phone's token (kind 'device') or an admin sign-in (kind 'session').
 devices = Table(
     "devices",
     metadata,
     Column("id", String(36), primary_key=True),
     Column("name", String(200), nullable=False),
+    Column("user_id", String(36), nullable=True, index=True),
+    Column("kind", String(16), nullable=False, server_default="device"),
+    Column("expires_at_ms", BigInteger, nullable=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("revoked_at_ms", BigInteger, nullable=True),
@@ -92,4 +142,35 @@ compacted_changes = Table(
     Column("id", String(36), primary_key=True),
     Column("digest", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor_user_id", String(36), nullable=True),
+    Column("actor_name", String(200), nullable=True),
+    Column("actor_device_id", String(36), nullable=True),
+    Column("address", String(64), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("community_id", String(64), nullable=True),
+    Column("detail", Text, nullable=False),
+    Index("ix_audit_log_action_at", "action", "at_ms"),
+)
+
+# A record that changed place (scope columns or company), logged at the seq of the push that
+# moved it: pull tells phones whose scope it left to drop it, and with it what is under it.
+scope_moves = Table(
+    "scope_moves",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False, index=True),
+    Column("collection", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    # The scope column that holds the record's own id (what lies under it), if any.
+    Column("level", String(32), nullable=True),
+    Column("old_scope", Text, nullable=False),
+    Column("new_scope", Text, nullable=False),
 )

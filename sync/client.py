@@ -199,6 +199,11 @@ class Replica:
                 "ORDER BY local_seq",
                 (collection, record_id),
             ).fetchall()
+            if not rows:
+                self.db.execute(
+                    "DELETE FROM records WHERE collection = ? AND record_id = ?", (collection, record_id)
+                )
+                continue
             state = RecordState()
             kept = [_change_decoder.decode(row[0]) for row in rows]
             apply_batch({(collection, record_id): state}, kept, set())
@@ -311,7 +316,20 @@ class Replica:
         for change in incoming:
             self.clock.observe(change.hlc)
         report.pulled += self._fold(incoming, "synced")
+        self.forget((ref.collection, ref.id) for ref in response.left)
         self._set_meta("cursor", response.cursor)
+
+    def forget(self, keys: Iterable[RecordKey]) -> None:
+        """Drop records that left this phone's scope: everything but its own unpushed changes."""
+        dropped = list(keys)
+        self.db.executemany(
+            "DELETE FROM changes WHERE collection = ? AND record_id = ? AND status != 'pending'", dropped
+        )
+        self._rebuild(dropped)
+
+    def _forget_everything_synced(self) -> None:
+        keys = self.db.execute("SELECT collection, record_id FROM records").fetchall()
+        self.forget((row[0], row[1]) for row in keys)
 
     def accept_snapshot_page(self, response: SnapshotResponse, report: SyncReport) -> None:
         incoming = [head for record in response.records for head in record.heads]
@@ -344,7 +362,7 @@ class Replica:
                 params["since"] = self.cursor
             reply = http.get("/v1/sync/pull", params=params, headers=self._headers())
             if reply.status_code == 409:
-                self._resync(http, report)
+                self._resync(http, report, scope_changed=reply.json().get("code") == "scope_changed")
                 return report
             reply.raise_for_status()
             page = _PULLED.decode(reply.content)
@@ -362,22 +380,27 @@ class Replica:
             reply.raise_for_status()
             self.accept_push_response(request, _PUSHED.decode(reply.content), report)
 
-    def _resync(self, http: httpx.Client, report: SyncReport) -> None:
-        """The server lost track of our cursor (restored or compacted history). Offer it every
-        change we hold again (it answers ``duplicate`` for those it has, so nothing we know can
-        be lost), then start over from a snapshot.
+    def _resync(self, http: httpx.Client, report: SyncReport, *, scope_changed: bool = False) -> None:
+        """Start over from a snapshot. When the server lost track of our cursor (a restored or
+        compacted history), first offer it every change we hold again: it answers ``duplicate``
+        for those it has, so nothing we know can be lost. When our user's scope changed, drop
+        what we hold instead (our own unpushed changes stay) and take the new scope's records.
 
-        Once the server holds every change we know, its snapshot is the merge of a superset of
-        ours, so the local states are replaced by it rather than merged with it: a local head
-        may have been superseded by changes we will never receive (compacted, or pushed by
-        others before the restore), and merging would keep it as a phantom conflict."""
-        self.db.execute("UPDATE changes SET status = 'pending' WHERE status = 'synced'")
+        After the re-offer the server holds every change we know, so its snapshot is the merge
+        of a superset of ours: the local states are replaced by it, not merged with it. A local
+        head may have been superseded by changes we will never receive (compacted, or pushed by
+        others before a restore), and merging would keep it as a phantom conflict."""
+        if scope_changed:
+            self._forget_everything_synced()
+        else:
+            self.db.execute("UPDATE changes SET status = 'pending' WHERE status = 'synced'")
+            self.db.execute("DELETE FROM meta WHERE key = 'cursor'")  # a retry starts over too
+            self._push_pending(http, report)
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM records")
+            self.db.execute("DELETE FROM changes WHERE status = 'synced'")
+            self.db.execute("COMMIT")
         self.db.execute("DELETE FROM meta WHERE key = 'cursor'")
-        self._push_pending(http, report)
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM records")
-        self.db.execute("DELETE FROM changes WHERE status = 'synced'")
-        self.db.execute("COMMIT")
         self.bootstrap(http)
         if self.cursor is None:
             raise ResyncRequiredError("the server sent no cursor with its snapshot")

@@ -47,6 +47,7 @@ __all__ = [
     "preds_to_look_up",
     "record_heads",
     "record_view",
+    "scalar_value",
     "state_codec",
 ]
 
@@ -205,6 +206,16 @@ def has_conflict(state: RecordState, spec: CollectionSpec, field: str | None) ->
     """Whether ``field`` (or, for None, the record's existence) is in conflict."""
     found = conflicts(state, spec)
     return DELETE_CONFLICT_KEY in found or (field is not None and field in found)
+
+
+def scalar_value(state: RecordState, name: str) -> Any:
+    """The value shown for one scalar field (None when it has none): what ``field_values``
+    gives for it, without computing the others."""
+    best: Change | None = None
+    for change in state.heads.values():
+        if change.field == name and (best is None or _order_key(change) > _order_key(best)):
+            best = change
+    return None if best is None else best.value
 
 
 def field_values(state: RecordState, spec: CollectionSpec) -> dict[str, Any]:

@@ -63,7 +63,18 @@ def _check_value(change: SetChange | AddChange | RemoveChange, spec: CollectionS
     try:
         msgspec.convert(change.value, field_spec.type, strict=True)
     except msgspec.ValidationError as error:
-        return Rejection("invalid_value", f"field {change.field!r}: {error}")
+        allowed = f"; allowed: {', '.join(map(str, field_spec.choices))}" if field_spec.choices else ""
+        return Rejection("invalid_value", f"field {change.field!r}: {error}{allowed}")
+    return None
+
+
+def _check_append_only(change: Change, spec: CollectionSpec) -> Rejection | None:
+    if isinstance(change, DeleteChange) or change.pred:
+        return Rejection(
+            "append_only",
+            f"{spec.name} entries are written once and never edited or deleted: "
+            "record a new entry to correct one",
+        )
     return None
 
 
@@ -86,6 +97,8 @@ def validate_change(change: Change, collections: Mapping[str, CollectionSpec]) -
             "bad_hlc", f"hlc {change.hlc!r} is not '<15-digit wall ms>-<6-digit counter>-<replica id>'"
         )
     rejection = _check_pred(change)
+    if rejection is None and spec.append_only:
+        rejection = _check_append_only(change, spec)
     if rejection is not None or isinstance(change, DeleteChange):
         return rejection
     return _check_value(change, spec)

@@ -18,6 +18,7 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy.engine import make_url
 
+from server.accounts import AccountStore
 from server.app import create_app
 from server.database import create_engine, migrate
 from server.settings import Settings
@@ -102,7 +103,7 @@ async def store(settings: Settings) -> AsyncIterator[SyncStore]:
 async def _enroll(settings: Settings, name: str) -> str:
     engine = create_engine(settings.database_url)
     try:
-        _, token = await SyncStore(engine, settings).enroll_device(name)
+        _, token = await AccountStore(engine).enroll_device(None, name)
     finally:
         await engine.dispose()
     return token

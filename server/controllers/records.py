@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get
+from typing import Any
+
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from schemas.protocol import RecordView
+from server.access import Principal
 from server.auth import SECURITY_REQUIREMENT
 from server.store import SyncStore
 
@@ -24,6 +27,10 @@ class RecordsController(Controller):
         summary="One record: merged fields, deletion and open conflicts",
     )
     async def get_record(
-        self, collection: FromPath[str], record_id: FromPath[str], store: NamedDependency[SyncStore]
+        self,
+        request: Request[Principal, str, Any],
+        collection: FromPath[str],
+        record_id: FromPath[str],
+        store: NamedDependency[SyncStore],
     ) -> RecordView:
-        return await store.record(collection, record_id)
+        return await store.record(collection, record_id, request.user)

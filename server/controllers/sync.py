@@ -10,11 +10,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
 from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
+from server.access import Principal
 from server.auth import SECURITY_REQUIREMENT
 from server.negotiation import encoded, request_codec, response_codec
 from server.problems import problem
 from server.settings import Settings
-from server.store import Device, SyncStore
+from server.store import SyncStore
 from sync.hlc import REPLICA_ID_PATTERN
 
 __all__ = ["SyncController"]
@@ -45,7 +46,7 @@ class SyncController(Controller):
     )
     async def push(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
     ) -> Response[bytes]:
@@ -74,7 +75,7 @@ class SyncController(Controller):
                 f"{len(items)} changes in one push; send at most {settings.max_changes_per_push} "
                 "per request and push the rest in the next one",
             )
-        outcome = await store.push(request.user.id, replica_id, items)
+        outcome = await store.push(request.user.id, replica_id, items, request.user)
         response = PushResponse(
             results=outcome.results,
             server_hlc=outcome.server_hlc,
@@ -86,7 +87,7 @@ class SyncController(Controller):
     @get("/pull", operation_id="pull", summary="Changes after a cursor, in server order")
     async def pull(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
         since: FromQuery[str | None] = None,
@@ -94,9 +95,12 @@ class SyncController(Controller):
     ) -> Response[bytes]:
         codec = response_codec(request)
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
-        changes, cursor, more = await store.pull(since, count, raw_json=codec.media_type.endswith("json"))
-        await store.acks.record(request.user.id, since)
-        return encoded(PullResponse(changes=changes, cursor=cursor, more=more), codec)
+        changes, cursor, more, left = await store.pull(
+            since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
+        )
+        if request.user.device_id is not None:
+            await store.acks.record(request.user.device_id, since)
+        return encoded(PullResponse(changes=changes, cursor=cursor, more=more, left=left), codec)
 
     @get(
         "/snapshot",
@@ -109,7 +113,7 @@ class SyncController(Controller):
     )
     async def snapshot(
         self,
-        request: Request[Device, str, Any],
+        request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
         settings: NamedDependency[Settings],
         collection: FromQuery[str | None] = None,
@@ -117,6 +121,6 @@ class SyncController(Controller):
         limit: FromQuery[int | None] = None,
     ) -> Response[bytes]:
         count = _limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
-        records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count)
+        records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count, request.user)
         response = SnapshotResponse(records=records, cursor=next_page, more=more, sync_cursor=sync_cursor)
         return encoded(response, response_codec(request))

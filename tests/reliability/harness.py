@@ -67,7 +67,12 @@ class ServerProcess:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        self.env = {**os.environ, **(env or {})}
+        # The fault tests hammer one server from a few phones; rate limits are not under test.
+        quiet = {
+            "GRIDSYNC_DEVICE_REQUESTS_PER_MINUTE": "1000000",
+            "GRIDSYNC_ADDRESS_REQUESTS_PER_MINUTE": "1000000",
+        }
+        self.env = {**os.environ, **quiet, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

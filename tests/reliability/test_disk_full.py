@@ -18,10 +18,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from server.database import create_engine
 from server.settings import Settings
-from server.store import SyncStore
 from sync.client import Replica
+from tests.conftest import _enroll
 from tests.reliability.harness import (
     FieldPhone,
     H,
@@ -72,16 +71,8 @@ def _fill(path: Path) -> int:
     return written
 
 
-def _enroll(url: str, name: str) -> str:
-    async def run() -> str:
-        engine = create_engine(url)
-        try:
-            _, token = await SyncStore(engine, Settings(database_url=url)).enroll_device(name)
-        finally:
-            await engine.dispose()
-        return token
-
-    return asyncio.run(run())
+def _enroll_on(url: str, name: str) -> str:
+    return asyncio.run(_enroll(Settings(database_url=url), name))
 
 
 def _big_visits(replica: Replica, prefix: str, count: int) -> set[str]:
@@ -99,7 +90,7 @@ def test_full_disk_answers_507_damages_nothing_and_recovers(
     shutil.copy(sqlite_template, database)
     url = f"sqlite+aiosqlite:///{database}"
     server = ServerProcess(url, tmp_path / "server.log")
-    phone = FieldPhone(tmp_path / "phone.db", "phone-disk", _enroll(url, "phone-disk"), server.base_url)
+    phone = FieldPhone(tmp_path / "phone.db", "phone-disk", _enroll_on(url, "phone-disk"), server.base_url)
     replica = phone.open()
     server.start()
     refused = 0

@@ -1,7 +1,7 @@
 """Reliability: compaction floor, acknowledged pull cursors, ids of compacted changes.
 
-Revision ID: 0003_reliability
-Revises: 0001_sync_core
+Revision ID: 0004_reliability
+Revises: 0003_access
 Create Date: 2026-11-25
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_reliability"
-down_revision = "0001_sync_core"
+revision = "0004_reliability"
+down_revision = "0003_access"
 branch_labels = None
 depends_on = None
 
