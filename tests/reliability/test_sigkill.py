@@ -44,8 +44,8 @@ def test_sigkill_in_the_middle_of_pushes(
                 for _ in range(100_000):
                     if stop.is_set():
                         return
-                    if len(replica.pending(400)) < 300:
-                        phone.edit(replica, rng, rng.randint(5, 60))
+                    if len(replica.pending(400)) < 200:
+                        phone.edit(replica, rng, rng.randint(5, 40))
                     with lock:
                         in_flight[0] += 1
                     try:
@@ -69,6 +69,7 @@ def test_sigkill_in_the_middle_of_pushes(
     try:
         for _ in range(KILLS):
             server.wait_ready()
+            time.sleep(rng.uniform(0.05, 0.2))  # the phones get some pushes through
             # Wait (bounded) for a push to be on the wire, then kill at a random point inside it.
             for _ in range(500):
                 if in_flight[0]:
@@ -120,6 +121,7 @@ def test_sigkill_in_the_middle_of_pushes(
             "kills_with_a_push_in_flight": kills_mid_push,
             "server_starts": server.starts,
             "pushes": sum(p.pushes for p in phones),
+            "pushes_answered": sum(p.pushes for p in phones) - failures,
             "pushes_not_answered": failures,
             "pushes_cut_off_mid_request": sum(p.cut_off for p in phones),
             "changes_checked": check.rows,
