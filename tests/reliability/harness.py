@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -300,3 +301,55 @@ def check_log_and_states(database_url: str) -> LogCheck:
         )
 
     return asyncio.run(run())
+
+
+class FieldDay:
+    """Phones that edit and push in their own threads until stopped, retrying what the server
+    does not answer. Bounded in iterations; errors of the threads are kept for the test."""
+
+    def __init__(self, phones: list[FieldPhone], *, timeout: float, most_edits: int, backoff: float) -> None:
+        self.phones = phones
+        self.timeout = timeout
+        self.most_edits = most_edits
+        self.backoff = backoff
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._work, args=(phone, seed), daemon=True)
+            for seed, phone in enumerate(phones)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def _work(self, phone: FieldPhone, seed: int) -> None:
+        rng = random.Random(seed)
+        replica = phone.open()
+        try:
+            with phone.http(timeout=self.timeout) as http:
+                for _ in range(100_000):
+                    if self.stop.is_set():
+                        return
+                    if len(replica.pending(400)) < 200:
+                        phone.edit(replica, rng, rng.randint(5, self.most_edits))
+                    with self._lock:
+                        self.in_flight += 1
+                    try:
+                        answered = phone.push_once(replica, http)  # a status other than 503/507 raises
+                    finally:
+                        with self._lock:
+                            self.in_flight -= 1
+                    if not answered:
+                        time.sleep(self.backoff)  # the server is away: back off, then retry
+        except BaseException as error:
+            self.errors.append(error)
+        finally:
+            replica.close()

@@ -8,9 +8,7 @@ and always leaves it running."""
 from __future__ import annotations
 
 import os
-import random
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +17,14 @@ import httpx
 import pytest
 
 from tests.conftest import POSTGRES_URL
-from tests.reliability.harness import FieldPhone, ServerProcess, check_log_and_states, record_figures, views
+from tests.reliability.harness import (
+    FieldDay,
+    FieldPhone,
+    ServerProcess,
+    check_log_and_states,
+    record_figures,
+    views,
+)
 
 pytestmark = pytest.mark.skipif(
     not POSTGRES_URL and not os.environ.get("CI"), reason="needs GRIDSYNC_TEST_POSTGRES_URL"
@@ -50,29 +55,8 @@ def test_postgres_restart_under_load_answers_503_and_recovers(
         for n in range(2)
     ]
     server.start()
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def work(phone: FieldPhone, seed: int) -> None:
-        rng = random.Random(seed)
-        replica = phone.open()
-        try:
-            with phone.http(timeout=15.0) as http:
-                for _ in range(100_000):
-                    if stop.is_set():
-                        return
-                    if len(replica.pending(400)) < 200:
-                        phone.edit(replica, rng, rng.randint(5, 30))
-                    if not phone.push_once(replica, http):  # 503 asserted inside; else it raises
-                        time.sleep(0.05)
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            replica.close()
-
-    threads = [threading.Thread(target=work, args=(p, n), daemon=True) for n, p in enumerate(phones)]
-    for thread in threads:
-        thread.start()
+    day = FieldDay(phones, timeout=15.0, most_edits=30, backoff=0.05)
+    day.start()
     answers: list[tuple[str, int, float]] = []
     probe_headers = {"authorization": f"Bearer {phones[0].token}"}
     try:
@@ -113,12 +97,10 @@ def test_postgres_restart_under_load_answers_503_and_recovers(
         else:
             raise AssertionError("phones did not resume")
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
+        day.finish()
         if not _postgres_up():
             _cluster("start")
-    assert not errors, errors
+    assert not day.errors, day.errors
 
     replicas = [phone.open() for phone in phones]
     try:

@@ -5,12 +5,12 @@ states equal a rebuild from the log, and every phone converges."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.reliability.harness import (
+    FieldDay,
     FieldPhone,
     ServerProcess,
     check_log_and_states,
@@ -31,39 +31,9 @@ def test_sigkill_in_the_middle_of_pushes(
         FieldPhone(tmp_path / f"phone-{n}.db", f"phone-{n}", enroll(f"phone-{n}"), server.base_url)
         for n in range(PHONES)
     ]
-    stop = threading.Event()
-    in_flight = [0]
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-
-    def work(phone: FieldPhone, seed: int) -> None:
-        rng = random.Random(seed)
-        replica = phone.open()
-        try:
-            with phone.http(timeout=5.0) as http:
-                for _ in range(100_000):
-                    if stop.is_set():
-                        return
-                    if len(replica.pending(400)) < 200:
-                        phone.edit(replica, rng, rng.randint(5, 40))
-                    with lock:
-                        in_flight[0] += 1
-                    try:
-                        answered = phone.push_once(replica, http)
-                    finally:
-                        with lock:
-                            in_flight[0] -= 1
-                    if not answered:
-                        time.sleep(0.02)  # the server is down: back off a little, then retry
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            replica.close()
-
+    day = FieldDay(phones, timeout=5.0, most_edits=40, backoff=0.02)
     server.start()
-    threads = [threading.Thread(target=work, args=(p, n), daemon=True) for n, p in enumerate(phones)]
-    for thread in threads:
-        thread.start()
+    day.start()
     rng = random.Random(99)
     kills_mid_push = 0
     try:
@@ -72,19 +42,17 @@ def test_sigkill_in_the_middle_of_pushes(
             time.sleep(rng.uniform(0.05, 0.2))  # the phones get some pushes through
             # Wait (bounded) for a push to be on the wire, then kill at a random point inside it.
             for _ in range(500):
-                if in_flight[0]:
+                if day.in_flight:
                     break
                 time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.03))
-            kills_mid_push += bool(in_flight[0])
+            kills_mid_push += bool(day.in_flight)
             server.kill()
             server.start(wait=False)
         server.wait_ready()
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-    assert not errors, errors
+        day.finish()
+    assert not day.errors, day.errors
 
     try:
         # Back in signal: everyone pushes what is left, then everyone pulls everything.
