@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 		$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# On an empty database, serve loads the demo district first (docs/domain.md).
 serve: $(STAMP)
+	$(BIN)/gridsync demo --if-empty
 	$(BIN)/gridsync serve
 
 lint: $(STAMP)

@@ -14,7 +14,9 @@ from litestar.openapi import OpenAPIConfig
 from server.accounts import AccountStore
 from server.auth import SECURITY_COMPONENTS, TokenMiddleware
 from server.controllers.admin import AdminController, SignInController
+from server.controllers.attachments import AttachmentsController
 from server.controllers.records import RecordsController
+from server.controllers.registry import RecordListController, ReportsController
 from server.controllers.sync import SyncController
 from server.controllers.system import health, protocol_schema
 from server.database import create_engine
@@ -61,7 +63,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     sync_routes = Router(
         path="/",
-        route_handlers=[SyncController, RecordsController],
+        route_handlers=[
+            SyncController,
+            RecordsController,
+            # The registry (issue 3): docs/domain.md
+            RecordListController,
+            ReportsController,
+            AttachmentsController,
+        ],
         middleware=[limits.per_device.middleware, limits.per_address.middleware],
     )
     sign_in_routes = Router(

@@ -24,6 +24,7 @@ from server.backup import BackupError, backup, restore
 from server.database import create_engine, migrate
 from server.horizon import compact
 from server.settings import Settings, get_settings
+from server.store import SyncStore
 
 __all__ = ["main"]
 
@@ -169,6 +170,18 @@ def _device_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from server.demo import DemoPlan, demo_command
+
+    plan = DemoPlan(seed=args.seed, households=args.households)
+    settings = _settings(args)
+    return asyncio.run(
+        _with_engine(
+            settings, lambda engine: demo_command(SyncStore(engine, settings), plan, if_empty=args.if_empty)
+        )
+    )
+
+
 def _admin_create(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
     if len(password) < 8:
@@ -253,6 +266,12 @@ def _parser() -> argparse.ArgumentParser:
     revoke = _with_database(device_commands.add_parser("revoke", help="revoke a device token"))
     revoke.add_argument("device_id")
     revoke.set_defaults(run=_device_revoke)
+
+    demo = _with_database(commands.add_parser("demo", help="load the demo district into an empty database"))
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--households", type=int, default=4_100)
+    demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
+    demo.set_defaults(run=_demo)
 
     admin = commands.add_parser("admin", help="admin users")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)

@@ -14,8 +14,8 @@ left needs other records or the record's history, and is declared in ``schemas/c
   building or grid) while another of them holds one.
 * ``append_only``: a second write of a field of a ledger entry.
 
-Each failure rejects that change alone; the rest of the batch is applied. Cost: one query for
-the scope rows (shared with ``server/scope.py``), and one more only when a transition names
+Each failure rejects that change alone; the rest of the batch is applied. Cost: one batched lookup
+of the scope rows (shared with ``server/scope.py``), and one more query only when a transition names
 changes that are neither current heads nor in the batch.
 """
 

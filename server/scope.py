@@ -6,8 +6,8 @@ scope of the record it links to. A community is its own community, a grid its ow
 on down (``CollectionSpec.scope_self``); a visit takes all four from its household, a points
 entry from its resident, a hazard from whichever place it names.
 
-One push does one query for the rows it needs (``load_scope_rows``): the records it touches
-and the parents they link to. Parents written in the same batch are resolved in memory, top of
+One push reads the rows it needs in one batched lookup (``load_scope_rows``: a query per
+collection): the records it touches and the parents they link to. Parents written in the same batch are resolved in memory, top of
 the tree first. When a record's scope changes (a household moves to another building), the
 records below it follow in the same transaction (``follow_moves``): one ``UPDATE ... WHERE
 household_id = :id`` per moved record, batched with ``executemany``. Moves are rare; the columns
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, not_, select, tuple_, update
+from sqlalchemy import and_, bindparam, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec
@@ -99,17 +99,22 @@ def scope_keys(
 async def load_scope_rows(
     connection: AsyncConnection, keys: Iterable[RecordKey]
 ) -> dict[RecordKey, ScopeRow]:
-    """One query (in chunks under the parameter limit) for the scope of the given records."""
+    """The scope of the given records, one ``record_id IN (...)`` query per collection (and per
+    chunk under the parameter limit): an index lookup on both backends, where a row-value IN
+    list is planned as hundreds of OR-ed lookups on PostgreSQL (about 4x slower)."""
+    by_collection: dict[str, list[str]] = {}
+    for collection, record_id in sorted(keys):
+        by_collection.setdefault(collection, []).append(record_id)
     found: dict[RecordKey, ScopeRow] = {}
-    ordered = sorted(keys)
     columns = [records.c[name] for name in SCOPE_COLUMNS]
-    for start in range(0, len(ordered), _CHUNK):
-        query = select(records.c.collection, records.c.record_id, records.c.deleted, *columns).where(
-            tuple_(records.c.collection, records.c.record_id).in_(ordered[start : start + _CHUNK])
-        )
-        for row in await connection.execute(query):
-            scope = Scope(*(row._mapping[name] for name in SCOPE_COLUMNS))
-            found[(row.collection, row.record_id)] = ScopeRow(scope, bool(row.deleted))
+    for collection, ids in by_collection.items():
+        for start in range(0, len(ids), _CHUNK):
+            query = select(records.c.record_id, records.c.deleted, *columns).where(
+                records.c.collection == collection, records.c.record_id.in_(ids[start : start + _CHUNK])
+            )
+            for row in await connection.execute(query):
+                scope = Scope(*(row._mapping[name] for name in SCOPE_COLUMNS))
+                found[(collection, row.record_id)] = ScopeRow(scope, bool(row.deleted))
     return found
 
 
@@ -120,7 +125,8 @@ def resolve_scopes(
 ) -> dict[RecordKey, Scope]:
     """The scope of every record in ``states`` after the batch, parents before children."""
     resolved: dict[RecordKey, Scope] = {}
-    for key in sorted(states, key=lambda k: (_depth(collections, k[0]), k)):
+    depth = {name: _depth(collections, name) for name in {key[0] for key in states}}
+    for key in sorted(states, key=lambda k: (depth[k[0]], k)):
         spec = collections[key[0]]
         parent = link_target(spec, collections, states[key])
         scope = Scope()

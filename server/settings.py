@@ -37,6 +37,11 @@ class Settings:
     device_requests_per_minute: int = 1_200
     address_requests_per_minute: int = 12_000
     sign_ins_per_minute: int = 30
+    # Registry (docs/domain.md): an elderly-alone household with no checkin signal by this
+    # local hour needs a visit today; the district's time zone; the largest attachment.
+    checkin_cutoff_hour: int = 10
+    timezone: str = "Asia/Shanghai"
+    max_attachment_bytes: int = 5 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

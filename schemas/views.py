@@ -1,0 +1,133 @@
+"""Read-side messages of the registry API: record lists, flags, balances, reports, attachments.
+
+They are answers only (the server never decodes them), so they can grow new fields with
+defaults without breaking older apps.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from schemas.protocol import RecordView
+
+__all__ = [
+    "AttachmentStored",
+    "ElderlyFigures",
+    "Flag",
+    "FlagList",
+    "GridCoverage",
+    "HazardFigures",
+    "NoSignalHousehold",
+    "NoSignalList",
+    "PointsBalance",
+    "RecordPage",
+    "RequestFigures",
+    "Summary",
+]
+
+FlagKind = Literal["overspend", "concurrent_transition"]
+
+
+class RecordPage(msgspec.Struct):
+    """``GET /v1/records/{collection}``: records in the shape of the single-record endpoint."""
+
+    records: list[RecordView]
+    cursor: str
+    more: bool
+
+
+class Flag(msgspec.Struct, kw_only=True):
+    """Something an admin should look at that the merge kept rather than refused."""
+
+    kind: FlagKind
+    collection: str
+    record_id: str
+    message: str
+    records: list[str] = msgspec.field(default_factory=list)
+    community_id: str | None = None
+    grid_id: str | None = None
+
+
+class FlagList(msgspec.Struct):
+    flags: list[Flag]
+
+
+class PointsBalance(msgspec.Struct, kw_only=True):
+    resident_id: str
+    earned: int
+    redeemed: int
+    balance: int
+    overspent: bool
+    # Redemptions that took the running balance below zero, in ledger order.
+    overspending_entries: list[str]
+    entries: list[str]
+
+
+class NoSignalHousehold(msgspec.Struct, kw_only=True):
+    id: str
+    address: str | None = None
+    head_name: str | None = None
+    phone: str | None = None
+    grid_id: str | None = None
+    building_id: str | None = None
+
+
+class NoSignalList(msgspec.Struct, kw_only=True):
+    """Elderly-alone households with no signal today. Listed once the cutoff hour has passed;
+    before it, ``waiting`` counts those not seen yet."""
+
+    day: str
+    cutoff: str
+    past_cutoff: bool
+    waiting: int
+    households: list[NoSignalHousehold]
+
+
+class GridCoverage(msgspec.Struct, kw_only=True):
+    grid_id: str
+    name: str | None
+    households: int
+    visited: int
+    coverage: float
+
+
+class HazardFigures(msgspec.Struct, kw_only=True):
+    open: int
+    by_severity: dict[str, int]
+    by_age: dict[str, int]
+
+
+class RequestFigures(msgspec.Struct, kw_only=True):
+    opened: int
+    completed: int
+    cancelled: int
+    overdue: int
+    completion_rate: float | None
+    mean_satisfaction: float | None
+
+
+class ElderlyFigures(msgspec.Struct, kw_only=True):
+    elderly_alone: int
+    no_signal_today: int
+    past_cutoff: bool
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    """``GET /v1/reports/summary``: what the community office asks for."""
+
+    community: str | None
+    at: str
+    window_days: int
+    visit_coverage: list[GridCoverage]
+    hazards: HazardFigures
+    requests: RequestFigures
+    elderly: ElderlyFigures
+
+
+class AttachmentStored(msgspec.Struct, kw_only=True):
+    sha256: str
+    size: int
+    media_type: str
+    created: bool

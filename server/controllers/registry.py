@@ -1,0 +1,148 @@
+"""The registry's read API: record lists, flags, points balances, no-signal list, summary."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
+
+from schemas.collections import Moment
+from schemas.views import FlagList, NoSignalList, PointsBalance, RecordPage, Summary
+from server.access import Principal
+from server.auth import SECURITY_REQUIREMENT
+from server.controllers.sync import _limit
+from server.registry import Registry, ScopeFilter
+from server.reports import Reports
+from server.settings import Settings
+from server.store import SyncError
+
+__all__ = ["RecordListController", "ReportsController"]
+
+
+def _registry(state: State) -> Registry:
+    return Registry(state.store)
+
+
+def _reports(state: State) -> Reports:
+    return Reports(Registry(state.store), state.settings)
+
+
+def _moment(at: str | None) -> datetime.datetime | None:
+    if at is None:
+        return None
+    try:
+        moment: datetime.datetime = msgspec.convert(at, Moment)
+    except msgspec.ValidationError:
+        raise SyncError(400, "bad_time", f"at={at!r} is not an RFC 3339 time with an offset") from None
+    return moment
+
+
+class RecordListController(Controller):
+    path = "/v1/records"
+    tags = ["records"]
+    security = SECURITY_REQUIREMENT
+    dependencies = {"registry": Provide(_registry, sync_to_thread=False)}
+
+    @get(
+        "/{collection:str}",
+        operation_id="listRecords",
+        summary="Records of a collection, filtered and paged by id",
+        description=(
+            "Each record has the shape of GET /v1/records/{collection}/{id}; ID numbers are masked. "
+            "`updated_since` takes a pull or push cursor. Page with `cursor` while `more`."
+        ),
+    )
+    async def list_records(
+        self,
+        request: Request[Principal, str, Any],
+        collection: FromPath[str],
+        registry: NamedDependency[Registry],
+        settings: NamedDependency[Settings],
+        limit: FromQuery[int | None] = None,
+        cursor: FromQuery[str | None] = None,
+        community: FromQuery[str | None] = None,
+        grid: FromQuery[str | None] = None,
+        building: FromQuery[str | None] = None,
+        household: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        tag: FromQuery[str | None] = None,
+        updated_since: FromQuery[str | None] = None,
+        include_deleted: FromQuery[bool] = False,
+    ) -> RecordPage:
+        return await registry.page(
+            collection,
+            limit=_limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit),
+            cursor=cursor,
+            where=ScopeFilter(community, grid, building, household, request.user),
+            status=status,
+            tag=tag,
+            updated_since=updated_since,
+            include_deleted=include_deleted,
+        )
+
+
+class ReportsController(Controller):
+    path = "/v1"
+    tags = ["reports"]
+    security = SECURITY_REQUIREMENT
+    dependencies = {"reports": Provide(_reports, sync_to_thread=False)}
+
+    @get("/reports/summary", operation_id="summary", summary="The community office's figures")
+    async def summary(
+        self,
+        request: Request[Principal, str, Any],
+        reports: NamedDependency[Reports],
+        community: FromQuery[str | None] = None,
+        at: FromQuery[str | None] = None,
+        days: FromQuery[int] = 30,
+    ) -> Summary:
+        if not 1 <= days <= 366:
+            raise SyncError(400, "bad_limit", f"days must be between 1 and 366, got {days}")
+        return await reports.summary(ScopeFilter(community, principal=request.user), _moment(at), days)
+
+    @get(
+        "/checkins/no-signal",
+        operation_id="noSignal",
+        summary="Elderly-alone households with no signal today (after the cutoff hour)",
+    )
+    async def no_signal(
+        self,
+        request: Request[Principal, str, Any],
+        reports: NamedDependency[Reports],
+        community: FromQuery[str | None] = None,
+        grid: FromQuery[str | None] = None,
+        building: FromQuery[str | None] = None,
+        at: FromQuery[str | None] = None,
+    ) -> NoSignalList:
+        return await reports.no_signal(
+            ScopeFilter(community, grid, building, principal=request.user), _moment(at)
+        )
+
+    @get("/flags", operation_id="flags", summary="Overspent balances and concurrent status moves")
+    async def flags(
+        self,
+        request: Request[Principal, str, Any],
+        reports: NamedDependency[Reports],
+        community: FromQuery[str | None] = None,
+        grid: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
+    ) -> FlagList:
+        return await reports.flags(ScopeFilter(community, grid, principal=request.user), kind)
+
+    @get(
+        "/points/{resident_id:str}",
+        operation_id="pointsBalance",
+        summary="A volunteer's points balance, derived from the ledger",
+    )
+    async def balance(
+        self,
+        request: Request[Principal, str, Any],
+        resident_id: FromPath[str],
+        reports: NamedDependency[Reports],
+    ) -> PointsBalance:
+        return await reports.balance(resident_id, ScopeFilter(principal=request.user))

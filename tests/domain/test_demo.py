@@ -1,0 +1,82 @@
+"""The demo district: deterministic, and it loads through the push path with nothing rejected.
+(The full district's load time is measured in docs/domain.md, never asserted here.)"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Callable
+
+import msgspec
+import pytest
+from litestar.testing import TestClient
+
+from schemas.collections import COLLECTIONS
+from server.app import create_app
+from server.cli import main
+from server.demo import CHINA, DemoPlan, demo_changes, load_demo
+from server.settings import Settings
+from server.store import SyncStore
+
+NOW = datetime.datetime(2026, 11, 25, 15, 30, tzinfo=CHINA)
+SMALL = DemoPlan(households=150)
+
+
+def test_the_demo_is_deterministic_from_seed_and_time() -> None:
+    first = demo_changes(SMALL, NOW)
+    assert msgspec.json.encode(first) == msgspec.json.encode(demo_changes(SMALL, NOW))
+    other = demo_changes(DemoPlan(seed=8, households=150), NOW)
+    assert msgspec.json.encode(first) != msgspec.json.encode(other)
+    assert len({c.id for c in first}) == len(first)
+    per_collection = Counter(c.collection for c in first)
+    assert set(per_collection) == set(COLLECTIONS)
+    full = demo_changes(DemoPlan(), NOW)
+    households = {c.record_id for c in full if c.collection == "households"}
+    assert len(households) == 4_100
+    assert len({c.record_id for c in full if c.collection == "communities"}) == 5
+    assert len({c.value for c in full if c.field == "party_branch"}) == 15
+    assert sum(1 for c in full if c.field == "tags" and c.value == "central-household") == 112
+    assert sum(1 for c in full if c.field == "tags" and c.value == "building-leader") == 50
+    statuses = {c.value for c in full if c.collection == "requests" and c.field == "status"}
+    assert statuses == {"submitted", "dispatched", "accepted", "done", "rated", "cancelled", "reopened"}
+    areas = {c.value for c in full if c.field == "area"}
+    assert any("collapsed" in a for a in areas)
+    assert any("garage" in a for a in areas)
+
+
+async def test_a_small_demo_loads_through_the_store(store: SyncStore, settings: Settings) -> None:
+    changes = demo_changes(SMALL, NOW)
+    loaded = await load_demo(store, changes, batch=700)
+    assert loaded.rejected == []
+    assert await store.change_count() == len(changes)
+    again = await load_demo(store, changes[:500])
+    assert again.rejected == []  # every change answers duplicate: loading twice adds nothing
+    assert await store.change_count() == len(changes)
+
+
+def test_the_demo_answers_the_reports(
+    settings: Settings, enroll: Callable[[str], str], database_url: str
+) -> None:
+    assert main(["demo", "--database-url", database_url, "--households", "150", "--seed", "3"]) == 0
+    assert main(["demo", "--database-url", database_url, "--households", "150", "--if-empty"]) == 0
+    assert main(["demo", "--database-url", database_url, "--households", "150"]) == 1
+    token = enroll("office")
+    with TestClient(create_app(settings)) as client:
+        client.headers["authorization"] = f"Bearer {token}"
+        summary = client.get("/v1/reports/summary", params={"community": "c1"}).json()
+        assert summary["visit_coverage"]
+        assert all(0 < g["coverage"] <= 1 for g in summary["visit_coverage"])
+        assert summary["hazards"]["open"] >= 1
+        assert summary["requests"]["opened"] > 0
+        assert summary["elderly"]["elderly_alone"] > 0
+        flags = client.get("/v1/flags", params={"kind": "overspend"}).json()["flags"]
+        assert len(flags) == 1
+        garage = client.get("/v1/records/hazards/hz-garage").json()
+        assert garage["fields"]["category"] == "water-leak"
+
+
+@pytest.mark.parametrize("households", [1, 25])
+async def test_tiny_districts_load(store: SyncStore, households: int) -> None:
+    changes = demo_changes(DemoPlan(households=households), NOW)
+    assert {c.collection for c in changes} >= {"communities", "grids", "buildings", "households", "residents"}
+    assert (await load_demo(store, changes)).rejected == []
