@@ -10,16 +10,20 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
 
 from server.accounts import AccountStore
 from server.auth import SECURITY_COMPONENTS, TokenMiddleware
 from server.controllers.admin import AdminController, SignInController
 from server.controllers.attachments import AttachmentsController
+from server.controllers.conflicts import ConflictsController
 from server.controllers.records import RecordsController
 from server.controllers.registry import RecordListController, ReportsController
 from server.controllers.sync import SyncController
 from server.controllers.system import health, protocol_schema
 from server.database import create_engine
+from server.inbox import ConflictInbox
+from server.pages import STATIC, admin_pages, template_config
 from server.problems import problem_details_plugin
 from server.ratelimit import RateLimits
 from server.settings import Settings, get_settings
@@ -36,6 +40,11 @@ def _store(state: State) -> SyncStore:
 def _accounts(state: State) -> AccountStore:
     accounts: AccountStore = state.accounts
     return accounts
+
+
+def _inbox(state: State) -> ConflictInbox:
+    inbox: ConflictInbox = state.inbox
+    return inbox
 
 
 def _settings(state: State) -> Settings:
@@ -56,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         app.state.store = SyncStore(engine, settings)
         app.state.accounts = AccountStore(engine)
+        app.state.inbox = ConflictInbox(engine, app.state.store)
         try:
             yield
         finally:
@@ -77,15 +87,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/", route_handlers=[SignInController], middleware=[limits.sign_in.middleware]
     )
     return Litestar(
-        route_handlers=[sync_routes, sign_in_routes, AdminController, health, protocol_schema],
+        route_handlers=[
+            sync_routes,
+            sign_in_routes,
+            AdminController,
+            ConflictsController,
+            admin_pages(),
+            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+            health,
+            protocol_schema,
+        ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={
             "store": Provide(_store, sync_to_thread=False),
             "accounts": Provide(_accounts, sync_to_thread=False),
             "settings": Provide(_settings, sync_to_thread=False),
+            "inbox": Provide(_inbox, sync_to_thread=False),
         },
-        middleware=[DefineMiddleware(TokenMiddleware, exclude=["^/schema"])],
+        middleware=[DefineMiddleware(TokenMiddleware, exclude=["^/schema", "^/admin", "^/static"])],
         plugins=[problem_details_plugin()],
         openapi_config=OpenAPIConfig(
             title="gridsync",
@@ -94,4 +114,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
             components=SECURITY_COMPONENTS,
         ),
         request_max_body_size=settings.max_body_bytes,
+        template_config=template_config(),
     )

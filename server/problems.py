@@ -8,6 +8,7 @@ import sqlite3
 from typing import Any, Literal
 
 import asyncpg
+import msgspec
 from litestar.exceptions import TooManyRequestsException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from server.accounts import AccountError, SignInLocked
+from server.inbox import InboxError
 from server.store import SyncError
 
 __all__ = ["RETRY_AFTER_SECONDS", "classify_database_error", "problem", "problem_details_plugin"]
@@ -138,6 +140,11 @@ def _from_account_error(error: AccountError) -> ProblemDetailsException:
     return problem(error.status, error.code, error.message, headers=headers)
 
 
+def _from_inbox_error(error: InboxError) -> ProblemDetailsException:
+    extra = {} if error.current is None else {"current": msgspec.to_builtins(error.current)}
+    return problem(error.status, error.code, error.message, **extra)
+
+
 def _from_rate_limit(error: TooManyRequestsException) -> ProblemDetailsException:
     headers = dict(error.headers or {})
     headers["Retry-After"] = str(max(1, int(headers.get("RateLimit-Reset", "1") or 1)))
@@ -153,6 +160,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 AccountError: _from_account_error,
                 SignInLocked: _from_account_error,
                 TooManyRequestsException: _from_rate_limit,
+                InboxError: _from_inbox_error,
                 # Database faults (connection lost, restart, timeouts, full disk): 503 or 507.
                 SQLAlchemyError: _from_database_error,
                 asyncpg.PostgresError: _from_database_error,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from schemas.protocol import (
     SnapshotRecord,
 )
 from server.access import Principal
+from server.conflicts import ConflictTracker
 from server.horizon import PullAcknowledgements, change_digest, compacted_digests
 from server.rules import judge_batch
 from server.scope import Scope, follow_moves, resolve_scopes
@@ -144,6 +145,7 @@ class SyncStore:
         self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
         # Each device's acknowledged pull position, which bounds history compaction.
         self.acks = PullAcknowledgements(engine, settings.ack_interval_ms)
+        self.conflict_tracker = ConflictTracker(self.collections)
         self._masked = frozenset(
             (spec.name, field.name)
             for spec in self.collections.values()
@@ -216,9 +218,16 @@ class SyncStore:
         replica_id: str,
         items: Sequence[Change | MalformedChange],
         principal: Principal | None = None,
+        *,
+        check: Callable[[Mapping[RecordKey, RecordState]], None] | None = None,
+        via: str = "sync",
     ) -> PushOutcome:
         """Apply a batch, each change judged on its own. ``principal`` None means trusted
-        (server-side tools); otherwise every change is authorised against its scope."""
+        (server-side tools); otherwise every change is authorised against its scope.
+
+        ``check`` sees the loaded states under the write lock and may raise to abort the whole
+        push (the conflict inbox refuses a resolution whose heads moved); ``via`` names who
+        closed a conflict this push resolves (``sync``, ``admin``, ``bulk``)."""
         results: list[ChangeResult | None] = [None] * len(items)
         candidates: list[tuple[int, Change]] = []
         for index, item in enumerate(items):
@@ -246,7 +255,12 @@ class SyncStore:
             last_seq, epoch, floor = locked.one()
             compacted = floor > 0
             fresh = await self._drop_duplicates(connection, candidates, results, compacted=compacted)
-            states = await self._load_states(connection, {(c.collection, c.record_id) for _, c in fresh})
+            flagged: set[RecordKey] = set()
+            states = await self._load_states(
+                connection, {(c.collection, c.record_id) for _, c in fresh}, flagged
+            )
+            if check is not None:
+                check(states)
             # Domain rules that need the database (server/rules.py); they also load the scope rows.
             fresh, scope_rows = await judge_batch(connection, self.collections, states, fresh, results)
             lookup = sorted(preds_to_look_up(states, [c for _, c in fresh]))
@@ -277,7 +291,18 @@ class SyncStore:
                     )
                 await connection.execute(changes.insert(), rows)
                 scopes = resolve_scopes(self.collections, states, scope_rows)
-                await self._save_states(connection, states, seq, scopes)
+                conflicting = await self._save_states(connection, states, seq, scopes)
+                await self.conflict_tracker.track(
+                    connection,
+                    states,
+                    conflicting,
+                    flagged,
+                    fresh_changes,
+                    seq=seq,
+                    now_ms=now,
+                    device_id=device_id,
+                    via=via,
+                )
                 await follow_moves(connection, self.collections, scope_rows, scopes)
                 await log_moves(connection, self.collections, states, scope_rows, companies, scopes, seq)
                 await connection.execute(
@@ -374,16 +399,19 @@ class SyncStore:
         return fresh
 
     async def _load_states(
-        self, connection: AsyncConnection, keys: set[RecordKey]
+        self, connection: AsyncConnection, keys: set[RecordKey], flagged: set[RecordKey] | None = None
     ) -> dict[RecordKey, RecordState]:
+        """The states of ``keys``; adds to ``flagged`` those stored as in conflict."""
         states: dict[RecordKey, RecordState] = {}
         ordered = sorted(keys)
         for chunk in _chunks(ordered):
-            query = select(records.c.collection, records.c.record_id, records.c.state).where(
-                tuple_(records.c.collection, records.c.record_id).in_(chunk)
-            )
+            query = select(
+                records.c.collection, records.c.record_id, records.c.state, records.c.conflict
+            ).where(tuple_(records.c.collection, records.c.record_id).in_(chunk))
             for row in await connection.execute(query):
                 states[(row.collection, row.record_id)] = state_codec.decode(row.state)
+                if row.conflict and flagged is not None:
+                    flagged.add((row.collection, row.record_id))
         for key in ordered:
             states.setdefault(key, RecordState())
         return states
@@ -405,17 +433,22 @@ class SyncStore:
         states: dict[RecordKey, RecordState],
         seq: int,
         scopes: dict[RecordKey, Scope],
-    ) -> None:
+    ) -> set[RecordKey]:
+        """Upsert the states; returns the keys of the records now in conflict."""
         rows = []
+        conflicting: set[RecordKey] = set()
         for (collection, record_id), state in states.items():
             spec = self.collections[collection]
+            in_conflict = bool(conflicts(state, spec))
+            if in_conflict:
+                conflicting.add((collection, record_id))
             rows.append(
                 {
                     "collection": collection,
                     "record_id": record_id,
                     "state": state_codec.encode(state),
                     "deleted": is_deleted(state),
-                    "conflict": bool(conflicts(state, spec)),
+                    "conflict": in_conflict,
                     "updated_seq": seq,
                     "company": company_of(collection, state),
                     **scopes[(collection, record_id)]._asdict(),
@@ -433,6 +466,7 @@ class SyncStore:
             },
         )
         await connection.execute(statement, rows)
+        return conflicting
 
     # ------------------------------------------------------------------ pull
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "audit_log",
     "changes",
     "compacted_changes",
+    "conflict_events",
+    "conflicts",
     "devices",
     "metadata",
     "records",
@@ -158,6 +161,55 @@ audit_log = Table(
     Column("community_id", String(64), nullable=True),
     Column("detail", Text, nullable=False),
     Index("ix_audit_log_action_at", "action", "at_ms"),
+)
+
+# The conflict inbox (server/conflicts.py): one row per time a record went into conflict. At most
+# one open row per record; a resolved row stays as the record's conflict history.
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("collection", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    # ",delete,field," : every kind present, comma-fenced so one LIKE finds a kind.
+    Column("kinds", String(200), nullable=False),
+    # JSON: the conflicting field names (``_deleted`` for delete-vs-edit), and the head ids.
+    Column("fields", Text, nullable=False),
+    Column("heads", Text, nullable=False),
+    Column("opened_at_ms", BigInteger, nullable=False),
+    Column("opened_seq", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("updated_seq", BigInteger, nullable=False),
+    Column("resolved_at_ms", BigInteger, nullable=True),
+    Column("resolved_seq", BigInteger, nullable=True),
+    # The credential whose push closed it (a phone, or an admin's sign-in); join devices for the user.
+    Column("resolved_by_device_id", String(36), nullable=True),
+    Column("resolved_via", String(16), nullable=True),
+    Column("resolved_changes", Text, nullable=True),
+    Index("ix_conflicts_status_opened", "status", "opened_seq", "id"),
+    Index("ix_conflicts_record", "collection", "record_id"),
+    Index(
+        "ux_conflicts_open_record",
+        "collection",
+        "record_id",
+        unique=True,
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
+)
+
+# What happened to a conflict: opened, heads changed, resolved. Written in the push's transaction.
+conflict_events = Table(
+    "conflict_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("conflict_id", String(36), nullable=False, index=True),
+    Column("event", String(16), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("device_id", String(36), nullable=True),
+    Column("heads", Text, nullable=False),
 )
 
 # A record that changed place (scope columns or company), logged at the seq of the push that

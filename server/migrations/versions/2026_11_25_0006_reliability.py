@@ -1,7 +1,7 @@
 """Reliability: compaction floor, acknowledged pull cursors, ids of compacted changes.
 
-Revision ID: 0004_reliability
-Revises: 0003_access
+Revision ID: 0006_reliability
+Revises: 0005_conflicts
 Create Date: 2026-11-25
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_reliability"
-down_revision = "0003_access"
+revision = "0006_reliability"
+down_revision = "0005_conflicts"
 branch_labels = None
 depends_on = None
 
