@@ -14,7 +14,7 @@ from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.middleware.rate_limit import get_remote_address
-from litestar.params import FromPath, FromQuery, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from server.access import Principal, UserScope, requires_admin
 from server.accounts import AccountStore, AuditEntry, DeviceInfo, UserInfo
@@ -98,7 +98,9 @@ async def _visible_users(admin: Principal, accounts: AccountStore) -> list[UserI
     return [u for u in found if u.communities and set(u.communities) <= mine]
 
 
-async def _create_user(admin: Principal, data: NewUser, accounts: AccountStore, address: str) -> UserInfo:
+async def _create_user(
+    admin: Principal, data: JSONBody[NewUser], accounts: AccountStore, address: str
+) -> UserInfo:
     _may_manage(admin, data.scope.communities, data.role)
     user = await accounts.create_user(data.name, data.role, data.scope.to_scope(), data.password)
     await accounts.audit(
@@ -119,7 +121,7 @@ class SignInController(Controller):
 
     @post("/login", operation_id="signIn", exclude_from_auth=True, status_code=200)
     async def sign_in(
-        self, request: Request[Any, Any, Any], data: SignIn, accounts: NamedDependency[AccountStore]
+        self, request: Request[Any, Any, Any], data: JSONBody[SignIn], accounts: NamedDependency[AccountStore]
     ) -> Response[SignedIn]:
         """Password sign-in for admins. Returns a token, and sets it as the pages' cookie."""
         user, token = await accounts.sign_in(data.name, data.password)
@@ -157,7 +159,10 @@ class AdminController(Controller):
 
     @post("/users", operation_id="createUser", status_code=201)
     async def create_user(
-        self, request: Request[Principal, str, Any], data: NewUser, accounts: NamedDependency[AccountStore]
+        self,
+        request: Request[Principal, str, Any],
+        data: JSONBody[NewUser],
+        accounts: NamedDependency[AccountStore],
     ) -> UserInfo:
         return await _create_user(request.user, data, accounts, _address(request))
 
@@ -166,7 +171,7 @@ class AdminController(Controller):
         self,
         request: Request[Principal, str, Any],
         user_id: FromPath[str],
-        data: UserChange,
+        data: JSONBody[UserChange],
         accounts: NamedDependency[AccountStore],
     ) -> UserInfo:
         before = await accounts.user(user_id)
@@ -196,7 +201,10 @@ class AdminController(Controller):
 
     @post("/devices", operation_id="enrollDevice", status_code=201)
     async def enroll_device(
-        self, request: Request[Principal, str, Any], data: NewDevice, accounts: NamedDependency[AccountStore]
+        self,
+        request: Request[Principal, str, Any],
+        data: JSONBody[NewDevice],
+        accounts: NamedDependency[AccountStore],
     ) -> EnrolledDevice:
         """Enrol a phone; the token in the answer is shown only this once."""
         if (data.user_id is None) == (data.user is None):
