@@ -19,6 +19,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from server.access import Principal, UserScope, requires_admin
 from server.accounts import AccountStore, AuditEntry, DeviceInfo, UserInfo
 from server.auth import SECURITY_REQUIREMENT, SESSION_COOKIE
+from server.guards import cookie_writes_send_json
 
 __all__ = ["AdminController", "SignInController"]
 
@@ -142,7 +143,7 @@ class SignInController(Controller):
 class AdminController(Controller):
     path = "/v1/admin"
     tags = ["admin"]
-    guards = [requires_admin]
+    guards = [requires_admin, cookie_writes_send_json]
     security = SECURITY_REQUIREMENT
 
     @get("/me", operation_id="whoAmI")
