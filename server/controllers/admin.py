@@ -14,11 +14,12 @@ from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.middleware.rate_limit import get_remote_address
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from server.access import Principal, UserScope, requires_admin
 from server.accounts import AccountStore, AuditEntry, DeviceInfo, UserInfo
 from server.auth import SECURITY_REQUIREMENT, SESSION_COOKIE
+from server.guards import cookie_writes_send_json
 
 __all__ = ["AdminController", "SignInController"]
 
@@ -103,7 +104,9 @@ async def _visible_users(admin: Principal, accounts: AccountStore) -> list[UserI
     return [u for u in found if u.communities and set(u.communities) <= mine]
 
 
-async def _create_user(admin: Principal, data: NewUser, accounts: AccountStore, address: str) -> UserInfo:
+async def _create_user(
+    admin: Principal, data: JSONBody[NewUser], accounts: AccountStore, address: str
+) -> UserInfo:
     _may_manage(admin, data.scope.communities, data.role)
     user = await accounts.create_user(data.name, data.role, data.scope.to_scope(), data.password)
     await accounts.audit(
@@ -124,7 +127,7 @@ class SignInController(Controller):
 
     @post("/login", operation_id="signIn", exclude_from_auth=True, status_code=200)
     async def sign_in(
-        self, request: Request[Any, Any, Any], data: SignIn, accounts: NamedDependency[AccountStore]
+        self, request: Request[Any, Any, Any], data: JSONBody[SignIn], accounts: NamedDependency[AccountStore]
     ) -> Response[SignedIn]:
         """Password sign-in for admins. Returns a token, and sets it as the pages' cookie."""
         user, token = await accounts.sign_in(data.name, data.password)
@@ -145,7 +148,7 @@ class SignInController(Controller):
 class AdminController(Controller):
     path = "/v1/admin"
     tags = ["admin"]
-    guards = [requires_admin]
+    guards = [requires_admin, cookie_writes_send_json]
     security = SECURITY_REQUIREMENT
 
     @get("/me", operation_id="whoAmI")
@@ -162,7 +165,10 @@ class AdminController(Controller):
 
     @post("/users", operation_id="createUser", status_code=201)
     async def create_user(
-        self, request: Request[Principal, str, Any], data: NewUser, accounts: NamedDependency[AccountStore]
+        self,
+        request: Request[Principal, str, Any],
+        data: JSONBody[NewUser],
+        accounts: NamedDependency[AccountStore],
     ) -> UserInfo:
         return await _create_user(request.user, data, accounts, _address(request))
 
@@ -171,7 +177,7 @@ class AdminController(Controller):
         self,
         request: Request[Principal, str, Any],
         user_id: Annotated[str, Parameter(pattern=_NO_NUL)],
-        data: UserChange,
+        data: JSONBody[UserChange],
         accounts: NamedDependency[AccountStore],
     ) -> UserInfo:
         before = await accounts.user(user_id)
@@ -201,7 +207,10 @@ class AdminController(Controller):
 
     @post("/devices", operation_id="enrollDevice", status_code=201)
     async def enroll_device(
-        self, request: Request[Principal, str, Any], data: NewDevice, accounts: NamedDependency[AccountStore]
+        self,
+        request: Request[Principal, str, Any],
+        data: JSONBody[NewDevice],
+        accounts: NamedDependency[AccountStore],
     ) -> EnrolledDevice:
         """Enrol a phone; the token in the answer is shown only this once."""
         if (data.user_id is None) == (data.user is None):
