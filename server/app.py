@@ -58,7 +58,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            connect_timeout=settings.database_connect_timeout,
+        )
         app.state.store = SyncStore(engine, settings)
         app.state.accounts = AccountStore(engine)
         app.state.inbox = ConflictInbox(engine, app.state.store)

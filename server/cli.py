@@ -12,7 +12,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TypeVar
 
 import msgspec
@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.access import ROLES, Principal, UserScope
 from server.accounts import AccountError, AccountStore
+from server.backup import BackupError, backup, restore
 from server.database import create_engine, migrate
+from server.horizon import compact
 from server.settings import Settings, get_settings
 from server.store import SyncStore
 
@@ -69,6 +71,45 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _upgrade(settings)
     print(f"database at {settings.database_url} is up to date", file=sys.stderr)
+    return 0
+
+
+def _db_backup(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        written = backup(settings.database_url, args.path)
+    except BackupError as error:
+        print(f"backup failed: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"backup": str(written), "bytes": written.stat().st_size}))
+    return 0
+
+
+def _db_restore(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        epoch = restore(settings.database_url, args.path)
+    except BackupError as error:
+        print(f"restore failed: {error}", file=sys.stderr)
+        return 1
+    _upgrade(settings)
+    # Every phone's cursor names the old epoch: each is told to resync and re-offers its changes.
+    print(json.dumps({"restored": str(args.path), "epoch": epoch}))
+    return 0
+
+
+def _db_compact(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> dict[str, object]:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            return asdict(await compact(engine, settings, dry_run=args.dry_run))
+        finally:
+            await engine.dispose()
+
+    print(json.dumps(asyncio.run(run())))
     return 0
 
 
@@ -195,6 +236,21 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     _with_database(db_commands.add_parser("upgrade", help="apply migrations")).set_defaults(run=_db_upgrade)
+    db_backup = _with_database(
+        db_commands.add_parser("backup", help="online backup to PATH (SQLite file or pg_dump)")
+    )
+    db_backup.add_argument("path")
+    db_backup.set_defaults(run=_db_backup)
+    db_restore = _with_database(
+        db_commands.add_parser("restore", help="replace the database with the backup at PATH; new epoch")
+    )
+    db_restore.add_argument("path")
+    db_restore.set_defaults(run=_db_restore)
+    db_compact = _with_database(
+        db_commands.add_parser("compact", help="delete change rows below the safe horizon (heads are kept)")
+    )
+    db_compact.add_argument("--dry-run", action="store_true", help="report what would go, delete nothing")
+    db_compact.set_defaults(run=_db_compact)
 
     device = commands.add_parser("device", help="device tokens")
     device_commands = device.add_subparsers(dest="device_command", required=True)

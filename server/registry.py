@@ -152,7 +152,8 @@ class Registry:
             return 0
         # The store owns the cursor format; reuse its parser rather than a copy. Cursors are
         # checked against the caller's scope like pull's.
-        epoch, last_seq = await self.store._position(connection)
+        # Record filters read records.updated_seq, which compaction never touches: no floor here.
+        epoch, last_seq, _ = await self.store._position(connection)
         return self.store._parse_cursor(updated_since, epoch, last_seq, principal)
 
     async def page(

@@ -25,6 +25,14 @@ class Settings:
     # A change stamped further ahead of the server's clock than this flags its device.
     max_clock_ahead_ms: int = 5 * 60 * 1000
     database_pool_size: int = 10
+    # Seconds a PostgreSQL connection attempt may take before the request is answered 503.
+    database_connect_timeout: int = 5
+    # The longest a phone may stay offline and still pull on from its cursor (60 days). History
+    # is compacted only below changes older than this; see docs/reliability.md.
+    max_offline_ms: int = 60 * 24 * 3600 * 1000
+    # How often a device's acknowledged pull cursor is written (one write per device per minute
+    # at most, so pulls stay read-only on SQLite almost always).
+    ack_interval_ms: int = 60 * 1000
     # Rate limits per minute; see docs/security.md.
     device_requests_per_minute: int = 1_200
     address_requests_per_minute: int = 12_000

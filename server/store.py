@@ -31,6 +31,7 @@ from schemas.protocol import (
 )
 from server.access import Principal
 from server.conflicts import ConflictTracker
+from server.horizon import PullAcknowledgements, change_digest, compacted_digests
 from server.rules import judge_batch
 from server.scope import Scope, follow_moves, resolve_scopes
 from server.scoping import (
@@ -59,7 +60,7 @@ from sync.merge import (
     record_view,
     state_codec,
 )
-from sync.validate import validate_change
+from sync.validate import RECORD_ID_PATTERN, validate_change
 
 __all__ = ["PushOutcome", "SyncError", "SyncStore"]
 
@@ -185,6 +186,8 @@ class SyncStore:
         self.collections = COLLECTIONS if collections is None else collections
         # The server's own clock never follows a device that is far ahead.
         self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
+        # Each device's acknowledged pull position, which bounds history compaction.
+        self.acks = PullAcknowledgements(engine, settings.ack_interval_ms)
         self.conflict_tracker = ConflictTracker(self.collections)
         self._masked = frozenset(
             (spec.name, field.name)
@@ -210,20 +213,38 @@ class SyncStore:
     def _cursor(epoch: str, seq: int, fingerprint: str = "") -> str:
         return f"{epoch}.{seq}.{fingerprint}" if fingerprint else f"{epoch}.{seq}"
 
-    async def _position(self, connection: AsyncConnection) -> tuple[str, int]:
-        row = (await connection.execute(select(sync_counter.c.epoch, sync_counter.c.last_seq))).one()
-        return row.epoch, row.last_seq
+    async def _position(self, connection: AsyncConnection) -> tuple[str, int, int]:
+        """(epoch, last seq, compaction floor)."""
+        row = (
+            await connection.execute(
+                select(sync_counter.c.epoch, sync_counter.c.last_seq, sync_counter.c.compacted_seq)
+            )
+        ).one()
+        return row.epoch, row.last_seq, row.compacted_seq
 
     def _parse_cursor(
-        self, cursor: str | None, epoch: str, last_seq: int, principal: Principal | None = None
+        self,
+        cursor: str | None,
+        epoch: str,
+        last_seq: int,
+        principal: Principal | None = None,
+        floor: int = 0,
     ) -> int:
         if not cursor:
+            if floor > 0:
+                raise SyncError(
+                    409,
+                    "resync_required",
+                    "the change log before this server's compaction point is gone: start from "
+                    "/v1/sync/snapshot and pull from its sync_cursor",
+                )
             return 0
         cursor_epoch, _, rest = cursor.partition(".")
         raw_seq, _, fingerprint = rest.partition(".")
-        if not raw_seq.isdigit():
+        # isascii: str.isdigit also accepts digits that int() refuses (superscripts).
+        if not (raw_seq.isascii() and raw_seq.isdigit()):
             raise SyncError(400, "bad_cursor", f"cursor {cursor!r} was not issued by this server")
-        if cursor_epoch != epoch or int(raw_seq) > last_seq:
+        if cursor_epoch != epoch or int(raw_seq) > last_seq or int(raw_seq) < floor:
             raise SyncError(
                 409,
                 "resync_required",
@@ -281,10 +302,11 @@ class SyncStore:
                 update(sync_counter)
                 .where(sync_counter.c.id == 1)
                 .values(last_seq=sync_counter.c.last_seq)
-                .returning(sync_counter.c.last_seq, sync_counter.c.epoch)
+                .returning(sync_counter.c.last_seq, sync_counter.c.epoch, sync_counter.c.compacted_seq)
             )
-            last_seq, epoch = locked.one()
-            fresh = await self._drop_duplicates(connection, candidates, results)
+            last_seq, epoch, floor = locked.one()
+            compacted = floor > 0
+            fresh = await self._drop_duplicates(connection, candidates, results, compacted=compacted)
             flagged: set[RecordKey] = set()
             states = await self._load_states(
                 connection, {(c.collection, c.record_id) for _, c in fresh}, flagged
@@ -294,7 +316,7 @@ class SyncStore:
             # Domain rules that need the database (server/rules.py); they also load the scope rows.
             fresh, scope_rows = await judge_batch(connection, self.collections, states, fresh, results)
             lookup = sorted(preds_to_look_up(states, [c for _, c in fresh]))
-            known = await self._existing_ids(connection, lookup)
+            known = await self._existing_ids(connection, lookup, compacted=compacted)
             fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
             fresh_changes = [c for _, c in fresh]
             companies = {key: company_of(key[0], state) for key, state in states.items()}
@@ -369,19 +391,42 @@ class SyncStore:
         connection: AsyncConnection,
         candidates: list[tuple[int, Change]],
         results: list[ChangeResult | None],
+        *,
+        compacted: bool = False,
     ) -> list[tuple[int, Change]]:
-        """Judge ids seen before (in the log or earlier in this batch); return the new changes."""
+        """Judge ids seen before (in the log or earlier in this batch); return the new changes.
+
+        With ``compacted``, ids no longer in the log are also looked up among compacted ones."""
         existing: dict[str, Any] = {}
-        if candidates:
-            ids = self._sql.id_list([c.id for _, c in candidates])
-            found = await connection.exec_driver_sql(self._sql.changes_by_id, (ids,))
+        ids = [c.id for _, c in candidates]
+        if ids:
+            found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
             existing.update((row.id, row) for row in found)
+        gone = await compacted_digests(connection, [i for i in ids if i not in existing]) if compacted else {}
         fresh: list[tuple[int, Change]] = []
         in_batch: dict[str, Change] = {}
         for index, change in candidates:
             row: Any = existing.get(change.id)
             earlier = in_batch.get(change.id)
-            if row is None and earlier is None:
+            digest = gone.get(change.id)
+            if digest is not None:
+                same = digest == change_digest(
+                    change.collection,
+                    change.record_id,
+                    change.field,
+                    op_name(change),
+                    change.value,
+                    change.hlc,
+                    change.pred,
+                )
+                results[index] = (
+                    ChangeResult(id=change.id, status="duplicate")
+                    if same
+                    else _rejected(
+                        change.id, "id_reused", "this change id was already used for a different change"
+                    )
+                )
+            elif row is None and earlier is None:
                 in_batch[change.id] = change
                 fresh.append((index, change))
             elif (row is not None and _same_content(row, change)) or earlier == change:
@@ -416,11 +461,16 @@ class SyncStore:
             states.setdefault(key, RecordState())
         return states
 
-    async def _existing_ids(self, connection: AsyncConnection, ids: Sequence[str]) -> set[str]:
-        if not ids:
-            return set()
-        result = await connection.exec_driver_sql(self._sql.ids_known, (self._sql.id_list(ids),))
-        return set(result.scalars())
+    async def _existing_ids(
+        self, connection: AsyncConnection, ids: Sequence[str], *, compacted: bool = False
+    ) -> set[str]:
+        found: set[str] = set()
+        if ids:
+            result = await connection.exec_driver_sql(self._sql.ids_known, (self._sql.id_list(ids),))
+            found.update(result.scalars())
+        if compacted:
+            found.update(await compacted_digests(connection, [i for i in ids if i not in found]))
+        return found
 
     async def _save_states(
         self,
@@ -484,8 +534,8 @@ class SyncStore:
         left: list[RecordRef] = []
         entered: list[tuple[str, str, bytes]] = []
         async with self.engine.connect() as connection:
-            epoch, last_seq = await self._position(connection)
-            after = self._parse_cursor(since, epoch, last_seq, principal)
+            epoch, last_seq, floor = await self._position(connection)
+            after = self._parse_cursor(since, epoch, last_seq, principal, floor)
             params = {"after": after, "until": last_seq, "limit": limit + 1}
             rows = (await connection.execute(query.limit(bindparam("limit")), params)).all()
             more = len(rows) > limit
@@ -543,8 +593,8 @@ class SyncStore:
         nothing re-encoded. Scoped callers go through ``pull`` (filters, masks, moves)."""
         assert not is_scoped(principal), "scoped pulls filter and mask: use pull()"
         async with self._reader.connect() as connection:
-            epoch, last_seq = await self._position(connection)
-            after = self._parse_cursor(since, epoch, last_seq, principal)
+            epoch, last_seq, floor = await self._position(connection)
+            after = self._parse_cursor(since, epoch, last_seq, principal, floor)
             rows = await self._fetch_raw(connection, self._sql.pull_json, after, limit + 1)
         more = len(rows) > limit
         del rows[limit:]
@@ -563,6 +613,11 @@ class SyncStore:
             epoch, sync_seq, collection, record_id = msgspec.json.decode(raw, type=tuple[str, int, str, str])
         except (ValueError, msgspec.DecodeError):
             raise SyncError(400, "bad_cursor", "snapshot cursor was not issued by this server") from None
+        # A forged page must not carry text the database refuses (PostgreSQL: NUL) into a query.
+        if (collection and collection not in self.collections) or (
+            record_id and not RECORD_ID_PATTERN.match(record_id)
+        ):
+            raise SyncError(400, "bad_cursor", "snapshot cursor was not issued by this server")
         return epoch, sync_seq, collection, record_id
 
     async def snapshot(
@@ -576,10 +631,10 @@ class SyncStore:
             known = ", ".join(sorted(self.collections))
             raise SyncError(404, "unknown_collection", f"unknown collection {collection!r}; known: {known}")
         async with self.engine.connect() as connection:
-            epoch, last_seq = await self._position(connection)
+            epoch, last_seq, floor = await self._position(connection)
             if page:
                 page_epoch, sync_seq, after_collection, after_id = self._decode_page(page)
-                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq)
+                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq, floor=floor)
             else:
                 sync_seq, after_collection, after_id = last_seq, collection or "", ""
             key = tuple_(records.c.collection, records.c.record_id)
@@ -624,6 +679,9 @@ class SyncStore:
         if spec is None:
             known = ", ".join(sorted(self.collections))
             raise SyncError(404, "unknown_collection", f"unknown collection {collection!r}; known: {known}")
+        if not RECORD_ID_PATTERN.match(record_id):
+            # No such id can exist, and PostgreSQL refuses some of them (NUL) in a query.
+            raise SyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
         async with self.engine.connect() as connection:
             query = select(records.c.state).where(
                 records.c.collection == collection, records.c.record_id == record_id, reads_filter(principal)

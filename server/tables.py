@@ -26,6 +26,7 @@ __all__ = [
     "attachments",
     "audit_log",
     "changes",
+    "compacted_changes",
     "conflict_events",
     "conflicts",
     "devices",
@@ -48,6 +49,9 @@ sync_counter = Table(
     Column("last_seq", BigInteger, nullable=False),
     # Changes when the database is restored, so cursors from another history are refused.
     Column("epoch", String(32), nullable=False),
+    # Every change with a seq at or below this was compacted (only heads kept): a cursor below
+    # it is answered 409 resync_required. 0 while nothing was ever compacted.
+    Column("compacted_seq", BigInteger, nullable=False, server_default="0"),
 )
 
 changes = Table(
@@ -127,6 +131,20 @@ devices = Table(
     Column("last_seen_at_ms", BigInteger, nullable=True),
     Column("clock_skew_ms", BigInteger, nullable=True),
     Column("clock_flagged_at_ms", BigInteger, nullable=True),
+    # The last pull cursor (seq) the device sent as ``since``: it holds every change up to it.
+    # Written at most once per ``ack_interval_ms`` per device; compaction stays below it.
+    Column("acked_seq", BigInteger, nullable=True),
+    Column("acked_at_ms", BigInteger, nullable=True),
+)
+
+# Ids of compacted change rows, with a digest of their content, so a phone that re-offers an
+# old change after a resync is still answered ``duplicate`` (or ``id_reused``), never re-applied.
+compacted_changes = Table(
+    "compacted_changes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
 )
 
 audit_log = Table(

@@ -357,14 +357,7 @@ class Replica:
     def sync(self, http: httpx.Client, *, push_batch: int = 500, pull_limit: int = 1000) -> SyncReport:
         """Push everything pending, then pull until caught up."""
         report = SyncReport()
-        while (request := self.push_request(push_batch)) is not None:
-            reply = http.post(
-                "/v1/sync/push",
-                content=_json_encoder.encode(request),
-                headers=self._headers({"content-type": "application/json"}),
-            )
-            reply.raise_for_status()
-            self.accept_push_response(request, _PUSHED.decode(reply.content), report)
+        self._push_pending(http, report, push_batch)
         more = True
         while more:
             params: dict[str, Any] = {"limit": pull_limit}
@@ -380,15 +373,36 @@ class Replica:
             more = page.more
         return report
 
+    def _push_pending(self, http: httpx.Client, report: SyncReport, push_batch: int = 500) -> None:
+        while (request := self.push_request(push_batch)) is not None:
+            reply = http.post(
+                "/v1/sync/push",
+                content=_json_encoder.encode(request),
+                headers=self._headers({"content-type": "application/json"}),
+            )
+            reply.raise_for_status()
+            self.accept_push_response(request, _PUSHED.decode(reply.content), report)
+
     def _resync(self, http: httpx.Client, report: SyncReport, *, scope_changed: bool = False) -> None:
         """Start over from a snapshot. When the server lost track of our cursor (a restored or
         compacted history), first offer it every change we hold again: it answers ``duplicate``
         for those it has, so nothing we know can be lost. When our user's scope changed, drop
-        what we hold instead (our own unpushed changes stay) and take the new scope's records."""
+        what we hold instead (our own unpushed changes stay) and take the new scope's records.
+
+        After the re-offer the server holds every change we know, so its snapshot is the merge
+        of a superset of ours: the local states are replaced by it, not merged with it. A local
+        head may have been superseded by changes we will never receive (compacted, or pushed by
+        others before a restore), and merging would keep it as a phantom conflict."""
         if scope_changed:
             self._forget_everything_synced()
         else:
             self.db.execute("UPDATE changes SET status = 'pending' WHERE status = 'synced'")
+            self.db.execute("DELETE FROM meta WHERE key = 'cursor'")  # a retry starts over too
+            self._push_pending(http, report)
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM records")
+            self.db.execute("DELETE FROM changes WHERE status = 'synced'")
+            self.db.execute("COMMIT")
         self.db.execute("DELETE FROM meta WHERE key = 'cursor'")
         self.bootstrap(http)
         if self.cursor is None:

@@ -14,15 +14,21 @@ from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.middleware.rate_limit import get_remote_address
-from litestar.params import FromPath, FromQuery, Parameter
+from litestar.params import JSONBody, Parameter
 
 from server.access import Principal, UserScope, requires_admin
 from server.accounts import AccountStore, AuditEntry, DeviceInfo, UserInfo
 from server.auth import SECURITY_REQUIREMENT, SESSION_COOKIE
+from server.guards import cookie_writes_send_json
 
 __all__ = ["AdminController", "SignInController"]
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Inputs that reach SQL are bounded to what the database can hold: PostgreSQL refuses NUL in
+# text and integers beyond 64 bits (a 500 before; found by tests/reliability/test_openapi_fuzz.py).
+_NO_NUL = r"^[^\x00]*$"
+_MAX_BIGINT = 2**63 - 1
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_NUL)]
 
 
 class ScopeBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,7 +104,9 @@ async def _visible_users(admin: Principal, accounts: AccountStore) -> list[UserI
     return [u for u in found if u.communities and set(u.communities) <= mine]
 
 
-async def _create_user(admin: Principal, data: NewUser, accounts: AccountStore, address: str) -> UserInfo:
+async def _create_user(
+    admin: Principal, data: JSONBody[NewUser], accounts: AccountStore, address: str
+) -> UserInfo:
     _may_manage(admin, data.scope.communities, data.role)
     user = await accounts.create_user(data.name, data.role, data.scope.to_scope(), data.password)
     await accounts.audit(
@@ -119,7 +127,7 @@ class SignInController(Controller):
 
     @post("/login", operation_id="signIn", exclude_from_auth=True, status_code=200)
     async def sign_in(
-        self, request: Request[Any, Any, Any], data: SignIn, accounts: NamedDependency[AccountStore]
+        self, request: Request[Any, Any, Any], data: JSONBody[SignIn], accounts: NamedDependency[AccountStore]
     ) -> Response[SignedIn]:
         """Password sign-in for admins. Returns a token, and sets it as the pages' cookie."""
         user, token = await accounts.sign_in(data.name, data.password)
@@ -140,7 +148,7 @@ class SignInController(Controller):
 class AdminController(Controller):
     path = "/v1/admin"
     tags = ["admin"]
-    guards = [requires_admin]
+    guards = [requires_admin, cookie_writes_send_json]
     security = SECURITY_REQUIREMENT
 
     @get("/me", operation_id="whoAmI")
@@ -157,7 +165,10 @@ class AdminController(Controller):
 
     @post("/users", operation_id="createUser", status_code=201)
     async def create_user(
-        self, request: Request[Principal, str, Any], data: NewUser, accounts: NamedDependency[AccountStore]
+        self,
+        request: Request[Principal, str, Any],
+        data: JSONBody[NewUser],
+        accounts: NamedDependency[AccountStore],
     ) -> UserInfo:
         return await _create_user(request.user, data, accounts, _address(request))
 
@@ -165,8 +176,8 @@ class AdminController(Controller):
     async def change_user(
         self,
         request: Request[Principal, str, Any],
-        user_id: FromPath[str],
-        data: UserChange,
+        user_id: Annotated[str, Parameter(pattern=_NO_NUL)],
+        data: JSONBody[UserChange],
         accounts: NamedDependency[AccountStore],
     ) -> UserInfo:
         before = await accounts.user(user_id)
@@ -196,7 +207,10 @@ class AdminController(Controller):
 
     @post("/devices", operation_id="enrollDevice", status_code=201)
     async def enroll_device(
-        self, request: Request[Principal, str, Any], data: NewDevice, accounts: NamedDependency[AccountStore]
+        self,
+        request: Request[Principal, str, Any],
+        data: JSONBody[NewDevice],
+        accounts: NamedDependency[AccountStore],
     ) -> EnrolledDevice:
         """Enrol a phone; the token in the answer is shown only this once."""
         if (data.user_id is None) == (data.user is None):
@@ -225,7 +239,7 @@ class AdminController(Controller):
     async def revoke_device(
         self,
         request: Request[Principal, str, Any],
-        device_id: FromPath[str],
+        device_id: Annotated[str, Parameter(pattern=_NO_NUL)],
         accounts: NamedDependency[AccountStore],
     ) -> None:
         """Cut a lost phone off: its token fails from the very next request."""
@@ -250,9 +264,9 @@ class AdminController(Controller):
         self,
         request: Request[Principal, str, Any],
         accounts: NamedDependency[AccountStore],
-        action: FromQuery[str | None] = None,
-        actor: FromQuery[str | None] = None,
-        cursor: FromQuery[int | None] = None,
+        action: Annotated[str | None, Parameter(pattern=_NO_NUL)] = None,
+        actor: Annotated[str | None, Parameter(pattern=_NO_NUL)] = None,
+        cursor: Annotated[int | None, Parameter(ge=0, le=_MAX_BIGINT)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> AuditPage:
         """Newest first. Community admins see the entries of their communities."""

@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
-from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.rate_limit import get_remote_address
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from server.access import Principal, requires_admin
 from server.accounts import AccountStore
 from server.auth import SECURITY_REQUIREMENT
+from server.guards import cookie_writes_send_json
 from server.inbox import (
     BulkRequest,
     BulkResult,
@@ -25,22 +24,8 @@ from server.inbox import (
     audit_bulk,
     audit_resolution,
 )
-from server.problems import problem
 
-__all__ = ["ConflictsController", "cookie_writes_send_json"]
-
-
-def cookie_writes_send_json(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """A write authorised by the session cookie alone must be JSON: a form another site posts
-    (text/plain can smuggle a JSON-looking body) cannot set that content type without a CORS
-    preflight this server never grants. SameSite=Strict already keeps the cookie home; this is
-    the second lock (docs/admin.md)."""
-    if connection.scope.get("method") in ("GET", "HEAD", "OPTIONS"):
-        return
-    if connection.headers.get("authorization"):
-        return
-    if not connection.headers.get("content-type", "").startswith("application/json"):
-        raise problem(415, "json_required", "send the body as application/json")
+__all__ = ["ConflictsController"]
 
 
 class ConflictsController(Controller):

@@ -9,11 +9,13 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.middleware.rate_limit import get_remote_address
 from litestar.params import FromPath, FromQuery
 
 from schemas.collections import Moment
 from schemas.views import FlagList, NoSignalList, PointsBalance, RecordPage, Summary
 from server.access import Principal
+from server.accounts import AccountStore
 from server.auth import SECURITY_REQUIREMENT
 from server.controllers.sync import _limit
 from server.registry import Registry, ScopeFilter
@@ -62,6 +64,7 @@ class RecordListController(Controller):
         request: Request[Principal, str, Any],
         collection: FromPath[str],
         registry: NamedDependency[Registry],
+        accounts: NamedDependency[AccountStore],
         settings: NamedDependency[Settings],
         limit: FromQuery[int | None] = None,
         cursor: FromQuery[str | None] = None,
@@ -74,7 +77,7 @@ class RecordListController(Controller):
         updated_since: FromQuery[str | None] = None,
         include_deleted: FromQuery[bool] = False,
     ) -> RecordPage:
-        return await registry.page(
+        page = await registry.page(
             collection,
             limit=_limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit),
             cursor=cursor,
@@ -84,6 +87,19 @@ class RecordListController(Controller):
             updated_since=updated_since,
             include_deleted=include_deleted,
         )
+        spec = registry.collections.get(collection)
+        if request.user.is_admin and spec is not None and any(f.masked for f in spec.fields.values()):
+            # Admins read personal data whole (ID numbers): each such page is an export, audited.
+            await accounts.audit(
+                request.user,
+                "export",
+                collection,
+                address=get_remote_address(request),
+                community_id=community,
+                filters={"community": community, "grid": grid, "building": building, "household": household},
+                records=len(page.records),
+            )
+        return page
 
 
 class ReportsController(Controller):

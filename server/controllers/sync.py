@@ -163,12 +163,16 @@ class SyncController(Controller):
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
         if codec.media_type == JSON and not is_scoped(request.user):
             rows, cursor, more = await store.pull_json(since, count, principal=request.user)
+            if request.user.device_id is not None:
+                await store.acks.record(request.user.device_id, since)
             gzip = _accepts_gzip(request) and sum(map(len, rows)) >= _GZIP_FROM
             body = _pull_body(_pull_slices(rows, cursor, more), gzip)
             return Stream(body, media_type=JSON, headers=_GZIP if gzip else None)
         changes, cursor, more, left = await store.pull(
             since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
         )
+        if request.user.device_id is not None:
+            await store.acks.record(request.user.device_id, since)
         return encoded(PullResponse(changes=changes, cursor=cursor, more=more, left=left), codec)
 
     @get(

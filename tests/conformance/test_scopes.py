@@ -305,3 +305,27 @@ def test_a_new_admin_enrols_a_grid_phone_sees_its_scope_revokes_it_and_audits_it
         ("sign_in", "new-admin"),
     ]
     phone.close()
+
+
+async def _audit(settings: Settings, action: str) -> list[Any]:
+    engine = create_engine(settings.database_url)
+    try:
+        return list(await AccountStore(engine).audit_entries(action=action))
+    finally:
+        await engine.dispose()
+
+
+def test_admins_read_id_numbers_whole_and_each_such_list_is_audited_as_an_export(
+    client: Client, district: tuple[Replica, dict[str, Replica]], settings: Settings
+) -> None:
+    _, phones = district
+    listed = client.get("/v1/records/residents", params={"community": "c1"}).json()["records"]
+    assert {r["fields"].get("id_number") for r in listed} == {ID_NUMBER, None}
+    exports = asyncio.run(_audit(settings, "export"))
+    assert [(e.target, e.detail["records"], e.detail["filters"]["community"]) for e in exports] == [
+        ("residents", 2, "c1")
+    ]
+    worker = {"authorization": f"Bearer {phones['worker1'].token}"}
+    masked = client.get("/v1/records/residents", headers=worker).json()["records"]
+    assert [r["fields"]["id_number"] for r in masked] == ["1101**********1234"]
+    assert len(asyncio.run(_audit(settings, "export"))) == 1

@@ -1,0 +1,89 @@
+"""Fault 5, part 2: schemathesis drives every operation of the OpenAPI document of a live
+`gridsync serve`, with valid (positive) and invalid (negative) data. No answer may be a 5xx.
+
+The push body is read raw (so one bad change cannot fail its batch), which leaves it out of the
+generated OpenAPI document; the test adds it from the protocol's own JSON Schema
+(`/v1/protocol/schema`), so push is fuzzed with PushRequest-shaped bodies too. The document
+declares no links between operations, so there is no stateful run to make."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+
+from tests.reliability.harness import ServerProcess, record_figures
+
+EXAMPLES_PER_OPERATION = 40
+
+
+def _document(base_url: str) -> dict[str, Any]:
+    with httpx.Client(base_url=base_url, timeout=10) as http:
+        document: dict[str, Any] = http.get("/schema/openapi.json").json()
+        protocol = http.get("/v1/protocol/schema").json()
+    # The protocol's definitions under their own prefix, so they cannot clash with Litestar's.
+    definitions = json.loads(
+        json.dumps(protocol["$defs"]).replace('"#/$defs/', '"#/components/schemas/Protocol')
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update({f"Protocol{name}": schema for name, schema in definitions.items()})
+    document["paths"]["/v1/sync/push"]["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProtocolPushRequest"}}},
+    }
+    return document
+
+
+def _fuzz(strategy: Any, base_url: str, headers: dict[str, str]) -> int:
+    """Run the generated cases of one operation; returns how many ran."""
+    count = [0]
+
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy)
+    def run(case: Any) -> None:
+        count[0] += 1
+        response = case.call(base_url=base_url, headers=headers, timeout=10)
+        assert response.status_code < 500, (case.method, case.formatted_path, response.text)
+        case.validate_response(response, checks=[not_a_server_error], headers=headers)
+
+    run()
+    return count[0]
+
+
+def test_every_operation_answers_without_server_errors(
+    database_url: str, tmp_path: Path, enroll: Callable[[str], str]
+) -> None:
+    backend = database_url.split(":", 1)[0].split("+")[0]
+    token = enroll("schemathesis")
+    server = ServerProcess(database_url, tmp_path / "server.log")
+    server.start()
+    tally: dict[str, int] = {}
+    try:
+        schema = schemathesis.openapi.from_dict(_document(server.base_url))
+        headers = {"authorization": f"Bearer {token}"}
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            # Negative data needs something to break: an operation without inputs has none.
+            raw = operation.definition.raw
+            takes_input = bool(raw.get("parameters") or raw.get("requestBody"))
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)[: 2 if takes_input else 1]:
+                label = f"{operation.label} {mode.value}"
+                tally[label] = _fuzz(operation.as_strategy(generation_mode=mode), server.base_url, headers)
+    finally:
+        server.stop()
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    record_figures(f"openapi-fuzz-{backend}", {"cases": sum(tally.values()), "per_operation": tally})
