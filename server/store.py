@@ -62,7 +62,7 @@ from sync.merge import (
 )
 from sync.validate import RECORD_ID_PATTERN, validate_change
 
-__all__ = ["PushOutcome", "SyncError", "SyncStore"]
+__all__ = ["PushOutcome", "SyncError", "SyncStore", "change_from_row"]
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -105,6 +105,24 @@ def _as_pulled(change: Change, seq: int) -> PulledChange:
         pred=list(change.pred),
         seq=seq,
     )
+
+
+def change_from_row(row: Any) -> Change:
+    """A change as pushed, from its row in the ``changes`` log."""
+    change: Change = msgspec.convert(
+        {
+            "id": row.id,
+            "collection": row.collection,
+            "record_id": row.record_id,
+            "field": row.field,
+            "op": row.op,
+            "value": _json_decode(row.value),
+            "hlc": row.hlc,
+            "pred": _json_decode(row.pred),
+        },
+        Change,
+    )
+    return change
 
 
 def _same_content(row: Any, change: Change) -> bool:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 
-import msgspec
 from sqlalchemy import select
 
 from schemas.protocol import Change
-from server.store import SyncStore
+from server.store import SyncStore, change_from_row
 from server.tables import changes, records
 from sync.merge import RecordState, apply_batch, state_codec
 from tests.factories import add, delete, set_
@@ -81,22 +80,7 @@ async def test_stored_states_equal_a_rebuild_from_the_change_log(store: SyncStor
             for row in await connection.execute(select(records))
         }
     rebuilt: dict[tuple[str, str], RecordState] = {key: RecordState() for key in stored}
-    decoded = [
-        msgspec.convert(
-            {
-                "id": row.id,
-                "collection": row.collection,
-                "record_id": row.record_id,
-                "field": row.field,
-                "op": row.op,
-                "value": msgspec.json.decode(row.value),
-                "hlc": row.hlc,
-                "pred": msgspec.json.decode(row.pred),
-            },
-            Change,
-        )
-        for row in log
-    ]
+    decoded = [change_from_row(row) for row in log]
     apply_batch(rebuilt, list(reversed(decoded)), set())
     assert len(log) == len(made)
     assert rebuilt == stored

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from schemas.protocol import Change, PushResponse
 from server.database import create_engine
+from server.store import change_from_row
 from server.tables import changes, records
 from sync.client import Replica
 from sync.merge import RecordState, apply_batch, state_codec
@@ -275,22 +276,7 @@ def check_log_and_states(database_url: str) -> LogCheck:
         seqs = [row.seq for row in log]
         assert seqs == sorted(set(seqs))
         rebuilt: dict[tuple[str, str], RecordState] = {key: RecordState() for key in stored}
-        decoded = [
-            msgspec.convert(
-                {
-                    "id": row.id,
-                    "collection": row.collection,
-                    "record_id": row.record_id,
-                    "field": row.field,
-                    "op": row.op,
-                    "value": msgspec.json.decode(row.value),
-                    "hlc": row.hlc,
-                    "pred": msgspec.json.decode(row.pred),
-                },
-                Change,
-            )
-            for row in log
-        ]
+        decoded = [change_from_row(row) for row in log]
         apply_batch(rebuilt, decoded, set())
         assert rebuilt == stored, "stored record states differ from a rebuild from the change log"
         return LogCheck(
