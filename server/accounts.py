@@ -224,6 +224,24 @@ class AccountStore:
             )
         return device_id, token
 
+    async def enroll_phone(
+        self, actor: Principal, user: UserInfo, name: str, address: str
+    ) -> tuple[str, str]:
+        """Enrol a phone for ``user`` and write the audit entry; returns (device id, token)."""
+        device_id, token = await self.enroll_device(user.id, name)
+        await self.audit(
+            actor,
+            "device_enroll",
+            device_id,
+            address=address,
+            community_id=user.home_community,
+            device_name=name,
+            user_id=user.id,
+            role=user.role,
+            grids=user.grids,
+        )
+        return device_id, token
+
     async def authenticate(self, token: str) -> Principal | None:
         query = (
             select(

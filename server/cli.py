@@ -137,18 +137,7 @@ def _device_enroll(args: argparse.Namespace) -> int:
             user = await accounts.create_user(user_name, args.role, _scope(args))
         elif args.role_given or args.grid or args.building or args.community or args.company:
             user = await accounts.update_user(user.id, args.role, _scope(args))
-        device_id, token = await accounts.enroll_device(user.id, args.name)
-        await accounts.audit(
-            CONSOLE,
-            "device_enroll",
-            device_id,
-            address="console",
-            community_id=user.home_community,
-            device_name=args.name,
-            user_id=user.id,
-            role=user.role,
-            grids=user.grids,
-        )
+        device_id, token = await accounts.enroll_phone(CONSOLE, user, args.name, "console")
         return {"device_id": device_id, "token": token, "user_id": user.id, "role": user.role}
 
     print(json.dumps(asyncio.run(_with_engine(_settings(args), enroll))))

@@ -221,18 +221,7 @@ class AdminController(Controller):
             assert data.user_id is not None
             user = await accounts.user(data.user_id)
             _may_manage(request.user, user.communities, user.role)
-        device_id, token = await accounts.enroll_device(user.id, data.name)
-        await accounts.audit(
-            request.user,
-            "device_enroll",
-            device_id,
-            address=_address(request),
-            community_id=user.home_community,
-            device_name=data.name,
-            user_id=user.id,
-            role=user.role,
-            grids=user.grids,
-        )
+        device_id, token = await accounts.enroll_phone(request.user, user, data.name, _address(request))
         return EnrolledDevice(device_id=device_id, token=token, user=user)
 
     @delete("/devices/{device_id:str}", operation_id="revokeDevice", status_code=204)
