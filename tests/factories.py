@@ -20,6 +20,16 @@ def hlc(wall: int, replica: str = "r1", counter: int = 0) -> str:
     return format_hlc(1_700_000_000_000 + wall, counter, replica)
 
 
+def _common(at: int | None, replica: str, record: str, collection: str, id: str | None) -> dict[str, Any]:
+    """What every change carries: an id, where it goes, and an hlc (the next tick unless ``at``)."""
+    return {
+        "id": id or change_id(),
+        "collection": collection,
+        "record_id": record,
+        "hlc": hlc(next(_counter) if at is None else at, replica),
+    }
+
+
 def set_(
     field: str,
     value: Any,
@@ -31,15 +41,7 @@ def set_(
     collection: str = "households",
     id: str | None = None,
 ) -> Change:
-    return SetChange(
-        id=id or change_id(),
-        collection=collection,
-        record_id=record,
-        field=field,
-        value=value,
-        hlc=hlc(next(_counter) if at is None else at, replica),
-        pred=pred,
-    )
+    return SetChange(**_common(at, replica, record, collection, id), field=field, value=value, pred=pred)
 
 
 def add(
@@ -51,15 +53,7 @@ def add(
     replica: str = "r1",
     record: str = "h1",
 ) -> Change:
-    return AddChange(
-        id=change_id(),
-        collection="households",
-        record_id=record,
-        field=field,
-        value=value,
-        hlc=hlc(next(_counter) if at is None else at, replica),
-        pred=pred,
-    )
+    return AddChange(**_common(at, replica, record, "households", None), field=field, value=value, pred=pred)
 
 
 def remove(
@@ -72,23 +66,11 @@ def remove(
     record: str = "h1",
 ) -> Change:
     return RemoveChange(
-        id=change_id(),
-        collection="households",
-        record_id=record,
-        field=field,
-        value=value,
-        hlc=hlc(next(_counter) if at is None else at, replica),
-        pred=pred,
+        **_common(at, replica, record, "households", None), field=field, value=value, pred=pred
     )
 
 
 def delete(
     *, pred: tuple[str, ...], at: int | None = None, replica: str = "r1", record: str = "h1"
 ) -> Change:
-    return DeleteChange(
-        id=change_id(),
-        collection="households",
-        record_id=record,
-        hlc=hlc(next(_counter) if at is None else at, replica),
-        pred=pred,
-    )
+    return DeleteChange(**_common(at, replica, record, "households", None), pred=pred)
