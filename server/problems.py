@@ -130,7 +130,14 @@ def _from_database_error(error: Exception) -> ProblemDetailsException:
             f"a retry says so. Retry in {RETRY_AFTER_SECONDS} seconds",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    # A bug, not a fault of the environment: logged with its trace, answered without it.
+    return _from_unexpected_error(error)
+
+
+def _from_unexpected_error(error: Exception) -> ProblemDetailsException:
+    """A bug, not a fault of the environment: logged with its trace, answered without it.
+
+    Litestar logs unhandled exceptions only in debug mode; mapping them here means every 500
+    leaves its trace in the server's log whatever the log level."""
     logger.error("unexpected error", exc_info=error)
     return problem(500, "internal_error", "the server failed on this request; it was logged")
 
@@ -166,6 +173,8 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 asyncpg.PostgresError: _from_database_error,
                 asyncpg.InterfaceError: _from_database_error,
                 OSError: _from_database_error,
+                # Anything else is a bug: logged with its trace, then a 500 problem.
+                Exception: _from_unexpected_error,
             },
         )
     )
