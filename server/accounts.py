@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.access import ROLES, Principal, UserScope
+from server.database import driver_rows
 from server.tables import audit_log, devices, users
 
 __all__ = [
@@ -42,6 +43,13 @@ MAX_LOCK_MS = 15 * 60 * 1000
 
 _hasher = PasswordHasher()
 _json = msgspec.json.Encoder()
+# Every request runs this: one statement on the unique token_hash index, sent to the driver as
+# it is (asyncpg keeps it prepared per connection). Only the placeholder differs by driver.
+_CREDENTIAL = (
+    "SELECT d.id, d.name, d.kind, d.expires_at_ms, u.id, u.name, u.role, u.scope, u.disabled_at_ms "
+    "FROM devices d LEFT JOIN users u ON u.id = d.user_id "
+    "WHERE d.token_hash = {} AND d.revoked_at_ms IS NULL"
+)
 
 
 def _now_ms() -> int:
@@ -144,6 +152,7 @@ def _user_info(row: Any) -> UserInfo:
 class AccountStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._credential = _CREDENTIAL.format("?" if engine.dialect.name == "sqlite" else "$1")
 
     # ------------------------------------------------------------------ users
 
@@ -243,37 +252,28 @@ class AccountStore:
         return device_id, token
 
     async def authenticate(self, token: str) -> Principal | None:
-        query = (
-            select(
-                devices.c.id,
-                devices.c.name,
-                devices.c.kind,
-                devices.c.expires_at_ms,
-                users.c.id.label("user_id"),
-                users.c.name.label("user_name"),
-                users.c.role,
-                users.c.scope,
-                users.c.disabled_at_ms,
-            )
-            .select_from(devices.outerjoin(users, users.c.id == devices.c.user_id))
-            .where(devices.c.token_hash == hash_token(token), devices.c.revoked_at_ms.is_(None))
-        )
+        """The caller behind a token, looked up on every request (so a revocation holds from
+        the next request on, in every process); None for an unknown, revoked or expired token
+        or a disabled user."""
         async with self.engine.connect() as connection:
-            row = (await connection.execute(query)).one_or_none()
-        if row is None or row.disabled_at_ms is not None:
+            found = await driver_rows(connection, self._credential, hash_token(token))
+        if not found:
             return None
-        if row.expires_at_ms is not None and row.expires_at_ms < _now_ms():
+        device_id, name, kind, expires_at_ms, user_id, user_name, role, scope, disabled_at_ms = found[0]
+        if disabled_at_ms is not None:
             return None
-        if row.user_id is None:
+        if expires_at_ms is not None and expires_at_ms < _now_ms():
+            return None
+        if user_id is None:
             # A device enrolled without a user (protocol-level tooling): district-wide access.
-            return Principal(user_id=row.id, user_name=row.name, role="district_admin", device_id=row.id)
+            return Principal(user_id=device_id, user_name=name, role="district_admin", device_id=device_id)
         return Principal(
-            user_id=row.user_id,
-            user_name=row.user_name,
-            role=row.role,
-            scope=_scope_from_json(row.scope),
-            device_id=row.id,
-            credential_kind=row.kind,
+            user_id=user_id,
+            user_name=user_name,
+            role=role,
+            scope=_scope_from_json(scope),
+            device_id=device_id,
+            credential_kind=kind,
         )
 
     async def sign_in(self, name: str, password: str) -> tuple[UserInfo, str]:

@@ -31,6 +31,7 @@ from schemas.protocol import (
 )
 from server.access import Principal
 from server.conflicts import ConflictTracker
+from server.database import driver_rows
 from server.horizon import PullAcknowledgements, change_digest, compacted_digests
 from server.rules import judge_batch
 from server.scope import Scope, follow_moves, resolve_scopes
@@ -595,14 +596,6 @@ class SyncStore:
                 pulled.append(_as_pulled(mask_change(principal, self.collections, head), end))
         return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left
 
-    async def _fetch_raw(self, connection: AsyncConnection, query: str, *params: Any) -> list[Any]:
-        """All rows of a query straight from the driver (aiosqlite or asyncpg), for reads of
-        thousands of rows where SQLAlchemy's per-row result processing is most of the cost."""
-        driver: Any = (await connection.get_raw_connection()).driver_connection
-        if self._sql.sqlite:
-            return list(await driver.execute_fetchall(query, params))
-        return list(await driver.fetch(query, *params))
-
     async def pull_json(
         self, since: str | None, limit: int, *, principal: Principal | None = None
     ) -> tuple[list[str], str, bool]:
@@ -613,7 +606,7 @@ class SyncStore:
         async with self._reader.connect() as connection:
             epoch, last_seq, floor = await self._position(connection)
             after = self._parse_cursor(since, epoch, last_seq, principal, floor)
-            rows = await self._fetch_raw(connection, self._sql.pull_json, after, limit + 1)
+            rows = await driver_rows(connection, self._sql.pull_json, after, limit + 1)
         more = len(rows) > limit
         del rows[limit:]
         end = rows[-1][0] if rows else after
