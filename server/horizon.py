@@ -16,6 +16,7 @@ lower than the truth, which only makes compaction more cautious.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -70,12 +71,19 @@ async def compacted_digests(connection: AsyncConnection, ids: Sequence[str]) -> 
 
 
 class PullAcknowledgements:
-    """Records each device's acknowledged pull position, at most once per interval per device."""
+    """Records each device's acknowledged pull position, at most once per interval per device.
+
+    Acknowledgements that arrive together are written together: while one write is under way,
+    the next ones gather, and the first of them to get its turn writes them all in one
+    transaction (on SQLite, one write lock and one fsync for a whole storm of pulls rather than
+    one each). A pull still returns only after its own acknowledgement is written."""
 
     def __init__(self, engine: AsyncEngine, interval_ms: int) -> None:
         self.engine = engine
         self.interval_ms = interval_ms
         self._written: dict[str, tuple[int, int]] = {}
+        self._pending: dict[str, int] = {}
+        self._turn = asyncio.Lock()
 
     async def record(self, device_id: str, since: str | None) -> None:
         """Note that ``device_id`` holds everything up to the (already validated) cursor."""
@@ -85,19 +93,31 @@ class PullAcknowledgements:
         last = self._written.get(device_id)
         if last is not None and (seq <= last[0] or now - last[1] < self.interval_ms):
             return
+        self._pending[device_id] = max(seq, self._pending.get(device_id, seq))
+        async with self._turn:
+            if device_id not in self._pending:
+                return  # an earlier turn wrote it along with its own
+            batch, self._pending = self._pending, {}
+            await self._write(batch, _now_ms())
+
+    async def _write(self, batch: dict[str, int], now: int) -> None:
+        statement = (
+            update(devices)
+            .where(devices.c.id == bindparam("device"))
+            .where(or_(devices.c.acked_seq.is_(None), devices.c.acked_seq < bindparam("seq")))
+            .values(acked_seq=bindparam("seq"), acked_at_ms=now)
+        )
         try:
             async with self.engine.begin() as connection:
                 await connection.execute(
-                    update(devices)
-                    .where(devices.c.id == device_id)
-                    .where(or_(devices.c.acked_seq.is_(None), devices.c.acked_seq < seq))
-                    .values(acked_seq=seq, acked_at_ms=now)
+                    statement, [{"device": device, "seq": seq} for device, seq in batch.items()]
                 )
         except DBAPIError:
             # Best effort: the pull itself succeeded, and a missing acknowledgement only makes
             # compaction more cautious. A full disk or a busy database must not fail a read.
             return
-        self._written[device_id] = (seq, now)
+        for device, seq in batch.items():
+            self._written[device] = (seq, now)
 
 
 @dataclass(frozen=True, slots=True)

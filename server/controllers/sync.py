@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Stream
@@ -161,19 +162,19 @@ class SyncController(Controller):
     ) -> Response[bytes] | Stream:
         codec = response_codec(request)
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
+        # The acknowledgement is written once the page is sent: the phone does not wait for it.
+        device_id = request.user.device_id
+        ack = None if device_id is None else BackgroundTask(store.acks.record, device_id, since)
         if codec.media_type == JSON and not is_scoped(request.user):
             rows, cursor, more = await store.pull_json(since, count, principal=request.user)
-            if request.user.device_id is not None:
-                await store.acks.record(request.user.device_id, since)
             gzip = _accepts_gzip(request) and sum(map(len, rows)) >= _GZIP_FROM
             body = _pull_body(_pull_slices(rows, cursor, more), gzip)
-            return Stream(body, media_type=JSON, headers=_GZIP if gzip else None)
+            return Stream(body, media_type=JSON, headers=_GZIP if gzip else None, background=ack)
         changes, cursor, more, left = await store.pull(
             since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
         )
-        if request.user.device_id is not None:
-            await store.acks.record(request.user.device_id, since)
-        return encoded(PullResponse(changes=changes, cursor=cursor, more=more, left=left), codec)
+        page = PullResponse(changes=changes, cursor=cursor, more=more, left=left)
+        return Response(content=codec.encode(page), media_type=codec.media_type, background=ack)
 
     @get(
         "/snapshot",

@@ -8,8 +8,9 @@ import random
 from sqlalchemy import select
 
 from schemas.protocol import Change
+from server.accounts import AccountStore
 from server.store import SyncStore, change_from_row
-from server.tables import changes, records
+from server.tables import changes, devices, records
 from sync.merge import RecordState, apply_batch, state_codec
 from tests.factories import add, delete, set_
 
@@ -84,3 +85,20 @@ async def test_stored_states_equal_a_rebuild_from_the_change_log(store: SyncStor
     apply_batch(rebuilt, list(reversed(decoded)), set())
     assert len(log) == len(made)
     assert rebuilt == stored
+
+
+async def test_acknowledgements_that_arrive_together_are_all_written(store: SyncStore) -> None:
+    accounts = AccountStore(store.engine)
+    device_ids = [(await accounts.enroll_device(None, f"phone-{n}"))[0] for n in range(12)]
+    await store.push(None, "office", [set_("notes", f"n{n}", record=f"h{n}") for n in range(30)])
+    epoch = (await store.pull(None, 1))[1].partition(".")[0]
+
+    # A storm of pulls: every acknowledgement is written, however the writes were grouped.
+    await asyncio.gather(*(store.acks.record(d, f"{epoch}.{n + 1}") for n, d in enumerate(device_ids)))
+    # A lower cursor never moves an acknowledgement back; a repeat within the interval is skipped.
+    await store.acks.record(device_ids[5], f"{epoch}.1")
+
+    async with store.engine.connect() as connection:
+        rows = await connection.execute(select(devices.c.id, devices.c.acked_seq))
+        acked = {row.id: row.acked_seq for row in rows}
+    assert [acked[d] for d in device_ids] == list(range(1, 13))
