@@ -152,17 +152,31 @@ class Server:
     base_url: str
     log: Path
 
+    def pids(self) -> list[int]:
+        """The server's process and, with ``--workers``, its worker processes."""
+        found, queue = [], [self.process.pid]
+        while queue:
+            pid = queue.pop()
+            found.append(pid)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                queue += [int(child) for child in (task / "children").read_text().split()]
+        return found
+
     def peak_rss_mb(self) -> float:
-        """Peak resident memory of the server process so far (VmHWM), in MB."""
-        return _status_kb(self.process.pid, "VmHWM") / 1024
+        """Peak resident memory so far (VmHWM), in MB: the sum over the server's processes (an
+        upper bound with several workers, since shared pages count in each)."""
+        return sum(_status_kb(pid, "VmHWM") for pid in self.pids()) / 1024
 
     def rss_mb(self) -> float:
-        return _status_kb(self.process.pid, "VmRSS") / 1024
+        return sum(_status_kb(pid, "VmRSS") for pid in self.pids()) / 1024
 
     def cpu_seconds(self) -> float:
-        """CPU time the server process has used so far (user + system, all threads)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the server's processes have used so far (user + system, all threads)."""
+        ticks = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kb(pid: int, key: str) -> int:
@@ -181,8 +195,9 @@ def next_port() -> int:
 
 
 @contextmanager
-def serve(database: Database, workdir: Path, **env: str) -> Iterator[Server]:
-    """``gridsync serve`` on the database, in its own process; stopped (and waited for) on exit."""
+def serve(database: Database, workdir: Path, workers: int = 1, **env: str) -> Iterator[Server]:
+    """``gridsync serve`` on the database, in its own process (with ``workers`` app processes);
+    stopped (and waited for) on exit."""
     port = next_port()
     log = workdir / f"server-{port}.log"
     environment = os.environ | {f"GRIDSYNC_{key.upper()}": value for key, value in env.items()}
@@ -197,6 +212,8 @@ def serve(database: Database, workdir: Path, **env: str) -> Iterator[Server]:
                 str(port),
                 "--log-level",
                 "warning",
+                "--workers",
+                str(workers),
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -206,7 +223,7 @@ def serve(database: Database, workdir: Path, **env: str) -> Iterator[Server]:
     server = Server(process, f"http://127.0.0.1:{port}", log)
     profiler: subprocess.Popen[bytes] | None = None
     try:
-        _wait_healthy(server)
+        _wait_healthy(server, workers)
         profiler = _profile(process.pid, port)
         yield server
     except BaseException:
@@ -229,6 +246,7 @@ def _profile(pid: int, port: int) -> subprocess.Popen[bytes] | None:
     Path(folder).mkdir(parents=True, exist_ok=True)
     out = Path(folder) / f"server-{port}.txt"
     command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--threads"]
+    command.append("--subprocesses")  # the workers of `serve --workers N`
     return subprocess.Popen(
         [*command, "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]
     )
@@ -244,16 +262,18 @@ def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
             process.wait()
 
 
-def _wait_healthy(server: Server, timeout: float = 30) -> None:
+def _wait_healthy(server: Server, workers: int = 1, timeout: float = 30) -> None:
+    """Until the server answers and, with several workers, all of them have started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"gridsync serve exited: {server.log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200:
-                return
+            answered = httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
+            answered = False
+        if answered and len(server.pids()) >= (1 if workers == 1 else workers + 1):
+            return
         time.sleep(0.1)
     raise RuntimeError(f"gridsync serve did not answer within {timeout}s")
 

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
@@ -63,7 +64,20 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _upgrade(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    # Each worker is a fresh process that builds its own app from the environment, so the
+    # database URL given here travels there. The workers share the listening socket.
+    os.environ["GRIDSYNC_DATABASE_URL"] = settings.database_url
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -210,6 +224,13 @@ class _RoleAction(argparse.Action):
         namespace.role_given = True
 
 
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"needs at least 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gridsync", description="Offline-first sync server for grid workers"
@@ -220,6 +241,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="app processes sharing the port (default 1); more than one is for PostgreSQL "
+        "(README, Scaling out)",
+    )
     serve.set_defaults(run=_serve)
 
     db = commands.add_parser("db", help="database maintenance")

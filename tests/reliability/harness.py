@@ -64,8 +64,11 @@ def record_figures(name: str, figures: dict[str, Any]) -> None:
 class ServerProcess:
     """`gridsync serve` in a subprocess, started, killed and restarted by the test."""
 
-    def __init__(self, database_url: str, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, database_url: str, log: Path, env: dict[str, str] | None = None, workers: int = 1
+    ) -> None:
         self.database_url = database_url
+        self.workers = workers
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -91,6 +94,8 @@ class ServerProcess:
             str(self.port),
             "--log-level",
             "warning",
+            "--workers",
+            str(self.workers),
         ]
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(command, stdout=sink, stderr=sink, env=self.env, cwd=ROOT)

@@ -1,0 +1,63 @@
+"""``gridsync serve --workers N``: N app processes share the port, every one of them serves, and
+a revoked token fails on its next request whichever process answers it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from server.accounts import AccountStore
+from server.database import create_engine
+from tests.reliability.harness import ServerProcess
+
+WORKERS = 2
+
+
+def _server_clock(base_url: str, token: str) -> str:
+    """One empty push on a fresh connection; the node of the server clock that answered it
+    (each process has its own: ``<wall>-<counter>-server-<id>``)."""
+    body = msgspec.json.encode({"replica_id": "probe", "changes": []})
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    reply = httpx.post(f"{base_url}/v1/sync/push", content=body, headers=headers, timeout=30)
+    assert reply.status_code == 200, reply.text
+    node: str = reply.json()["server_hlc"].split("-", 2)[2]
+    return node
+
+
+def _status(base_url: str, token: str) -> int:
+    headers = {"authorization": f"Bearer {token}"}
+    return httpx.get(f"{base_url}/v1/sync/pull", headers=headers, timeout=30).status_code
+
+
+async def _revoke(database_url: str, token: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        accounts = AccountStore(engine)
+        principal = await accounts.authenticate(token)
+        assert principal is not None
+        assert principal.device_id is not None
+        assert await accounts.revoke(principal.device_id)
+    finally:
+        await engine.dispose()
+
+
+def test_workers_all_serve_and_a_revocation_holds_in_every_one(
+    database_url: str, tmp_path: Path, enroll: Callable[[str], str]
+) -> None:
+    token = enroll("phone")
+    server = ServerProcess(database_url, tmp_path / "server.log", workers=WORKERS)
+    server.start()
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            # Fresh connections, many at once: the kernel hands them to every worker.
+            nodes = set(pool.map(lambda _: _server_clock(server.base_url, token), range(200)))
+            assert len(nodes) == WORKERS, nodes
+            asyncio.run(_revoke(database_url, token))
+            assert set(pool.map(lambda _: _status(server.base_url, token), range(50))) == {401}
+    finally:
+        server.stop()
