@@ -215,6 +215,11 @@ class _HotSql:
             "UPDATE records SET state = ?, deleted = ?, conflict = ?, updated_seq = ? "
             "WHERE collection = ? AND record_id = ?"
         )
+        # The push's first statement takes the counter row lock (PostgreSQL) or the write lock
+        # (SQLite); the last moves the counter past the changes it wrote.
+        self.lock_counter = "UPDATE sync_counter SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, epoch, compacted_seq"
+        self.advance_counter = self._numbered("UPDATE sync_counter SET last_seq = ? WHERE id = 1")
+        self.device_seen = self._numbered("UPDATE devices SET last_seen_at_ms = ? WHERE id = ?")
         self.insert_changes = self._numbered(
             "INSERT INTO changes (seq, id, collection, record_id, field, op, value, hlc, pred, device_id, "
             "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -371,14 +376,7 @@ class SyncStore:
 
         async with self._write_turn, self.engine.connect() as connection:
             await connection.begin()
-            # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
-            locked = await connection.execute(
-                update(sync_counter)
-                .where(sync_counter.c.id == 1)
-                .values(last_seq=sync_counter.c.last_seq)
-                .returning(sync_counter.c.last_seq, sync_counter.c.epoch, sync_counter.c.compacted_seq)
-            )
-            last_seq, epoch, floor = locked.one()
+            last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
             compacted = floor > 0
             fresh = await self._drop_duplicates(connection, candidates, results, compacted=compacted)
             stored = await self._load_records(connection, {(c.collection, c.record_id) for _, c in fresh})
@@ -450,14 +448,15 @@ class SyncStore:
                 )
                 await follow_moves(connection, self.collections, scope_rows, scopes)
                 await log_moves(connection, self.collections, states, scope_rows, companies, scopes, seq)
+                await connection.exec_driver_sql(self._sql.advance_counter, (seq,))
+            if device_id is not None and clock_ahead:
                 await connection.execute(
-                    update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
+                    update(devices)
+                    .where(devices.c.id == device_id)
+                    .values(last_seen_at_ms=now, clock_skew_ms=max_skew, clock_flagged_at_ms=now)
                 )
-            if device_id is not None:
-                values: dict[str, Any] = {"last_seen_at_ms": now}
-                if clock_ahead:
-                    values |= {"clock_skew_ms": max_skew, "clock_flagged_at_ms": now}
-                await connection.execute(update(devices).where(devices.c.id == device_id).values(**values))
+            elif device_id is not None:
+                await connection.exec_driver_sql(self._sql.device_seen, (now, device_id))
 
             def answer() -> None:
                 followed: str | None = None
