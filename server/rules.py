@@ -14,8 +14,9 @@ left needs other records or the record's history, and is declared in ``schemas/c
   building or grid) while another of them holds one.
 * ``append_only``: a second write of a field of a ledger entry.
 
-Each failure rejects that change alone; the rest of the batch is applied. Cost: one batched lookup
-of the scope rows (shared with ``server/scope.py``), and one more query only when a transition names
+Each failure rejects that change alone; the rest of the batch is applied. The store loads the
+rows these rules read (the touched records and those the batch names, ``server.scope.scope_keys``)
+together with the records' states; the rules query the database only when a transition names
 changes that are neither current heads nor in the batch.
 """
 
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec, FieldSpec
 from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange
-from server.scope import ScopeRow, load_scope_rows, scope_keys
+from server.scope import ScopeRow
 from server.tables import changes
 from sync.merge import RecordKey, RecordState, scalar_value
 
@@ -187,12 +188,12 @@ async def judge_batch(
     states: dict[RecordKey, RecordState],
     fresh: list[tuple[int, Change]],
     results: list[ChangeResult | None],
-) -> tuple[list[tuple[int, Change]], dict[RecordKey, ScopeRow]]:
-    """Judge the new changes of a push (in order). Rejections go into ``results``; the records
-    that only rejected changes touched leave ``states``. Returns the accepted changes and the
-    scope rows loaded for them (for ``server.scope.resolve_scopes``)."""
+    rows: Mapping[RecordKey, ScopeRow],
+) -> list[tuple[int, Change]]:
+    """Judge the new changes of a push (in order). ``rows`` holds the stored records among
+    ``server.scope.scope_keys(...)``. Rejections go into ``results``; the records that only
+    rejected changes touched leave ``states``. Returns the accepted changes."""
     batch = [c for _, c in fresh]
-    rows = await load_scope_rows(connection, scope_keys(collections, states, batch))
     preds = _transition_preds(collections, states, batch)
     logged = await _values_of(connection, preds) if preds else {}
     judge = _Judge(collections, states, rows, set(states), logged)
@@ -207,4 +208,4 @@ async def judge_batch(
     touched = {(c.collection, c.record_id) for _, c in kept}
     for key in [k for k in states if k not in touched]:
         del states[key]
-    return kept, rows
+    return kept

@@ -6,9 +6,9 @@ scope of the record it links to. A community is its own community, a grid its ow
 on down (``CollectionSpec.scope_self``); a visit takes all four from its household, a points
 entry from its resident, a hazard from whichever place it names.
 
-One push reads the rows it needs in one batched lookup (``load_scope_rows``: a query per
-collection): the records it touches and the parents they link to. Parents written in the same batch are resolved in memory, top of
-the tree first. When a record's scope changes (a household moves to another building), the
+One push reads the rows it needs with the records' states (``SyncStore``: one query per
+collection): the records it touches, then those of ``scope_keys`` not among them (the parents
+they link to). Parents written in the same batch are resolved in memory, top of the tree first. When a record's scope changes (a household moves to another building), the
 records below it follow in the same transaction (``follow_moves``): one ``UPDATE ... WHERE
 household_id = :id`` per moved record, batched with ``executemany``. Moves are rare; the columns
 are therefore always current, and reads never walk the tree.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, not_, select, update
+from sqlalchemy import and_, bindparam, not_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec
@@ -32,12 +32,9 @@ __all__ = [
     "ScopeRow",
     "follow_moves",
     "link_target",
-    "load_scope_rows",
     "resolve_scopes",
     "scope_keys",
 ]
-
-_CHUNK = 900
 
 
 class Scope(NamedTuple):
@@ -94,28 +91,6 @@ def scope_keys(
         if field_spec.ref is not None and isinstance(change.value, str):
             wanted.add((field_spec.ref, change.value))
     return wanted
-
-
-async def load_scope_rows(
-    connection: AsyncConnection, keys: Iterable[RecordKey]
-) -> dict[RecordKey, ScopeRow]:
-    """The scope of the given records, one ``record_id IN (...)`` query per collection (and per
-    chunk under the parameter limit): an index lookup on both backends, where a row-value IN
-    list is planned as hundreds of OR-ed lookups on PostgreSQL (about 4x slower)."""
-    by_collection: dict[str, list[str]] = {}
-    for collection, record_id in sorted(keys):
-        by_collection.setdefault(collection, []).append(record_id)
-    found: dict[RecordKey, ScopeRow] = {}
-    columns = [records.c[name] for name in SCOPE_COLUMNS]
-    for collection, ids in by_collection.items():
-        for start in range(0, len(ids), _CHUNK):
-            query = select(records.c.record_id, records.c.deleted, *columns).where(
-                records.c.collection == collection, records.c.record_id.in_(ids[start : start + _CHUNK])
-            )
-            for row in await connection.execute(query):
-                scope = Scope(*(row._mapping[name] for name in SCOPE_COLUMNS))
-                found[(collection, row.record_id)] = ScopeRow(scope, bool(row.deleted))
-    return found
 
 
 def resolve_scopes(

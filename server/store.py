@@ -10,13 +10,12 @@ import asyncio
 import base64
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 from sqlalchemy import and_, bindparam, func, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.codec import MalformedChange
@@ -24,6 +23,7 @@ from schemas.collections import COLLECTIONS, CollectionSpec
 from schemas.protocol import (
     Change,
     ChangeResult,
+    ConflictHead,
     PulledChange,
     RecordRef,
     RecordView,
@@ -34,7 +34,7 @@ from server.conflicts import ConflictTracker
 from server.database import driver_rows
 from server.horizon import PullAcknowledgements, change_digest, compacted_digests
 from server.rules import judge_batch
-from server.scope import Scope, follow_moves, resolve_scopes
+from server.scope import Scope, ScopeRow, follow_moves, resolve_scopes, scope_keys
 from server.scoping import (
     authorize_batch,
     company_of,
@@ -49,7 +49,7 @@ from server.scoping import (
 )
 from server.settings import Settings
 from server.tables import SCOPE_COLUMNS, changes, devices, records, sync_counter
-from sync.hlc import HybridClock, parse_hlc
+from sync.hlc import HybridClock, hlc_wall_ms
 from sync.merge import (
     RecordKey,
     RecordState,
@@ -65,6 +65,7 @@ from sync.validate import RECORD_ID_PATTERN, validate_change
 
 __all__ = ["PushOutcome", "SyncError", "SyncStore", "change_from_row"]
 
+_T = TypeVar("_T")
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
 
@@ -92,6 +93,45 @@ def _now_ms() -> int:
 
 
 _PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value", "hlc", "pred")
+_STORED_COLUMNS = ("record_id", "state", "conflict", "deleted", "company", *SCOPE_COLUMNS)
+_SAVED_COLUMNS = (
+    "collection",
+    "record_id",
+    "state",
+    "deleted",
+    "conflict",
+    "updated_seq",
+    "company",
+    *SCOPE_COLUMNS,
+)
+
+
+class _Stored(NamedTuple):
+    """A record's row as a push finds it."""
+
+    blob: bytes
+    conflict: bool
+    company: str | None
+    row: ScopeRow
+
+
+class _SavePlan(NamedTuple):
+    """What a push writes to ``records``, and the conflicts of each record it touched."""
+
+    upserts: list[tuple[Any, ...]]
+    updates: list[tuple[Any, ...]]
+    conflicted: dict[RecordKey, dict[str, list[ConflictHead]]]
+
+
+async def _while(statement: Awaitable[Any], work: Callable[[], _T]) -> _T:
+    """``work()`` on this thread while the database runs ``statement`` (in the driver's thread
+    on SQLite, in the server process on PostgreSQL); returns once both are done."""
+    running = asyncio.ensure_future(statement)
+    await asyncio.sleep(0)  # let the statement reach the driver before the CPU is taken
+    try:
+        return work()
+    finally:
+        await running
 
 
 def _as_pulled(change: Change, seq: int) -> PulledChange:
@@ -155,9 +195,32 @@ class _HotSql:
             f"SELECT id, collection, record_id, field, op, value, hlc, pred FROM changes WHERE id {any_of}"  # noqa: S608
         )
         self.ids_known = self._numbered(f"SELECT id FROM changes WHERE id {any_of}")  # noqa: S608
-        self.states = self._numbered(
-            f"SELECT collection, record_id, state, conflict FROM records WHERE collection = ? AND record_id {any_of}"  # noqa: S608
+        # A record's state and what the rules and scopes read of it, for a list of ids of one
+        # collection. On PostgreSQL the pair is matched as a row: planned as one primary-key
+        # lookup per id even before the table has statistics, where ``record_id = ANY`` was
+        # planned as a scan of the whole collection on a young database.
+        stored = ", ".join(_STORED_COLUMNS)
+        self.records_by_id = (
+            f"SELECT {stored} FROM records WHERE collection = ? AND record_id {any_of}"  # noqa: S608
+            if self.sqlite
+            else f"SELECT {stored} FROM records "  # noqa: S608
+            "WHERE (collection, record_id) IN (SELECT $1::text, unnest($2::text[]))"
         )
+        self.upsert_records = self._numbered(
+            f"INSERT INTO records ({', '.join(_SAVED_COLUMNS)}) VALUES ({', '.join('?' * len(_SAVED_COLUMNS))}) "  # noqa: S608
+            "ON CONFLICT (collection, record_id) DO UPDATE SET "
+            + ", ".join(f"{name} = excluded.{name}" for name in _SAVED_COLUMNS[2:])
+        )
+        # A record that stays where it was: its scope and company indexes are left alone.
+        self.update_states = self._numbered(
+            "UPDATE records SET state = ?, deleted = ?, conflict = ?, updated_seq = ? "
+            "WHERE collection = ? AND record_id = ?"
+        )
+        # The push's first statement takes the counter row lock (PostgreSQL) or the write lock
+        # (SQLite); the last moves the counter past the changes it wrote.
+        self.lock_counter = "UPDATE sync_counter SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, epoch, compacted_seq"
+        self.advance_counter = self._numbered("UPDATE sync_counter SET last_seq = ? WHERE id = 1")
+        self.device_seen = self._numbered("UPDATE devices SET last_seen_at_ms = ? WHERE id = ?")
         self.insert_changes = self._numbered(
             "INSERT INTO changes (seq, id, collection, record_id, field, op, value, hlc, pred, device_id, "
             "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -213,9 +276,6 @@ class SyncStore:
             for spec in self.collections.values()
             for field in spec.fields.values()
             if field.masked
-        )
-        self._upsert = (
-            sqlite.insert(records) if engine.dialect.name == "sqlite" else postgresql.insert(records)
         )
         self._sql = _HotSql(engine.dialect.name)
         # Pushes take turns here, in arrival order: on SQLite this replaces the busy handler's
@@ -311,29 +371,31 @@ class SyncStore:
                 candidates.append((index, item))
 
         now = _now_ms()
-        walls = {c.id: parse_hlc(c.hlc).wall_ms for _, c in candidates}
+        walls = {c.id: hlc_wall_ms(c.hlc) for _, c in candidates}
         max_skew = max((wall - now for wall in walls.values()), default=None)
         clock_ahead = max_skew is not None and max_skew > self.settings.max_clock_ahead_ms
 
-        async with self._write_turn, self.engine.begin() as connection:
-            # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
-            locked = await connection.execute(
-                update(sync_counter)
-                .where(sync_counter.c.id == 1)
-                .values(last_seq=sync_counter.c.last_seq)
-                .returning(sync_counter.c.last_seq, sync_counter.c.epoch, sync_counter.c.compacted_seq)
-            )
-            last_seq, epoch, floor = locked.one()
+        async with self._write_turn, self.engine.connect() as connection:
+            await connection.begin()
+            last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
             compacted = floor > 0
             fresh = await self._drop_duplicates(connection, candidates, results, compacted=compacted)
-            flagged: set[RecordKey] = set()
-            states = await self._load_states(
-                connection, {(c.collection, c.record_id) for _, c in fresh}, flagged
-            )
+            stored = await self._load_records(connection, {(c.collection, c.record_id) for _, c in fresh})
+            states = {
+                key: state_codec.decode(stored[key].blob) if key in stored else RecordState()
+                for key in sorted({(c.collection, c.record_id) for _, c in fresh})
+            }
+            flagged = {key for key, found in stored.items() if found.conflict}
             if check is not None:
                 check(states)
-            # Domain rules that need the database (server/rules.py); they also load the scope rows.
-            fresh, scope_rows = await judge_batch(connection, self.collections, states, fresh, results)
+            # Domain rules (server/rules.py) and scopes read the touched records and those the
+            # batch links to or names; the touched ones came with their states.
+            scope_rows = {key: found.row for key, found in stored.items()}
+            linked = scope_keys(self.collections, states, [c for _, c in fresh]) - states.keys()
+            scope_rows |= {
+                key: found.row for key, found in (await self._load_records(connection, linked)).items()
+            }
+            fresh = await judge_batch(connection, self.collections, states, fresh, results, scope_rows)
             lookup = sorted(preds_to_look_up(states, [c for _, c in fresh]))
             known = await self._existing_ids(connection, lookup, compacted=compacted)
             fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
@@ -341,6 +403,7 @@ class SyncStore:
             companies = {key: company_of(key[0], state) for key, state in states.items()}
             apply_batch(states, fresh_changes, known)
             seq = last_seq
+            conflicted: dict[RecordKey, dict[str, list[ConflictHead]]] = {}
             if fresh:
                 rows = [
                     (
@@ -359,13 +422,24 @@ class SyncStore:
                     for seq, change in enumerate(fresh_changes, last_seq + 1)
                 ]
                 seq = last_seq + len(rows)
-                await connection.exec_driver_sql(self._sql.insert_changes, rows)
-                scopes = resolve_scopes(self.collections, states, scope_rows)
-                conflicting = await self._save_states(connection, states, seq, scopes)
+                scopes: dict[RecordKey, Scope] = {}
+
+                def plan() -> _SavePlan:
+                    scopes.update(resolve_scopes(self.collections, states, scope_rows))
+                    return self._plan_save(states, stored, scopes, seq)
+
+                # The log insert is the biggest statement of a push: the records' rows are
+                # made meanwhile.
+                saving = await _while(connection.exec_driver_sql(self._sql.insert_changes, rows), plan)
+                conflicted = saving.conflicted
+                if saving.upserts:
+                    await connection.exec_driver_sql(self._sql.upsert_records, saving.upserts)
+                if saving.updates:
+                    await connection.exec_driver_sql(self._sql.update_states, saving.updates)
                 await self.conflict_tracker.track(
                     connection,
                     states,
-                    conflicting,
+                    {key for key, found in conflicted.items() if found},
                     flagged,
                     fresh_changes,
                     seq=seq,
@@ -375,29 +449,39 @@ class SyncStore:
                 )
                 await follow_moves(connection, self.collections, scope_rows, scopes)
                 await log_moves(connection, self.collections, states, scope_rows, companies, scopes, seq)
+                await connection.exec_driver_sql(self._sql.advance_counter, (seq,))
+            if device_id is not None and clock_ahead:
                 await connection.execute(
-                    update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq)
+                    update(devices)
+                    .where(devices.c.id == device_id)
+                    .values(last_seen_at_ms=now, clock_skew_ms=max_skew, clock_flagged_at_ms=now)
                 )
-            if device_id is not None:
-                values: dict[str, Any] = {"last_seen_at_ms": now}
-                if clock_ahead:
-                    values |= {"clock_skew_ms": max_skew, "clock_flagged_at_ms": now}
-                await connection.execute(update(devices).where(devices.c.id == device_id).values(**values))
+            elif device_id is not None:
+                await connection.exec_driver_sql(self._sql.device_seen, (now, device_id))
 
-        conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
-        for index, change in fresh:
-            found = conflicted[(change.collection, change.record_id)]
-            in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
-            result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
-            if walls[change.id] - now > self.settings.max_clock_ahead_ms:
-                result.code = "clock_ahead"
-                result.message = (
-                    "accepted, but this change is stamped ahead of the server's clock: "
-                    "check the phone's date, time and time zone"
-                )
-            else:
-                self.clock.observe(change.hlc)
-            results[index] = result
+            def answer() -> None:
+                followed: str | None = None
+                for index, change in fresh:
+                    found = conflicted[(change.collection, change.record_id)]
+                    in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
+                    result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
+                    if walls[change.id] - now > self.settings.max_clock_ahead_ms:
+                        result.code = "clock_ahead"
+                        result.message = (
+                            "accepted, but this change is stamped ahead of the server's clock: "
+                            "check the phone's date, time and time zone"
+                        )
+                    elif followed is None or change.hlc > followed:
+                        followed = change.hlc
+                    results[index] = result
+                if followed is not None:
+                    # Observing the greatest hlc moves the clock as far as observing them all.
+                    self.clock.observe(followed)
+
+            # The answer is made while the commit (its fsync) runs; it is sent only once the
+            # commit has succeeded.
+            await _while(connection.commit(), answer)
+
         return PushOutcome(
             results=[r for r in results if r is not None],
             server_hlc=self.clock.now(),
@@ -459,26 +543,24 @@ class SyncStore:
                 )
         return fresh
 
-    async def _load_states(
-        self, connection: AsyncConnection, keys: set[RecordKey], flagged: set[RecordKey] | None = None
-    ) -> dict[RecordKey, RecordState]:
-        """The states of ``keys``; adds to ``flagged`` those stored as in conflict."""
-        states: dict[RecordKey, RecordState] = {}
-        ordered = sorted(keys)
+    async def _load_records(
+        self, connection: AsyncConnection, keys: set[RecordKey]
+    ) -> dict[RecordKey, _Stored]:
+        """The stored rows of ``keys`` (those that exist), one query per collection."""
         by_collection: dict[str, list[str]] = {}
-        for collection, record_id in ordered:
+        for collection, record_id in sorted(keys):
             by_collection.setdefault(collection, []).append(record_id)
+        found: dict[RecordKey, _Stored] = {}
         for collection, record_ids in by_collection.items():
-            found = await connection.exec_driver_sql(
-                self._sql.states, (collection, self._sql.id_list(record_ids))
+            rows = await connection.exec_driver_sql(
+                self._sql.records_by_id, (collection, self._sql.id_list(record_ids))
             )
-            for row in found:
-                states[(row.collection, row.record_id)] = state_codec.decode(row.state)
-                if row.conflict and flagged is not None:
-                    flagged.add((row.collection, row.record_id))
-        for key in ordered:
-            states.setdefault(key, RecordState())
-        return states
+            for row in rows:
+                record_id, blob, conflict, deleted, company, *scope = tuple(row)
+                found[(collection, record_id)] = _Stored(
+                    blob, bool(conflict), company, ScopeRow(Scope(*scope), bool(deleted))
+                )
+        return found
 
     async def _existing_ids(
         self, connection: AsyncConnection, ids: Sequence[str], *, compacted: bool = False
@@ -491,46 +573,28 @@ class SyncStore:
             found.update(await compacted_digests(connection, [i for i in ids if i not in found]))
         return found
 
-    async def _save_states(
+    def _plan_save(
         self,
-        connection: AsyncConnection,
-        states: dict[RecordKey, RecordState],
+        states: Mapping[RecordKey, RecordState],
+        stored: Mapping[RecordKey, _Stored],
+        scopes: Mapping[RecordKey, Scope],
         seq: int,
-        scopes: dict[RecordKey, Scope],
-    ) -> set[RecordKey]:
-        """Upsert the states; returns the keys of the records now in conflict."""
-        rows = []
-        conflicting: set[RecordKey] = set()
-        for (collection, record_id), state in states.items():
-            spec = self.collections[collection]
-            in_conflict = bool(conflicts(state, spec))
-            if in_conflict:
-                conflicting.add((collection, record_id))
-            rows.append(
-                {
-                    "collection": collection,
-                    "record_id": record_id,
-                    "state": state_codec.encode(state),
-                    "deleted": is_deleted(state),
-                    "conflict": in_conflict,
-                    "updated_seq": seq,
-                    "company": company_of(collection, state),
-                    **scopes[(collection, record_id)]._asdict(),
-                }
-            )
-        statement = self._upsert.on_conflict_do_update(
-            index_elements=[records.c.collection, records.c.record_id],
-            set_={
-                "state": self._upsert.excluded.state,
-                "deleted": self._upsert.excluded.deleted,
-                "conflict": self._upsert.excluded.conflict,
-                "updated_seq": self._upsert.excluded.updated_seq,
-                "company": self._upsert.excluded.company,
-                **{name: self._upsert.excluded[name] for name in SCOPE_COLUMNS},
-            },
-        )
-        await connection.execute(statement, rows)
-        return conflicting
+    ) -> _SavePlan:
+        """The ``records`` rows of a push: a full upsert for new records and records that
+        moved, a state update for the others."""
+        plan = _SavePlan([], [], {})
+        for key, state in states.items():
+            collection, record_id = key
+            found = conflicts(state, self.collections[collection])
+            plan.conflicted[key] = found
+            blob, deleted = state_codec.encode(state), is_deleted(state)
+            company, scope = company_of(collection, state), scopes[key]
+            before = stored.get(key)
+            if before is not None and before.row.scope == scope and before.company == company:
+                plan.updates.append((blob, deleted, bool(found), seq, collection, record_id))
+            else:
+                plan.upserts.append((collection, record_id, blob, deleted, bool(found), seq, company, *scope))
+        return plan
 
     # ------------------------------------------------------------------ pull
 

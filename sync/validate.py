@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from schemas.collections import CollectionSpec
+from schemas.collections import CollectionSpec, FieldSpec
 from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
 from sync.hlc import HLC_PATTERN
 
@@ -61,11 +61,25 @@ def _check_value(change: SetChange | AddChange | RemoveChange, spec: CollectionS
             return None
         return Rejection("invalid_value", f"field {change.field!r} needs a value, got null")
     try:
-        msgspec.convert(change.value, field_spec.type, strict=True)
+        msgspec.convert((change.value,), _holder(field_spec), strict=True)
     except msgspec.ValidationError as error:
         allowed = f"; allowed: {', '.join(map(str, field_spec.choices))}" if field_spec.choices else ""
-        return Rejection("invalid_value", f"field {change.field!r}: {error}{allowed}")
+        reason = str(error).removesuffix(" - at `$[0]`")
+        return Rejection("invalid_value", f"field {change.field!r}: {reason}{allowed}")
     return None
+
+
+_holders: dict[int, tuple[FieldSpec, type[msgspec.Struct]]] = {}
+
+
+def _holder(field_spec: FieldSpec) -> type[msgspec.Struct]:
+    """A one-field Struct per declared field, made once: msgspec keeps a Struct's compiled
+    type information, where converting to a bare ``Annotated`` type rebuilds it every call."""
+    cached = _holders.get(id(field_spec))
+    if cached is None or cached[0] is not field_spec:
+        holder = msgspec.defstruct("FieldValue", [("value", field_spec.type)], array_like=True)
+        cached = _holders[id(field_spec)] = (field_spec, holder)
+    return cached[1]
 
 
 def _check_append_only(change: Change, spec: CollectionSpec) -> Rejection | None:
