@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.database import driver_rows
 from server.settings import Settings
 from server.tables import changes, compacted_changes, devices, records, sync_counter
 from sync.merge import state_codec
@@ -70,6 +71,16 @@ async def compacted_digests(connection: AsyncConnection, ids: Sequence[str]) -> 
     return found
 
 
+# A batch of acknowledgements in one statement; an acknowledgement never moves back.
+_ACK_SQLITE = """UPDATE devices SET acked_seq = a.seq, acked_at_ms = ?
+FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS seq FROM json_each(?)) AS a
+WHERE devices.id = a.id AND (devices.acked_seq IS NULL OR devices.acked_seq < a.seq)"""
+_ACK_POSTGRES = """UPDATE devices AS d SET acked_seq = a.seq, acked_at_ms = $1
+FROM unnest($2::varchar[], $3::bigint[]) AS a (id, seq)
+WHERE d.id = a.id AND (d.acked_seq IS NULL OR d.acked_seq < a.seq)"""
+_list_json = msgspec.json.Encoder().encode
+
+
 class PullAcknowledgements:
     """Records each device's acknowledged pull position, at most once per interval per device.
 
@@ -101,17 +112,14 @@ class PullAcknowledgements:
             await self._write(batch, _now_ms())
 
     async def _write(self, batch: dict[str, int], now: int) -> None:
-        statement = (
-            update(devices)
-            .where(devices.c.id == bindparam("device"))
-            .where(or_(devices.c.acked_seq.is_(None), devices.c.acked_seq < bindparam("seq")))
-            .values(acked_seq=bindparam("seq"), acked_at_ms=now)
-        )
         try:
-            async with self.engine.begin() as connection:
-                await connection.execute(
-                    statement, [{"device": device, "seq": seq} for device, seq in batch.items()]
-                )
+            if self.engine.dialect.name == "sqlite":
+                async with self.engine.begin() as connection:
+                    await connection.exec_driver_sql(_ACK_SQLITE, (now, _list_json(list(batch.items()))))
+            else:
+                # One statement, atomic on its own: no BEGIN and COMMIT round trips around it.
+                async with self.engine.connect() as connection:
+                    await driver_rows(connection, _ACK_POSTGRES, now, list(batch), list(batch.values()))
         except DBAPIError:
             # Best effort: the pull itself succeeded, and a missing acknowledgement only makes
             # compaction more cautious. A full disk or a busy database must not fail a read.
