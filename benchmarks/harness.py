@@ -248,7 +248,16 @@ def _profile(pid: int, port: int) -> subprocess.Popen[bytes] | None:
     command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--threads"]
     command.append("--subprocesses")  # the workers of `serve --workers N`
     return subprocess.Popen(
-        [*command, "--rate", os.environ.get("GRIDSYNC_BENCH_PROFILE_RATE", "250"), "--format", "raw", "--output", str(out), "--nonblocking"]
+        [
+            *command,
+            "--rate",
+            os.environ.get("GRIDSYNC_BENCH_PROFILE_RATE", "250"),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ]
     )
 
 
