@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -172,12 +173,13 @@ def _status_kb(pid: int, key: str) -> int:
     raise RuntimeError(f"no {key} for process {pid}")
 
 
-_ports = iter(range(18100, 18900))
-
-
 def next_port() -> int:
-    """A loopback port no earlier step of this run has used (no waiting out TIME_WAIT)."""
-    return next(_ports)
+    """A free loopback port, chosen by the kernel: a fixed range would let two runs on one
+    machine (or a test and a run) talk to each other's servers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @contextmanager
@@ -230,7 +232,16 @@ def _profile(pid: int, port: int) -> subprocess.Popen[bytes] | None:
     out = Path(folder) / f"server-{port}.txt"
     command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--threads"]
     return subprocess.Popen(
-        [*command, "--rate", os.environ.get("GRIDSYNC_BENCH_PROFILE_RATE", "250"), "--format", "raw", "--output", str(out), "--nonblocking"]
+        [
+            *command,
+            "--rate",
+            os.environ.get("GRIDSYNC_BENCH_PROFILE_RATE", "250"),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ]
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
@@ -120,6 +121,37 @@ class _SavePlan(NamedTuple):
     upserts: list[tuple[Any, ...]]
     updates: list[tuple[Any, ...]]
     conflicted: dict[RecordKey, dict[str, list[ConflictHead]]]
+
+
+# At most this many changes share one transaction: a lone push of the largest size is never
+# held back, and the first push of a group waits for a bounded amount of work after it.
+_GROUP_CHANGES = 2_000
+
+
+@dataclass(slots=True)
+class _PushJob:
+    """A validated push waiting for the writer, and where its outcome goes."""
+
+    device_id: str | None
+    principal: Principal | None
+    check: Callable[[Mapping[RecordKey, RecordState]], None] | None
+    via: str
+    results: list[ChangeResult | None]
+    candidates: list[tuple[int, Change]]
+    outcome: asyncio.Future[PushOutcome]
+
+    def fail(self, error: BaseException) -> None:
+        if not self.outcome.done():
+            self.outcome.set_exception(error)
+
+
+class _PushError(Exception):
+    """One push of a group failed; the group's transaction is rolled back."""
+
+    def __init__(self, job: _PushJob, error: Exception) -> None:
+        super().__init__(str(error))
+        self.job = job
+        self.error = error
 
 
 async def _while(statement: Awaitable[Any], work: Callable[[], _T]) -> _T:
@@ -277,10 +309,12 @@ class SyncStore:
             if field.masked
         )
         self._sql = _HotSql(engine.dialect.name)
-        # Pushes take turns here, in arrival order: on SQLite this replaces the busy handler's
-        # sleep-and-poll (seconds of latency under load); on PostgreSQL a push waiting for the
-        # counter row lock no longer holds a pooled connection.
-        self._write_turn = asyncio.Lock()
+        # Pushes wait here in arrival order for the one writer task of the process
+        # (``_write_queued``): on SQLite no push meets the busy handler's sleep-and-poll, on
+        # PostgreSQL a waiting push holds no pooled connection, and pushes that arrive together
+        # share one commit.
+        self._queue: deque[_PushJob] = deque()
+        self._writer: asyncio.Task[None] | None = None
         # The hot reads need no transaction of their own: on PostgreSQL, autocommit spares them
         # a BEGIN and a ROLLBACK round trip each. (SQLite's driver opens none for a read.)
         self._reader = engine if self._sql.sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -368,125 +402,176 @@ class SyncStore:
                 results[index] = _rejected(item.id, rejection.code, rejection.message)
             else:
                 candidates.append((index, item))
+        job = _PushJob(
+            device_id, principal, check, via, results, candidates, asyncio.get_running_loop().create_future()
+        )
+        self._queue.append(job)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        return await job.outcome
 
+    async def _write_queued(self) -> None:
+        """The one writer of this process: takes the pushes waiting in turn, as many as fit in
+        a group, and writes each group in one transaction (one commit, one fsync, for pushes
+        that arrive together). Within a group each push is applied in full, in arrival order,
+        and sees the ones before it, exactly as if each had its own transaction."""
+        while self._queue:
+            group: list[_PushJob] = []
+            size = 0
+            while self._queue and (not group or size + len(self._queue[0].candidates) <= _GROUP_CHANGES):
+                group.append(self._queue.popleft())
+                size += len(group[-1].candidates)
+            try:
+                await self._write_group(group)
+            except _PushError as failed:
+                # Nothing of the group was kept: the push that failed answers with its error,
+                # the others go again, first in the queue.
+                failed.job.fail(failed.error)
+                self._queue.extendleft(reversed([job for job in group if job is not failed.job]))
+            except BaseException as error:  # the connection, the lock or the commit: all of them
+                for job in group:
+                    job.fail(error)
+                if not isinstance(error, Exception):
+                    raise
+
+    async def _write_group(self, group: list[_PushJob]) -> None:
+        async with self.engine.connect() as connection:
+            await connection.begin()
+            # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
+            last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
+            seq = last_seq
+            answers: list[Callable[[], PushOutcome]] = []
+            for job in group:
+                try:
+                    seq, answer = await self._apply(connection, job, seq, epoch, floor)
+                except Exception as error:
+                    raise _PushError(job, error) from error
+                answers.append(answer)
+            if seq != last_seq:
+                await connection.exec_driver_sql(self._sql.advance_counter, (seq,))
+            # The answers are made while the commit (its fsync) runs; none is sent unless the
+            # commit succeeds.
+            outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
+        for job, outcome in zip(group, outcomes, strict=True):
+            if not job.outcome.done():
+                job.outcome.set_result(outcome)
+
+    async def _apply(
+        self, connection: AsyncConnection, job: _PushJob, last_seq: int, epoch: str, floor: int
+    ) -> tuple[int, Callable[[], PushOutcome]]:
+        """One push inside its group's transaction: the new last seq, and how to answer it."""
+        device_id, principal = job.device_id, job.principal
+        results = list(job.results)
         now = _now_ms()
-        walls = {c.id: hlc_wall_ms(c.hlc) for _, c in candidates}
+        walls = {c.id: hlc_wall_ms(c.hlc) for _, c in job.candidates}
         max_skew = max((wall - now for wall in walls.values()), default=None)
         clock_ahead = max_skew is not None and max_skew > self.settings.max_clock_ahead_ms
+        compacted = floor > 0
+        fresh = await self._drop_duplicates(connection, job.candidates, results, compacted=compacted)
+        stored = await self._load_records(connection, {(c.collection, c.record_id) for _, c in fresh})
+        states = {
+            key: state_codec.decode(stored[key].blob) if key in stored else RecordState()
+            for key in sorted({(c.collection, c.record_id) for _, c in fresh})
+        }
+        flagged = {key for key, found in stored.items() if found.conflict}
+        if job.check is not None:
+            job.check(states)
+        # Domain rules (server/rules.py) and scopes read the touched records and those the
+        # batch links to or names; the touched ones came with their states.
+        scope_rows = {key: found.row for key, found in stored.items()}
+        linked = scope_keys(self.collections, states, [c for _, c in fresh]) - states.keys()
+        scope_rows |= {
+            key: found.row for key, found in (await self._load_records(connection, linked)).items()
+        }
+        fresh = await judge_batch(connection, self.collections, states, fresh, results, scope_rows)
+        lookup = sorted(preds_to_look_up(states, [c for _, c in fresh]))
+        known = await self._existing_ids(connection, lookup, compacted=compacted)
+        fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
+        fresh_changes = [c for _, c in fresh]
+        companies = {key: company_of(key[0], state) for key, state in states.items()}
+        apply_batch(states, fresh_changes, known)
+        seq = last_seq
+        conflicted: dict[RecordKey, dict[str, list[ConflictHead]]] = {}
+        if fresh:
+            rows = [
+                (
+                    seq,
+                    change.id,
+                    change.collection,
+                    change.record_id,
+                    change.field,
+                    op_name(change),
+                    _json_encode(change.value).decode(),
+                    change.hlc,
+                    _json_encode(change.pred).decode(),
+                    device_id,
+                    now,
+                )
+                for seq, change in enumerate(fresh_changes, last_seq + 1)
+            ]
+            seq = last_seq + len(rows)
+            scopes: dict[RecordKey, Scope] = {}
 
-        async with self._write_turn, self.engine.connect() as connection:
-            await connection.begin()
-            last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
-            compacted = floor > 0
-            fresh = await self._drop_duplicates(connection, candidates, results, compacted=compacted)
-            stored = await self._load_records(connection, {(c.collection, c.record_id) for _, c in fresh})
-            states = {
-                key: state_codec.decode(stored[key].blob) if key in stored else RecordState()
-                for key in sorted({(c.collection, c.record_id) for _, c in fresh})
-            }
-            flagged = {key for key, found in stored.items() if found.conflict}
-            if check is not None:
-                check(states)
-            # Domain rules (server/rules.py) and scopes read the touched records and those the
-            # batch links to or names; the touched ones came with their states.
-            scope_rows = {key: found.row for key, found in stored.items()}
-            linked = scope_keys(self.collections, states, [c for _, c in fresh]) - states.keys()
-            scope_rows |= {
-                key: found.row for key, found in (await self._load_records(connection, linked)).items()
-            }
-            fresh = await judge_batch(connection, self.collections, states, fresh, results, scope_rows)
-            lookup = sorted(preds_to_look_up(states, [c for _, c in fresh]))
-            known = await self._existing_ids(connection, lookup, compacted=compacted)
-            fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
-            fresh_changes = [c for _, c in fresh]
-            companies = {key: company_of(key[0], state) for key, state in states.items()}
-            apply_batch(states, fresh_changes, known)
-            seq = last_seq
-            conflicted: dict[RecordKey, dict[str, list[ConflictHead]]] = {}
-            if fresh:
-                rows = [
-                    (
-                        seq,
-                        change.id,
-                        change.collection,
-                        change.record_id,
-                        change.field,
-                        op_name(change),
-                        _json_encode(change.value).decode(),
-                        change.hlc,
-                        _json_encode(change.pred).decode(),
-                        device_id,
-                        now,
+            def plan() -> _SavePlan:
+                scopes.update(resolve_scopes(self.collections, states, scope_rows))
+                return self._plan_save(states, stored, scopes, seq)
+
+            # The log insert is the biggest statement of a push: the records' rows are made
+            # meanwhile.
+            saving = await _while(connection.exec_driver_sql(self._sql.insert_changes, rows), plan)
+            conflicted = saving.conflicted
+            if saving.upserts:
+                await connection.exec_driver_sql(self._sql.upsert_records, saving.upserts)
+            if saving.updates:
+                await connection.exec_driver_sql(self._sql.update_states, saving.updates)
+            await self.conflict_tracker.track(
+                connection,
+                states,
+                {key for key, found in conflicted.items() if found},
+                flagged,
+                fresh_changes,
+                seq=seq,
+                now_ms=now,
+                device_id=device_id,
+                via=job.via,
+            )
+            await follow_moves(connection, self.collections, scope_rows, scopes)
+            await log_moves(connection, self.collections, states, scope_rows, companies, scopes, seq)
+        if device_id is not None and clock_ahead:
+            await connection.execute(
+                update(devices)
+                .where(devices.c.id == device_id)
+                .values(last_seen_at_ms=now, clock_skew_ms=max_skew, clock_flagged_at_ms=now)
+            )
+        elif device_id is not None:
+            await connection.exec_driver_sql(self._sql.device_seen, (now, device_id))
+
+        def answer() -> PushOutcome:
+            followed: str | None = None
+            for index, change in fresh:
+                found = conflicted[(change.collection, change.record_id)]
+                in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
+                result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
+                if walls[change.id] - now > self.settings.max_clock_ahead_ms:
+                    result.code = "clock_ahead"
+                    result.message = (
+                        "accepted, but this change is stamped ahead of the server's clock: "
+                        "check the phone's date, time and time zone"
                     )
-                    for seq, change in enumerate(fresh_changes, last_seq + 1)
-                ]
-                seq = last_seq + len(rows)
-                scopes: dict[RecordKey, Scope] = {}
+                elif followed is None or change.hlc > followed:
+                    followed = change.hlc
+                results[index] = result
+            if followed is not None:
+                # Observing the greatest hlc moves the clock as far as observing them all.
+                self.clock.observe(followed)
+            return PushOutcome(
+                results=[r for r in results if r is not None],
+                server_hlc=self.clock.now(),
+                cursor=self._cursor(epoch, seq),
+                clock_skew_ms=max_skew if clock_ahead else None,
+            )
 
-                def plan() -> _SavePlan:
-                    scopes.update(resolve_scopes(self.collections, states, scope_rows))
-                    return self._plan_save(states, stored, scopes, seq)
-
-                # The log insert is the biggest statement of a push: the records' rows are
-                # made meanwhile.
-                saving = await _while(connection.exec_driver_sql(self._sql.insert_changes, rows), plan)
-                conflicted = saving.conflicted
-                if saving.upserts:
-                    await connection.exec_driver_sql(self._sql.upsert_records, saving.upserts)
-                if saving.updates:
-                    await connection.exec_driver_sql(self._sql.update_states, saving.updates)
-                await self.conflict_tracker.track(
-                    connection,
-                    states,
-                    {key for key, found in conflicted.items() if found},
-                    flagged,
-                    fresh_changes,
-                    seq=seq,
-                    now_ms=now,
-                    device_id=device_id,
-                    via=via,
-                )
-                await follow_moves(connection, self.collections, scope_rows, scopes)
-                await log_moves(connection, self.collections, states, scope_rows, companies, scopes, seq)
-                await connection.exec_driver_sql(self._sql.advance_counter, (seq,))
-            if device_id is not None and clock_ahead:
-                await connection.execute(
-                    update(devices)
-                    .where(devices.c.id == device_id)
-                    .values(last_seen_at_ms=now, clock_skew_ms=max_skew, clock_flagged_at_ms=now)
-                )
-            elif device_id is not None:
-                await connection.exec_driver_sql(self._sql.device_seen, (now, device_id))
-
-            def answer() -> None:
-                followed: str | None = None
-                for index, change in fresh:
-                    found = conflicted[(change.collection, change.record_id)]
-                    in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
-                    result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
-                    if walls[change.id] - now > self.settings.max_clock_ahead_ms:
-                        result.code = "clock_ahead"
-                        result.message = (
-                            "accepted, but this change is stamped ahead of the server's clock: "
-                            "check the phone's date, time and time zone"
-                        )
-                    elif followed is None or change.hlc > followed:
-                        followed = change.hlc
-                    results[index] = result
-                if followed is not None:
-                    # Observing the greatest hlc moves the clock as far as observing them all.
-                    self.clock.observe(followed)
-
-            # The answer is made while the commit (its fsync) runs; it is sent only once the
-            # commit has succeeded.
-            await _while(connection.commit(), answer)
-
-        return PushOutcome(
-            results=[r for r in results if r is not None],
-            server_hlc=self.clock.now(),
-            cursor=self._cursor(epoch, seq),
-            clock_skew_ms=max_skew if clock_ahead else None,
-        )
+        return seq, answer
 
     async def _drop_duplicates(
         self,

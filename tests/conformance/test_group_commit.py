@@ -1,0 +1,113 @@
+"""Pushes that arrive together share one transaction, and behave exactly as if each had its own:
+applied in arrival order, each seeing the ones before it, and one failing push costs the others
+nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+
+from schemas.protocol import Change
+from server.store import SyncStore
+from server.tables import changes
+from sync.merge import RecordKey, RecordState
+from tests.factories import set_
+
+
+def _count_commits(store: SyncStore) -> list[int]:
+    commits = [0]
+
+    def on_commit(_connection: Any) -> None:
+        commits[0] += 1
+
+    event.listen(store.engine.sync_engine, "commit", on_commit)
+    return commits
+
+
+async def _logged(store: SyncStore) -> int:
+    async with store.engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(changes))).scalar_one())
+
+
+async def test_pushes_that_arrive_together_share_a_commit(store: SyncStore) -> None:
+    pushes = 40
+    commits = _count_commits(store)
+    batches = [[set_("notes", f"p{n}-{i}", record=f"h{n}") for i in range(3)] for n in range(pushes)]
+    outcomes = await asyncio.gather(*(store.push(None, f"phone-{n}", b) for n, b in enumerate(batches)))
+    assert all(r.status == "applied" for o in outcomes for r in o.results)
+    assert commits[0] < pushes  # grouped: fewer commits than pushes
+    assert await _logged(store) == pushes * 3
+    # Each push's cursor covers its own changes and those of the pushes before it in its group.
+    seqs = sorted(int(o.cursor.split(".")[1]) for o in outcomes)
+    assert seqs == [3 * (n + 1) for n in range(pushes)]
+
+
+async def test_a_change_pushed_twice_in_one_group_is_applied_once(store: SyncStore) -> None:
+    change = set_("notes", "once")
+    first, second = await asyncio.gather(
+        store.push(None, "phone-a", [change]), store.push(None, "phone-b", [change])
+    )
+    assert sorted([first.results[0].status, second.results[0].status]) == ["applied", "duplicate"]
+    assert await _logged(store) == 1
+
+
+async def test_later_pushes_of_a_group_see_the_earlier_ones(store: SyncStore) -> None:
+    created = set_("notes", "first")
+    edited = set_("notes", "second", pred=(created.id,))
+    concurrent = set_("notes", "other")  # names nothing: concurrent with created
+    await asyncio.gather(
+        store.push(None, "phone-a", [created]),
+        store.push(None, "phone-a", [edited]),
+        store.push(None, "phone-b", [concurrent]),
+    )
+    view = await store.record("households", "h1")
+    # edited superseded created; concurrent stays beside it: one conflict of two heads, not three.
+    assert {h.value for h in view.conflicts["notes"]} == {"second", "other"}
+
+
+class _RefusedError(Exception):
+    pass
+
+
+async def test_a_push_refused_by_its_check_fails_alone(store: SyncStore) -> None:
+    def refuse(_states: Mapping[RecordKey, RecordState]) -> None:
+        raise _RefusedError
+
+    kept = [set_("notes", f"kept-{n}", record=f"h{n}") for n in range(4)]
+    refused = set_("notes", "refused", record="h9")
+    tasks = [asyncio.create_task(store.push(None, "phone", [c])) for c in kept[:2]]
+    tasks.append(asyncio.create_task(store.push(None, "admin", [refused], check=refuse)))
+    tasks += [asyncio.create_task(store.push(None, "phone", [c])) for c in kept[2:]]
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[2], _RefusedError)
+    assert [o.results[0].status for o in done if not isinstance(o, BaseException)] == ["applied"] * 4
+    assert await _logged(store) == 4
+
+
+async def test_a_push_failing_after_its_writes_leaves_nothing_and_the_others_are_kept(
+    store: SyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = store.conflict_tracker.track
+
+    async def failing_for_h9(connection: Any, states: Any, *args: Any, **kwargs: Any) -> None:
+        if ("households", "h9") in states:
+            raise RuntimeError("the tracker broke on h9")
+        await original(connection, states, *args, **kwargs)
+
+    monkeypatch.setattr(store.conflict_tracker, "track", failing_for_h9)
+    batches: list[list[Change]] = [[set_("notes", f"n{n}", record=f"h{n}")] for n in range(6)]
+    batches.insert(3, [set_("notes", "broken", record="h9")])
+    done = await asyncio.gather(*(store.push(None, "phone", b) for b in batches), return_exceptions=True)
+    assert isinstance(done[3], RuntimeError)
+    assert sum(1 for o in done if not isinstance(o, BaseException)) == 6
+    assert await _logged(store) == 6
+    with pytest.raises(Exception, match="no record"):
+        await store.record("households", "h9")
+    # The seqs stay gapless: the failed push's changes took none.
+    async with store.engine.connect() as connection:
+        seqs = (await connection.execute(select(changes.c.seq).order_by(changes.c.seq))).scalars().all()
+    assert list(seqs) == list(range(1, 7))
