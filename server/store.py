@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
-from sqlalchemy import and_, bindparam, func, select, text, tuple_, update
+from sqlalchemy import Select, and_, bindparam, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.codec import MalformedChange
@@ -855,6 +855,22 @@ class SyncStore:
             raise SyncError(400, "bad_cursor", "snapshot cursor was not issued by this server")
         return epoch, sync_seq, collection, record_id
 
+    def _with_states(self, page_keys: Select[tuple[str, str]]) -> Select[tuple[str, str, bytes]]:
+        """The page's records with their states, in key order."""
+        if not self._sql.sqlite:
+            # PostgreSQL's top-N sort carries the states cheaply; a join back costs more here.
+            return page_keys.add_columns(records.c.state)
+        # SQLite would sort whole rows, states included, of everything after the cursor (the
+        # scope's OR of indexes comes unordered): sort the keys alone, then fetch the page's
+        # states by primary key.
+        found = page_keys.subquery()
+        same = and_(records.c.collection == found.c.collection, records.c.record_id == found.c.record_id)
+        return (
+            select(records.c.collection, records.c.record_id, records.c.state)
+            .select_from(records.join(found, same))
+            .order_by(records.c.collection, records.c.record_id)
+        )
+
     async def snapshot(
         self, collection: str | None, page: str | None, limit: int, principal: Principal | None = None
     ) -> tuple[list[SnapshotRecord], str, bool, str]:
@@ -873,29 +889,32 @@ class SyncStore:
             else:
                 sync_seq, after_collection, after_id = last_seq, collection or "", ""
             key = tuple_(records.c.collection, records.c.record_id)
-            query = select(records.c.collection, records.c.record_id, records.c.state).where(
+            page_keys = select(records.c.collection, records.c.record_id).where(
                 key > tuple_(bindparam("after_collection"), bindparam("after_id"))
             )
             if collection is not None:
-                query = query.where(records.c.collection == collection)
+                page_keys = page_keys.where(records.c.collection == collection)
             if is_scoped(principal):
-                query = query.where(reads_filter(principal))
-            query = query.order_by(records.c.collection, records.c.record_id).limit(limit + 1)
+                page_keys = page_keys.where(reads_filter(principal))
+            page_keys = page_keys.order_by(records.c.collection, records.c.record_id).limit(limit + 1)
+            query = self._with_states(page_keys)
             params = {"after_collection": after_collection, "after_id": after_id}
             rows = (await connection.execute(query, params)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        page_records = [
-            SnapshotRecord(
-                collection=row.collection,
-                id=row.record_id,
-                heads=[
+        # Only the heads of masked fields go through the mask (most heads of a page are not).
+        masked = self._masked if principal is not None and not principal.is_admin else frozenset()
+        page_records = []
+        for row in rows:
+            heads = list(state_codec.decode(row.state).heads.values())
+            if masked:
+                heads = [
                     mask_change(principal, self.collections, head)
-                    for head in state_codec.decode(row.state).heads.values()
-                ],
-            )
-            for row in rows
-        ]
+                    if (head.collection, head.field) in masked
+                    else head
+                    for head in heads
+                ]
+            page_records.append(SnapshotRecord(collection=row.collection, id=row.record_id, heads=heads))
         last_collection, last_id = (
             (rows[-1].collection, rows[-1].record_id)
             if rows
