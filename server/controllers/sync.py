@@ -16,7 +16,7 @@ from schemas.codec import JSON
 from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
 from server.access import Principal
 from server.auth import SECURITY_REQUIREMENT
-from server.negotiation import encoded, request_codec, response_codec
+from server.negotiation import request_codec, response_codec
 from server.problems import problem
 from server.scoping import is_scoped
 from server.settings import Settings
@@ -58,6 +58,18 @@ def _inflate(request: Request[Any, Any, Any], body: bytes, limit: int) -> bytes:
     if len(raw) > limit or inflater.unconsumed_tail:
         raise problem(413, "body_too_large", f"the push body is over {limit} bytes once decompressed")
     return raw
+
+
+def _reply(request: Request[Any, Any, Any], message: Any) -> Response[bytes]:
+    """``message`` in the codec the client asked for, gzipped when it accepts gzip and the body
+    is worth it (a snapshot page of a community is megabytes of JSON; phones pay per byte)."""
+    codec = response_codec(request)
+    content = codec.encode(message)
+    if _accepts_gzip(request) and len(content) >= _GZIP_FROM:
+        gzipper = _gzipper()
+        content = gzipper.compress(content) + gzipper.flush()
+        return Response(content=content, media_type=codec.media_type, headers=_GZIP)
+    return Response(content=content, media_type=codec.media_type)
 
 
 def _limit(value: int | None, default: int, maximum: int) -> int:
@@ -142,13 +154,7 @@ class SyncController(Controller):
             cursor=outcome.cursor,
             clock_skew_ms=outcome.clock_skew_ms,
         )
-        reply = response_codec(request)
-        content = reply.encode(response)
-        if _accepts_gzip(request) and len(content) >= _GZIP_FROM:
-            gzipper = _gzipper()
-            content = gzipper.compress(content) + gzipper.flush()
-            return Response(content=content, media_type=reply.media_type, headers=_GZIP)
-        return Response(content=content, media_type=reply.media_type)
+        return _reply(request, response)
 
     @get("/pull", operation_id="pull", summary="Changes after a cursor, in server order")
     async def pull(
@@ -173,7 +179,7 @@ class SyncController(Controller):
         )
         if request.user.device_id is not None:
             await store.acks.record(request.user.device_id, since)
-        return encoded(PullResponse(changes=changes, cursor=cursor, more=more, left=left), codec)
+        return _reply(request, PullResponse(changes=changes, cursor=cursor, more=more, left=left))
 
     @get(
         "/snapshot",
@@ -196,4 +202,4 @@ class SyncController(Controller):
         count = _limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
         records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count, request.user)
         response = SnapshotResponse(records=records, cursor=next_page, more=more, sync_cursor=sync_cursor)
-        return encoded(response, response_codec(request))
+        return _reply(request, response)
