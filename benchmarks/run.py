@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import harness, peer, scenarios
+from server.demo import DemoPlan
 
 __all__ = ["SIZES", "Target", "evaluate", "main"]
 
@@ -36,7 +37,7 @@ class Size:
     small: int
     big: int
     repeats: int
-    households: int
+    district: DemoPlan  # the demo district the bootstrap's database holds
     devices: int
     device_runs: int
     peer_households: int
@@ -45,8 +46,11 @@ class Size:
 
 
 SIZES = {
-    "full": Size(50_000, 3, 10_000, 1_000_000, 20, 800, 500, 3, 5_000, 5_000, 2),
-    "tiny": Size(2_000, 1, 1_500, 3_000, 2, 20, 5, 1, 40, 40, 1),
+    "full": Size(50_000, 3, 10_000, 1_000_000, 20, DemoPlan(), 500, 3, 5_000, 5_000, 2),
+    # 13 buildings of 8: every community holds some, so the scope filter has others to leave out.
+    "tiny": Size(
+        2_000, 1, 1_500, 3_000, 2, DemoPlan(households=100, households_per_building=8), 5, 1, 40, 40, 1
+    ),
 }
 
 
@@ -161,7 +165,10 @@ def _figures_table(results: dict[str, Any]) -> Table:
                 "raw " + span(tp["raw_scan_rows_per_s"]),
             )
         if "bootstrap" in found:
-            table.add_row(backend, "phone bootstrap ms", span(found["bootstrap"]["phone_bootstrap_ms"]), "")
+            boot = found["bootstrap"]
+            community = f"{boot['households']:,} households, {sum(boot['records'].values()):,} records"
+            table.add_row(backend, "bootstrap snapshot ms", span(boot["snapshot_ms"]), community)
+            table.add_row(backend, "phone bootstrap ms", span(boot["phone_bootstrap_ms"]), "")
         if "peer" in found:
             pr = found["peer"]
             table.add_row(
@@ -203,7 +210,7 @@ async def _run(size: Size, backends: list[str], skip: set[str], console: Console
                     "incremental",
                     partial(scenarios.incremental_pull, backend, workdir, size.small, size.big, size.repeats),
                 ),
-                ("bootstrap", partial(scenarios.bootstrap, backend, workdir, size.households, size.repeats)),
+                ("bootstrap", partial(scenarios.bootstrap, backend, workdir, size.district, size.repeats)),
                 (
                     "devices",
                     partial(scenarios.many_devices, backend, workdir, size.devices, size.device_runs),

@@ -3,8 +3,10 @@ big database, and the bootstrap of one community. Each returns plain dicts for t
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,11 @@ import msgspec
 
 from benchmarks.harness import Database, Measure, enroll, fresh_database, in_process_store, serve
 from benchmarks.workload import HouseholdWorkload, change_row, push_body
-from schemas.protocol import Change
+from schemas.protocol import Change, SetChange
+from server.access import UserScope
+from server.accounts import AccountStore
+from server.database import create_engine
+from server.demo import DemoPlan, demo_changes, load_demo
 
 __all__ = ["bootstrap", "incremental_pull", "many_devices", "pull_all", "throughput"]
 
@@ -260,47 +266,123 @@ async def incremental_pull(backend: str, workdir: Path, small: int, big: int, re
 
 # ---------------------------------------------------------------------- scenario 4
 
+# The district's clock for the bootstrap: the demo's dates are offsets back from it, so a fixed
+# one (and the plan's fixed seed) makes every run load the same changes.
+DEMO_NOW = datetime.datetime(2026, 5, 15, 16, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
+BOOT_COMMUNITY = "c1"
+_PLACE_LINKS = {("households", "building_id"), ("buildings", "grid_id"), ("grids", "community_id")}
 
-async def bootstrap(backend: str, workdir: Path, households: int, repeats: int) -> dict[str, Any]:
-    """Snapshot of one community (``households`` households) by a new phone: the server's pages,
-    and the reference client's whole bootstrap into its own database."""
+
+class _SnapshotRecord(msgspec.Struct):
+    collection: str
+    heads: list[msgspec.Raw]
+
+
+class _SnapshotPage(msgspec.Struct):
+    records: list[_SnapshotRecord]
+    cursor: str
+    more: bool
+
+
+_snapshot_page = msgspec.json.Decoder(_SnapshotPage)
+
+
+def _community_households(changes: list[Change], community: str) -> int:
+    """How many households the demo puts in ``community``, read from the changes themselves
+    (household -> building -> grid -> community), not from the server's scope columns."""
+    up: dict[tuple[str, str], Any] = {
+        (c.collection, c.record_id): c.value
+        for c in changes
+        if isinstance(c, SetChange) and (c.collection, c.field) in _PLACE_LINKS
+    }
+    households = [building for (collection, _), building in up.items() if collection == "households"]
+    return sum(up.get(("grids", up.get(("buildings", b), ""))) == community for b in households)
+
+
+async def _grid_worker_phone(database: Database, changes: list[Change], community: str) -> str:
+    """A grid worker assigned every grid of ``community`` (and the community itself, whose record
+    the phone shows), with one enrolled phone; returns the phone's token."""
+    grids = sorted(
+        c.record_id
+        for c in changes
+        if isinstance(c, SetChange)
+        and (c.collection, c.field) == ("grids", "community_id")
+        and c.value == community
+    )
+    engine = create_engine(database.url)
+    try:
+        accounts = AccountStore(engine)
+        scope = UserScope(communities=(community,), grids=tuple(grids))
+        user = await accounts.create_user(f"worker-{community}", "grid_worker", scope)
+        _, token = await accounts.enroll_device(user.id, f"new-phone-{community}")
+        return token
+    finally:
+        await engine.dispose()
+
+
+def _snapshot_pages(http: httpx.Client) -> tuple[float, list[bytes]]:
+    """Every page of the caller's snapshot at the default page size, all collections; returns
+    the milliseconds spent in the requests (round trips on loopback) and the bodies."""
+    bodies: list[bytes] = []
+    seconds, cursor, more = 0.0, None, True
+    while more:
+        start = time.perf_counter()
+        reply = http.get("/v1/sync/snapshot", params={"cursor": cursor} if cursor else None)
+        seconds += time.perf_counter() - start
+        reply.raise_for_status()
+        page = _snapshot_page.decode(reply.content)
+        bodies.append(reply.content)
+        cursor, more = page.cursor, page.more
+    return seconds * 1000, bodies
+
+
+async def bootstrap(backend: str, workdir: Path, district: DemoPlan, repeats: int) -> dict[str, Any]:
+    """A new phone of a grid worker who serves a whole community bootstraps it from a database
+    holding the whole demo district: the snapshot's pages (all collections, default page size)
+    as the server answers them, and the reference client's whole bootstrap into its own file."""
     from sync.client import Replica
 
-    workload = HouseholdWorkload(seed=17, edit_share=0.0)
-    changes = [c for number in range(1, households + 1) for c in workload.household(number)]
+    changes = demo_changes(district, DEMO_NOW)
+    expected = _community_households(changes, BOOT_COMMUNITY)
     async with fresh_database(backend, workdir, "boot") as database:
-        [(device_id, token)] = await enroll(database, 1)
-        await _load(database, changes, device_id)
+        start = time.perf_counter()
+        async with in_process_store(database) as store:
+            loaded = await load_demo(store, changes)
+        load_seconds = time.perf_counter() - start
+        assert not loaded.rejected, loaded.rejected[:3]
+        token = await _grid_worker_phone(database, changes, BOOT_COMMUNITY)
         server_ms, client_ms = Measure(), Measure()
         with serve(database, workdir) as server, _client(server.base_url, token) as http:
             for run in range(repeats + 1):
-                start = time.perf_counter()
-                cursor, more, records = None, True, 0
-                while more:
-                    params: dict[str, Any] = {"collection": "households"} | (
-                        {"cursor": cursor} if cursor else {}
-                    )
-                    reply = http.get("/v1/sync/snapshot", params=params)
-                    reply.raise_for_status()
-                    page = reply.json()
-                    records += len(page["records"])
-                    cursor, more = page["cursor"], page["more"]
-                elapsed = (time.perf_counter() - start) * 1000
-                assert records == households, records
+                elapsed, bodies = _snapshot_pages(http)
                 phone = Replica(workdir / f"phone-{run}.db", f"new-phone-{run}", token=token)
                 try:
                     start = time.perf_counter()
-                    phone.bootstrap(http, collection="households")
+                    phone.bootstrap(http)
                     client_elapsed = (time.perf_counter() - start) * 1000
+                    held = phone.db.execute("SELECT count(*) FROM records").fetchone()[0]
                 finally:
                     phone.close()
+                    Path(workdir / f"phone-{run}.db").unlink(missing_ok=True)
                 if run:  # the first run warms the server
                     server_ms.add(elapsed)
                     client_ms.add(client_elapsed)
+    pages = [_snapshot_page.decode(body) for body in bodies]
+    counts = Counter(record.collection for page in pages for record in page.records)
+    heads = sum(len(record.heads) for page in pages for record in page.records)
+    # A broken scope filter must not pass as a fast snapshot.
+    assert counts["households"] == expected, (counts["households"], expected)
+    assert held == sum(counts.values()), (held, counts)
     return {
-        "households": households,
+        "district": {"households": district.households, "seed": district.seed, "now": DEMO_NOW.isoformat()},
         "changes": len(changes),
-        "residents": "not yet: the domain collections have not landed, so households only",
+        "load_seconds": load_seconds,
+        "caller": f"grid_worker of every grid of community {BOOT_COMMUNITY}",
+        "households": counts["households"],
+        "records": dict(sorted(counts.items())),
+        "heads": heads,
+        "pages": len(pages),
+        "snapshot_bytes": sum(map(len, bodies)),
         "snapshot_ms": server_ms.summary(),
         "phone_bootstrap_ms": client_ms.summary(),
     }

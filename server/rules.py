@@ -189,13 +189,19 @@ async def judge_batch(
     fresh: list[tuple[int, Change]],
     results: list[ChangeResult | None],
     rows: Mapping[RecordKey, ScopeRow],
+    *,
+    written: Mapping[str, Change] | None = None,
 ) -> list[tuple[int, Change]]:
     """Judge the new changes of a push (in order). ``rows`` holds the stored records among
-    ``server.scope.scope_keys(...)``. Rejections go into ``results``; the records that only
-    rejected changes touched leave ``states``. Returns the accepted changes."""
+    ``server.scope.scope_keys(...)``; ``written``, changes of the same transaction not yet in
+    the log. Rejections go into ``results``; the records that only rejected changes touched
+    leave ``states``. Returns the accepted changes."""
     batch = [c for _, c in fresh]
+    written = written or {}
     preds = _transition_preds(collections, states, batch)
-    logged = await _values_of(connection, preds) if preds else {}
+    logged = {p: written[p].value for p in preds if p in written}
+    unwritten = [p for p in preds if p not in written]
+    logged |= await _values_of(connection, unwritten) if unwritten else {}
     judge = _Judge(collections, states, rows, set(states), logged)
     kept: list[tuple[int, Change]] = []
     for index, change in fresh:

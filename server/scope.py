@@ -31,6 +31,7 @@ __all__ = [
     "Scope",
     "ScopeRow",
     "follow_moves",
+    "has_moves",
     "link_target",
     "resolve_scopes",
     "scope_keys",
@@ -112,6 +113,18 @@ def resolve_scopes(
             scope = scope._replace(**{spec.scope_self: key[1]})
         resolved[key] = scope
     return resolved
+
+
+def has_moves(
+    collections: Mapping[str, CollectionSpec],
+    before: Mapping[RecordKey, ScopeRow],
+    after: Mapping[RecordKey, Scope],
+) -> bool:
+    """Whether ``follow_moves`` has records below a moved one to update."""
+    return any(
+        collections[key[0]].scope_self is not None and key in before and before[key].scope != scope
+        for key, scope in after.items()
+    )
 
 
 async def follow_moves(

@@ -11,12 +11,12 @@ import base64
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
-from sqlalchemy import and_, bindparam, func, select, text, tuple_, update
+from sqlalchemy import Select, and_, bindparam, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.codec import MalformedChange
@@ -35,7 +35,7 @@ from server.conflicts import ConflictTracker
 from server.database import driver_rows
 from server.horizon import PullAcknowledgements, change_digest, compacted_digests
 from server.rules import judge_batch
-from server.scope import Scope, ScopeRow, follow_moves, resolve_scopes, scope_keys
+from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
 from server.scoping import (
     authorize_batch,
     company_of,
@@ -116,12 +116,58 @@ class _Stored(NamedTuple):
     row: ScopeRow
 
 
-class _SavePlan(NamedTuple):
-    """What a push writes to ``records``, and the conflicts of each record it touched."""
+class _Place(NamedTuple):
+    """What ``records`` holds of a record besides its state: where to write it as an update."""
 
-    upserts: list[tuple[Any, ...]]
-    updates: list[tuple[Any, ...]]
-    conflicted: dict[RecordKey, dict[str, list[ConflictHead]]]
+    scope: Scope
+    company: str | None
+
+
+class _GroupView:
+    """One group's transaction as its pushes see it. Reads are answered from what the group
+    fetched up front and from what earlier pushes of the group wrote, so each push sees the
+    ones before it; the writes wait here and go out together (``flush``)."""
+
+    def __init__(self, last_seq: int) -> None:
+        self.seq = last_seq
+        # Rows of the change log with the ids the group's pushes carry, and compacted digests.
+        self.logged: dict[str, Any] = {}
+        self.gone: dict[str, str] = {}
+        # Changes earlier pushes of the group wrote (not yet in the table until a flush).
+        self.accepted: dict[str, Change] = {}
+        # Every record read or written so far: its state, and its row as the next push sees it.
+        self.states: dict[RecordKey, RecordState] = {}
+        self.current: dict[RecordKey, _Stored | None] = {}
+        # What the table holds of the records (after the last flush), and the records to write.
+        self.in_table: dict[RecordKey, _Place] = {}
+        self.dirty: dict[RecordKey, tuple[bool, int]] = {}
+        self.change_rows: list[tuple[Any, ...]] = []
+        self.seen: dict[str, int] = {}
+
+    def state(self, key: RecordKey) -> RecordState:
+        state = self.states.get(key)
+        if state is None:
+            found = self.current.get(key)
+            state = self.states[key] = RecordState() if found is None else state_codec.decode(found.blob)
+        return state
+
+    def places(self) -> dict[RecordKey, ScopeRow]:
+        """Every record known to exist (in the table or written by the group), with its place."""
+        return {key: found.row for key, found in self.current.items() if found is not None}
+
+    def written(
+        self,
+        states: Mapping[RecordKey, RecordState],
+        scopes: Mapping[RecordKey, Scope],
+        conflicted: Mapping[RecordKey, dict[str, list[ConflictHead]]],
+    ) -> None:
+        """A push's records, as the next push of the group must see them."""
+        for key, state in states.items():
+            company = company_of(key[0], state)
+            self.current[key] = _Stored(
+                b"", bool(conflicted[key]), company, ScopeRow(scopes[key], is_deleted(state))
+            )
+            self.dirty[key] = (bool(conflicted[key]), self.seq)
 
 
 # At most this many changes share one transaction: a lone push of the largest size is never
@@ -440,16 +486,26 @@ class SyncStore:
             await connection.begin()
             # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
             last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
-            seq = last_seq
+            view = _GroupView(last_seq)
+            # What every push of the group will read, in one statement each.
+            ids = [c.id for job in group for _, c in job.candidates]
+            if ids:
+                found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
+                view.logged.update((row.id, row) for row in found)
+            if floor > 0:
+                view.gone = await compacted_digests(connection, [i for i in ids if i not in view.logged])
+            await self._load_records(
+                connection, view, {(c.collection, c.record_id) for job in group for _, c in job.candidates}
+            )
             answers: list[Callable[[], PushOutcome]] = []
             for job in group:
                 try:
-                    seq, answer = await self._apply(connection, job, seq, epoch, floor)
+                    answers.append(await self._apply(connection, view, job, epoch, compacted=floor > 0))
                 except Exception as error:
                     raise _PushError(job, error) from error
-                answers.append(answer)
-            if seq != last_seq:
-                await connection.exec_driver_sql(self._sql.advance_counter, (seq,))
+            await self._flush(connection, view)
+            if view.seq != last_seq:
+                await connection.exec_driver_sql(self._sql.advance_counter, (view.seq,))
             # The answers are made while the commit (its fsync) runs; none is sent unless the
             # commit succeeds.
             outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
@@ -458,43 +514,43 @@ class SyncStore:
                 job.outcome.set_result(outcome)
 
     async def _apply(
-        self, connection: AsyncConnection, job: _PushJob, last_seq: int, epoch: str, floor: int
-    ) -> tuple[int, Callable[[], PushOutcome]]:
-        """One push inside its group's transaction: the new last seq, and how to answer it."""
+        self, connection: AsyncConnection, view: _GroupView, job: _PushJob, epoch: str, *, compacted: bool
+    ) -> Callable[[], PushOutcome]:
+        """One push, in full, inside its group's transaction; returns how to answer it."""
         device_id, principal = job.device_id, job.principal
         results = list(job.results)
         now = _now_ms()
         walls = {c.id: hlc_wall_ms(c.hlc) for _, c in job.candidates}
         max_skew = max((wall - now for wall in walls.values()), default=None)
         clock_ahead = max_skew is not None and max_skew > self.settings.max_clock_ahead_ms
-        compacted = floor > 0
-        fresh = await self._drop_duplicates(connection, job.candidates, results, compacted=compacted)
-        stored = await self._load_records(connection, {(c.collection, c.record_id) for _, c in fresh})
-        states = {
-            key: state_codec.decode(stored[key].blob) if key in stored else RecordState()
-            for key in sorted({(c.collection, c.record_id) for _, c in fresh})
-        }
-        flagged = {key for key, found in stored.items() if found.conflict}
+        fresh = self._drop_duplicates(view, job.candidates, results)
+        keys = sorted({(c.collection, c.record_id) for _, c in fresh})
+        await self._load_records(connection, view, keys)
+        states = {key: view.state(key) for key in keys}
+        flagged = {key for key in keys if (found := view.current.get(key)) is not None and found.conflict}
         if job.check is not None:
             job.check(states)
         # Domain rules (server/rules.py) and scopes read the touched records and those the
-        # batch links to or names; the touched ones came with their states.
-        scope_rows = {key: found.row for key, found in stored.items()}
-        linked = scope_keys(self.collections, states, [c for _, c in fresh]) - states.keys()
-        scope_rows |= {
-            key: found.row for key, found in (await self._load_records(connection, linked)).items()
-        }
-        fresh = await judge_batch(connection, self.collections, states, fresh, results, scope_rows)
-        lookup = sorted(preds_to_look_up(states, [c for _, c in fresh]))
-        known = await self._existing_ids(connection, lookup, compacted=compacted)
+        # batch links to or names.
+        await self._load_records(
+            connection, view, scope_keys(self.collections, states, [c for _, c in fresh])
+        )
+        scope_rows = view.places()
+        fresh = await judge_batch(
+            connection, self.collections, states, fresh, results, scope_rows, written=view.accepted
+        )
+        lookup = preds_to_look_up(states, [c for _, c in fresh])
+        known = {i for i in lookup if i in view.accepted}
+        known |= await self._existing_ids(connection, sorted(lookup - known), compacted=compacted)
         fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
         fresh_changes = [c for _, c in fresh]
         companies = {key: company_of(key[0], state) for key, state in states.items()}
         apply_batch(states, fresh_changes, known)
-        seq = last_seq
-        conflicted: dict[RecordKey, dict[str, list[ConflictHead]]] = {}
+        conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
+        first = view.seq + 1
         if fresh:
-            rows = [
+            view.seq += len(fresh_changes)
+            view.change_rows += [
                 (
                     seq,
                     change.id,
@@ -508,36 +564,30 @@ class SyncStore:
                     device_id,
                     now,
                 )
-                for seq, change in enumerate(fresh_changes, last_seq + 1)
+                for seq, change in enumerate(fresh_changes, first)
             ]
-            seq = last_seq + len(rows)
-            scopes: dict[RecordKey, Scope] = {}
-
-            def plan() -> _SavePlan:
-                scopes.update(resolve_scopes(self.collections, states, scope_rows))
-                return self._plan_save(states, stored, scopes, seq)
-
-            # The log insert is the biggest statement of a push: the records' rows are made
-            # meanwhile.
-            saving = await _while(connection.exec_driver_sql(self._sql.insert_changes, rows), plan)
-            conflicted = saving.conflicted
-            if saving.upserts:
-                await connection.exec_driver_sql(self._sql.upsert_records, saving.upserts)
-            if saving.updates:
-                await connection.exec_driver_sql(self._sql.update_states, saving.updates)
+            view.accepted.update((change.id, change) for change in fresh_changes)
+            scopes = resolve_scopes(self.collections, states, scope_rows)
+            view.written(states, scopes, conflicted)
             await self.conflict_tracker.track(
                 connection,
                 states,
                 {key for key, found in conflicted.items() if found},
                 flagged,
                 fresh_changes,
-                seq=seq,
+                seq=view.seq,
                 now_ms=now,
                 device_id=device_id,
                 via=job.via,
             )
-            await follow_moves(connection, self.collections, scope_rows, scopes)
-            await log_moves(connection, self.collections, states, scope_rows, companies, scopes, seq)
+            if has_moves(self.collections, scope_rows, scopes):
+                # Records below a moved one are updated in the table: it must hold everything
+                # the group wrote so far, and the group's view of places is read again after.
+                await self._flush(connection, view)
+                await follow_moves(connection, self.collections, scope_rows, scopes)
+                view.current.clear()
+                await self._load_records(connection, view, list(view.states))
+            await log_moves(connection, self.collections, states, scope_rows, companies, scopes, view.seq)
         if device_id is not None and clock_ahead:
             await connection.execute(
                 update(devices)
@@ -545,7 +595,8 @@ class SyncStore:
                 .values(last_seen_at_ms=now, clock_skew_ms=max_skew, clock_flagged_at_ms=now)
             )
         elif device_id is not None:
-            await connection.exec_driver_sql(self._sql.device_seen, (now, device_id))
+            view.seen[device_id] = now
+        seq = view.seq
 
         def answer() -> PushOutcome:
             followed: str | None = None
@@ -572,31 +623,68 @@ class SyncStore:
                 clock_skew_ms=max_skew if clock_ahead else None,
             )
 
-        return seq, answer
+        return answer
 
-    async def _drop_duplicates(
-        self,
-        connection: AsyncConnection,
-        candidates: list[tuple[int, Change]],
-        results: list[ChangeResult | None],
-        *,
-        compacted: bool = False,
+    async def _flush(self, connection: AsyncConnection, view: _GroupView) -> None:
+        """Write what the group's pushes wrote so far: the log rows, the records (a full upsert
+        for new records and records that moved, a state update for the others), the devices'
+        last-seen times."""
+        rows, view.change_rows = view.change_rows, []
+
+        def plan() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            upserts: list[tuple[Any, ...]] = []
+            updates: list[tuple[Any, ...]] = []
+            for key, (in_conflict, seq) in view.dirty.items():
+                collection, record_id = key
+                state, found = view.states[key], view.current[key]
+                assert found is not None
+                blob, deleted = state_codec.encode(state), found.row.deleted
+                place = _Place(found.row.scope, found.company)
+                if view.in_table.get(key) == place:
+                    updates.append((blob, deleted, in_conflict, seq, collection, record_id))
+                else:
+                    upserts.append(
+                        (
+                            collection,
+                            record_id,
+                            blob,
+                            deleted,
+                            in_conflict,
+                            seq,
+                            place.company,
+                            *place.scope,
+                        )
+                    )
+                    view.in_table[key] = place
+            view.dirty.clear()
+            return upserts, updates
+
+        # The log insert is the biggest statement of a push: the records' rows are made meanwhile.
+        if rows:
+            upserts, updates = await _while(connection.exec_driver_sql(self._sql.insert_changes, rows), plan)
+        else:
+            upserts, updates = plan()
+        if upserts:
+            await connection.exec_driver_sql(self._sql.upsert_records, upserts)
+        if updates:
+            await connection.exec_driver_sql(self._sql.update_states, updates)
+        if view.seen:
+            await connection.exec_driver_sql(
+                self._sql.device_seen, [(at, device_id) for device_id, at in sorted(view.seen.items())]
+            )
+            view.seen.clear()
+
+    def _drop_duplicates(
+        self, view: _GroupView, candidates: list[tuple[int, Change]], results: list[ChangeResult | None]
     ) -> list[tuple[int, Change]]:
-        """Judge ids seen before (in the log or earlier in this batch); return the new changes.
-
-        With ``compacted``, ids no longer in the log are also looked up among compacted ones."""
-        existing: dict[str, Any] = {}
-        ids = [c.id for _, c in candidates]
-        if ids:
-            found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
-            existing.update((row.id, row) for row in found)
-        gone = await compacted_digests(connection, [i for i in ids if i not in existing]) if compacted else {}
+        """Judge ids seen before (in the log, compacted, written by an earlier push of the group,
+        or earlier in this batch); return the new changes."""
         fresh: list[tuple[int, Change]] = []
         in_batch: dict[str, Change] = {}
         for index, change in candidates:
-            row: Any = existing.get(change.id)
-            earlier = in_batch.get(change.id)
-            digest = gone.get(change.id)
+            row: Any = view.logged.get(change.id)
+            earlier = in_batch.get(change.id) or view.accepted.get(change.id)
+            digest = view.gone.get(change.id)
             if digest is not None:
                 same = digest == change_digest(
                     change.collection,
@@ -629,23 +717,26 @@ class SyncStore:
         return fresh
 
     async def _load_records(
-        self, connection: AsyncConnection, keys: set[RecordKey]
-    ) -> dict[RecordKey, _Stored]:
-        """The stored rows of ``keys`` (those that exist), one query per collection."""
+        self, connection: AsyncConnection, view: _GroupView, keys: Iterable[RecordKey]
+    ) -> None:
+        """Read into the view the rows of ``keys`` it does not know yet, one query per collection."""
         by_collection: dict[str, list[str]] = {}
-        for collection, record_id in sorted(keys):
-            by_collection.setdefault(collection, []).append(record_id)
-        found: dict[RecordKey, _Stored] = {}
+        for key in sorted(set(keys)):
+            if key not in view.current:
+                by_collection.setdefault(key[0], []).append(key[1])
         for collection, record_ids in by_collection.items():
             rows = await connection.exec_driver_sql(
                 self._sql.records_by_id, (collection, self._sql.id_list(record_ids))
             )
+            for record_id in record_ids:
+                view.current[(collection, record_id)] = None
             for row in rows:
                 record_id, blob, conflict, deleted, company, *scope = tuple(row)
-                found[(collection, record_id)] = _Stored(
+                key = (collection, record_id)
+                found = view.current[key] = _Stored(
                     blob, bool(conflict), company, ScopeRow(Scope(*scope), bool(deleted))
                 )
-        return found
+                view.in_table[key] = _Place(found.row.scope, company)
 
     async def _existing_ids(
         self, connection: AsyncConnection, ids: Sequence[str], *, compacted: bool = False
@@ -657,29 +748,6 @@ class SyncStore:
         if compacted:
             found.update(await compacted_digests(connection, [i for i in ids if i not in found]))
         return found
-
-    def _plan_save(
-        self,
-        states: Mapping[RecordKey, RecordState],
-        stored: Mapping[RecordKey, _Stored],
-        scopes: Mapping[RecordKey, Scope],
-        seq: int,
-    ) -> _SavePlan:
-        """The ``records`` rows of a push: a full upsert for new records and records that
-        moved, a state update for the others."""
-        plan = _SavePlan([], [], {})
-        for key, state in states.items():
-            collection, record_id = key
-            found = conflicts(state, self.collections[collection])
-            plan.conflicted[key] = found
-            blob, deleted = state_codec.encode(state), is_deleted(state)
-            company, scope = company_of(collection, state), scopes[key]
-            before = stored.get(key)
-            if before is not None and before.row.scope == scope and before.company == company:
-                plan.updates.append((blob, deleted, bool(found), seq, collection, record_id))
-            else:
-                plan.upserts.append((collection, record_id, blob, deleted, bool(found), seq, company, *scope))
-        return plan
 
     # ------------------------------------------------------------------ pull
 
@@ -780,6 +848,22 @@ class SyncStore:
             raise SyncError(400, "bad_cursor", "snapshot cursor was not issued by this server")
         return epoch, sync_seq, collection, record_id
 
+    def _with_states(self, page_keys: Select[tuple[str, str]]) -> Select[tuple[str, str, bytes]]:
+        """The page's records with their states, in key order."""
+        if not self._sql.sqlite:
+            # PostgreSQL's top-N sort carries the states cheaply; a join back costs more here.
+            return page_keys.add_columns(records.c.state)
+        # SQLite would sort whole rows, states included, of everything after the cursor (the
+        # scope's OR of indexes comes unordered): sort the keys alone, then fetch the page's
+        # states by primary key.
+        found = page_keys.subquery()
+        same = and_(records.c.collection == found.c.collection, records.c.record_id == found.c.record_id)
+        return (
+            select(records.c.collection, records.c.record_id, records.c.state)
+            .select_from(records.join(found, same))
+            .order_by(records.c.collection, records.c.record_id)
+        )
+
     async def snapshot(
         self, collection: str | None, page: str | None, limit: int, principal: Principal | None = None
     ) -> tuple[list[SnapshotRecord], str, bool, str]:
@@ -798,29 +882,32 @@ class SyncStore:
             else:
                 sync_seq, after_collection, after_id = last_seq, collection or "", ""
             key = tuple_(records.c.collection, records.c.record_id)
-            query = select(records.c.collection, records.c.record_id, records.c.state).where(
+            page_keys = select(records.c.collection, records.c.record_id).where(
                 key > tuple_(bindparam("after_collection"), bindparam("after_id"))
             )
             if collection is not None:
-                query = query.where(records.c.collection == collection)
+                page_keys = page_keys.where(records.c.collection == collection)
             if is_scoped(principal):
-                query = query.where(reads_filter(principal))
-            query = query.order_by(records.c.collection, records.c.record_id).limit(limit + 1)
+                page_keys = page_keys.where(reads_filter(principal))
+            page_keys = page_keys.order_by(records.c.collection, records.c.record_id).limit(limit + 1)
+            query = self._with_states(page_keys)
             params = {"after_collection": after_collection, "after_id": after_id}
             rows = (await connection.execute(query, params)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        page_records = [
-            SnapshotRecord(
-                collection=row.collection,
-                id=row.record_id,
-                heads=[
+        # Only the heads of masked fields go through the mask (most heads of a page are not).
+        masked = self._masked if principal is not None and not principal.is_admin else frozenset()
+        page_records = []
+        for row in rows:
+            heads = list(state_codec.decode(row.state).heads.values())
+            if masked:
+                heads = [
                     mask_change(principal, self.collections, head)
-                    for head in state_codec.decode(row.state).heads.values()
-                ],
-            )
-            for row in rows
-        ]
+                    if (head.collection, head.field) in masked
+                    else head
+                    for head in heads
+                ]
+            page_records.append(SnapshotRecord(collection=row.collection, id=row.record_id, heads=heads))
         last_collection, last_id = (
             (rows[-1].collection, rows[-1].record_id)
             if rows

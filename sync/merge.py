@@ -174,8 +174,20 @@ def _status(state: RecordState) -> tuple[list[Change], list[Change]]:
 
 
 def is_deleted(state: RecordState) -> bool:
+    if not any(isinstance(change, DeleteChange) for change in state.heads.values()):
+        return False  # the common case, without building the lists
     deletes, live = _status(state)
     return bool(deletes) and not live
+
+
+def _may_conflict(state: RecordState) -> bool:
+    """False when the record has one head per field and no delete: then nothing disagrees."""
+    fields: set[str] = set()
+    for change in state.heads.values():
+        if isinstance(change, DeleteChange) or change.field in fields:
+            return True
+        fields.add(change.field)
+    return False
 
 
 def _field_heads(state: RecordState) -> dict[str, list[Change]]:
@@ -189,6 +201,8 @@ def _field_heads(state: RecordState) -> dict[str, list[Change]]:
 def conflicts(state: RecordState, spec: CollectionSpec) -> dict[str, list[ConflictHead]]:
     """Fields whose heads disagree, and a delete with the edits made concurrently with it."""
     found: dict[str, list[ConflictHead]] = {}
+    if not _may_conflict(state):
+        return found
     for name, heads in _field_heads(state).items():
         field_spec = spec.fields.get(name)
         if field_spec is None or field_spec.policy != "scalar" or len(heads) < 2:

@@ -20,7 +20,7 @@ from schemas.codec import JSON
 from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
 from server.access import Principal
 from server.auth import SECURITY_REQUIREMENT
-from server.negotiation import encoded, request_codec, response_codec
+from server.negotiation import request_codec, response_codec
 from server.problems import problem
 from server.scoping import is_scoped
 from server.settings import Settings
@@ -62,6 +62,21 @@ def _inflate(request: Request[Any, Any, Any], body: bytes, limit: int) -> bytes:
     if len(raw) > limit or inflater.unconsumed_tail:
         raise problem(413, "body_too_large", f"the push body is over {limit} bytes once decompressed")
     return raw
+
+
+def _reply(
+    request: Request[Any, Any, Any], message: Any, background: BackgroundTask | None = None
+) -> Response[bytes]:
+    """``message`` in the codec the client asked for, gzipped when it accepts gzip and the body
+    is worth it (a snapshot page of a community is megabytes of JSON; phones pay per byte);
+    ``background`` runs once it is sent."""
+    codec = response_codec(request)
+    content = codec.encode(message)
+    if _accepts_gzip(request) and len(content) >= _GZIP_FROM:
+        gzipper = _gzipper()
+        content = gzipper.compress(content) + gzipper.flush()
+        return Response(content=content, media_type=codec.media_type, headers=_GZIP, background=background)
+    return Response(content=content, media_type=codec.media_type, background=background)
 
 
 def _limit(value: int | None, default: int, maximum: int) -> int:
@@ -165,13 +180,7 @@ class SyncController(Controller):
             cursor=outcome.cursor,
             clock_skew_ms=outcome.clock_skew_ms,
         )
-        reply = response_codec(request)
-        content = reply.encode(response)
-        if _accepts_gzip(request) and len(content) >= _GZIP_FROM:
-            gzipper = _gzipper()
-            content = gzipper.compress(content) + gzipper.flush()
-            return Response(content=content, media_type=reply.media_type, headers=_GZIP)
-        return Response(content=content, media_type=reply.media_type)
+        return _reply(request, response)
 
     @get("/pull", operation_id="pull", summary="Changes after a cursor, in server order")
     async def pull(
@@ -196,7 +205,7 @@ class SyncController(Controller):
             since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
         )
         page = PullResponse(changes=changes, cursor=cursor, more=more, left=left)
-        return Response(content=codec.encode(page), media_type=codec.media_type, background=ack)
+        return _reply(request, page, background=ack)
 
     @get(
         "/snapshot",
@@ -219,4 +228,4 @@ class SyncController(Controller):
         count = _limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
         records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count, request.user)
         response = SnapshotResponse(records=records, cursor=next_page, more=more, sync_cursor=sync_cursor)
-        return encoded(response, response_codec(request))
+        return _reply(request, response)

@@ -44,3 +44,14 @@ def test_a_gzipped_push_is_bounded_by_its_decompressed_size(client: Client) -> N
     assert (reply.status_code, reply.json()["code"]) == (400, "malformed_body")
     reply = client.post("/v1/sync/push", content=_push_body(1), headers=headers | {"content-encoding": "br"})
     assert (reply.status_code, reply.json()["code"]) == (415, "unsupported_content_encoding")
+
+
+def test_snapshot_pages_come_back_gzipped_to_a_phone_that_accepts_gzip(client: Client) -> None:
+    reply = client.post("/v1/sync/push", content=_push_body(40), headers={"content-type": "application/json"})
+    assert reply.status_code == 200, reply.text
+    zipped = client.get("/v1/sync/snapshot", headers={"accept-encoding": "gzip"})
+    plain = client.get("/v1/sync/snapshot", headers={"accept-encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert zipped.json() == plain.json()
+    assert len(plain.json()["records"]) == 40

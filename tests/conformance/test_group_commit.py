@@ -111,3 +111,26 @@ async def test_a_push_failing_after_its_writes_leaves_nothing_and_the_others_are
     async with store.engine.connect() as connection:
         seqs = (await connection.execute(select(changes.c.seq).order_by(changes.c.seq))).scalars().all()
     assert list(seqs) == list(range(1, 7))
+
+
+async def test_rules_see_records_and_changes_of_earlier_pushes_in_the_group(store: SyncStore) -> None:
+    household = set_("notes", "new household", record="h-new")
+    visit = set_("household_id", "h-new", collection="visits", record="v1")
+    submitted = set_("status", "submitted", collection="requests", record="r1")
+    dispatched = set_("status", "dispatched", collection="requests", record="r1", pred=(submitted.id,))
+    # Made by a phone that saw only "submitted" (no longer a head): judged from that value, which
+    # an earlier push of the group wrote and the log does not hold yet.
+    skipping = set_("status", "accepted", collection="requests", record="r1", pred=(submitted.id,))
+    outcomes = await asyncio.gather(
+        store.push(None, "phone-a", [household]),
+        store.push(None, "phone-b", [visit]),  # names the household of the push before it
+        store.push(None, "phone-c", [submitted]),
+        store.push(None, "phone-c", [dispatched]),  # a legal move from the value the push before wrote
+        store.push(None, "phone-d", [skipping]),
+    )
+    assert [o.results[0].status for o in outcomes[:4]] == ["applied"] * 4
+    assert outcomes[4].results[0].code == "illegal_transition_from_submitted"
+    request = await store.record("requests", "r1")
+    assert request.fields["status"] == "dispatched"
+    visited = await store.record("visits", "v1")
+    assert visited.fields["household_id"] == "h-new"
