@@ -49,7 +49,7 @@ from server.scoping import (
     scope_fingerprint,
 )
 from server.settings import Settings
-from server.tables import SCOPE_COLUMNS, changes, devices, records, sync_counter
+from server.tables import SCOPE_COLUMNS, changes, devices, records
 from sync.hlc import HybridClock, hlc_wall_ms
 from sync.merge import (
     RecordKey,
@@ -87,6 +87,10 @@ class PushOutcome:
     server_hlc: str
     cursor: str
     clock_skew_ms: int | None
+
+
+# The single counter row, read straight from the driver (same text for both).
+_POSITION = "SELECT epoch, last_seq, compacted_seq FROM sync_counter WHERE id = 1"
 
 
 def _now_ms() -> int:
@@ -373,13 +377,9 @@ class SyncStore:
         return f"{epoch}.{seq}.{fingerprint}" if fingerprint else f"{epoch}.{seq}"
 
     async def _position(self, connection: AsyncConnection) -> tuple[str, int, int]:
-        """(epoch, last seq, compaction floor)."""
-        row = (
-            await connection.execute(
-                select(sync_counter.c.epoch, sync_counter.c.last_seq, sync_counter.c.compacted_seq)
-            )
-        ).one()
-        return row.epoch, row.last_seq, row.compacted_seq
+        """(epoch, last seq, compaction floor), for the reads (every pull and snapshot page)."""
+        [(epoch, last_seq, floor)] = await driver_rows(connection, _POSITION)
+        return epoch, last_seq, floor
 
     def _parse_cursor(
         self,
