@@ -233,6 +233,22 @@ class AccountStore:
             )
         return device_id, token
 
+    async def add_user(
+        self, actor: Principal, name: str, role: str, scope: UserScope, password: str | None, address: str
+    ) -> UserInfo:
+        """Create a user and write the audit entry (the admin API and the CLI both come here)."""
+        user = await self.create_user(name, role, scope, password)
+        await self.audit(
+            actor,
+            "user_create",
+            user.id,
+            address=address,
+            community_id=user.home_community,
+            name=user.name,
+            role=user.role,
+        )
+        return user
+
     async def enroll_phone(
         self, actor: Principal, user: UserInfo, name: str, address: str
     ) -> tuple[str, str]:

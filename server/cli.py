@@ -194,10 +194,7 @@ def _admin_create(args: argparse.Namespace) -> int:
     async def create(engine: AsyncEngine) -> dict[str, object]:
         accounts = AccountStore(engine)
         scope = UserScope(communities=tuple(args.community or ()))
-        user = await accounts.create_user(args.name, args.role, scope, password)
-        await accounts.audit(
-            CONSOLE, "user_create", user.id, address="console", name=user.name, role=user.role
-        )
+        user = await accounts.add_user(CONSOLE, args.name, args.role, scope, password, "console")
         return msgspec.to_builtins(user)  # type: ignore[no-any-return]
 
     try:

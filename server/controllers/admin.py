@@ -108,17 +108,7 @@ async def _create_user(
     admin: Principal, data: JSONBody[NewUser], accounts: AccountStore, address: str
 ) -> UserInfo:
     _may_manage(admin, data.scope.communities, data.role)
-    user = await accounts.create_user(data.name, data.role, data.scope.to_scope(), data.password)
-    await accounts.audit(
-        admin,
-        "user_create",
-        user.id,
-        address=address,
-        community_id=user.home_community,
-        name=user.name,
-        role=user.role,
-    )
-    return user
+    return await accounts.add_user(admin, data.name, data.role, data.scope.to_scope(), data.password, address)
 
 
 class SignInController(Controller):
