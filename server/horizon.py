@@ -86,8 +86,9 @@ class PullAcknowledgements:
 
     Acknowledgements that arrive together are written together: while one write is under way,
     the next ones gather, and the first of them to get its turn writes them all in one
-    transaction (on SQLite, one write lock and one fsync for a whole storm of pulls rather than
-    one each). A pull still returns only after its own acknowledgement is written."""
+    statement (on SQLite, one write lock and one fsync for a whole storm of pulls rather than
+    one each). The pull controller records it after the page is sent (a background task), so
+    the phone never waits for it."""
 
     def __init__(self, engine: AsyncEngine, interval_ms: int) -> None:
         self.engine = engine
