@@ -12,9 +12,6 @@ from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Stream
-from litestar.response.base import ASGIResponse
-from litestar.response.streaming import ASGIStreamingResponse
-from litestar.types import Receive, Send
 
 from schemas.codec import JSON
 from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
@@ -108,25 +105,6 @@ async def _pull_body(slices: Iterator[bytes], gzip: bool) -> AsyncIterator[bytes
         yield gzipper.flush()
 
 
-class _PageResponse(ASGIStreamingResponse):
-    """Litestar's streaming response without its second task: that one watches for the client
-    leaving, so that an endless stream can stop. A pull page is bounded and already read (uvicorn
-    drops what is sent after a disconnect), and a task group per pull was a tenth of the server's
-    CPU for pulls in the 500-device storm."""
-
-    __slots__ = ()
-
-    async def send_body(self, send: Send, receive: Receive) -> None:
-        await self._stream(send)
-
-
-class _PageStream(Stream):
-    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
-        response = super().to_asgi_response(*args, **kwargs)
-        response.__class__ = _PageResponse  # the same object; only how it sends its body differs
-        return response
-
-
 class SyncController(Controller):
     path = "/v1/sync"
     tags = ["sync"]
@@ -190,7 +168,7 @@ class SyncController(Controller):
         settings: NamedDependency[Settings],
         since: FromQuery[str | None] = None,
         limit: FromQuery[int | None] = None,
-    ) -> Response[bytes] | _PageStream:
+    ) -> Response[bytes] | Stream:
         codec = response_codec(request)
         count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
         # The acknowledgement is written once the page is sent: the phone does not wait for it.
@@ -200,7 +178,7 @@ class SyncController(Controller):
             rows, cursor, more = await store.pull_json(since, count, principal=request.user)
             gzip = _accepts_gzip(request) and sum(map(len, rows)) >= _GZIP_FROM
             body = _pull_body(_pull_slices(rows, cursor, more), gzip)
-            return _PageStream(body, media_type=JSON, headers=_GZIP if gzip else None, background=ack)
+            return Stream(body, media_type=JSON, headers=_GZIP if gzip else None, background=ack)
         changes, cursor, more, left = await store.pull(
             since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
         )
