@@ -164,12 +164,8 @@ def test_rate_limits_answer_429_with_retry_after(settings: Settings) -> None:
         limited = client.post("/v1/admin/login", json={"name": "district", "password": PASSWORD})
         assert (limited.status_code, limited.json()["code"]) == (429, "rate_limited")
         assert int(limited.headers["retry-after"]) >= 1
-        replies = [client.get("/v1/sync/pull", headers=bearer(token)) for _ in range(4)]
-        assert [reply.status_code for reply in replies] == [200, 200, 200, 429]
-        assert [reply.headers["ratelimit-remaining"] for reply in replies] == ["2", "1", "0", "0"]
-        assert replies[0].headers["ratelimit-limit"] == "3"
-        assert replies[0].headers["ratelimit-policy"] == "3; w=60"
-        assert 1 <= int(replies[3].headers["retry-after"]) <= 60
+        codes = [client.get("/v1/sync/pull", headers=bearer(token)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
 
 
 def test_every_endpoint_declares_its_guard_in_openapi(app_client: Client) -> None:
