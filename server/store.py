@@ -463,52 +463,59 @@ class SyncStore:
         that arrive together). Within a group each push is applied in full, in arrival order,
         and sees the ones before it, exactly as if each had its own transaction."""
         while self._queue:
-            group: list[_PushJob] = []
-            size = 0
-            while self._queue and (not group or size + len(self._queue[0].candidates) <= _GROUP_CHANGES):
-                group.append(self._queue.popleft())
-                size += len(group[-1].candidates)
-            try:
-                await self._write_group(group)
-            except _PushError as failed:
-                # Nothing of the group was kept: the push that failed answers with its error,
-                # the others go again, first in the queue.
-                failed.job.fail(failed.error)
-                self._queue.extendleft(reversed([job for job in group if job is not failed.job]))
-            except BaseException as error:  # the connection, the lock or the commit: all of them
-                for job in group:
-                    job.fail(error)
-                if not isinstance(error, Exception):
-                    raise
+            # One connection for as long as pushes keep coming: in a storm of phones a group
+            # does not queue for the pool behind every request's reads.
+            async with self.engine.connect() as connection:
+                while self._queue:
+                    group: list[_PushJob] = []
+                    size = 0
+                    while self._queue and (
+                        not group or size + len(self._queue[0].candidates) <= _GROUP_CHANGES
+                    ):
+                        group.append(self._queue.popleft())
+                        size += len(group[-1].candidates)
+                    try:
+                        await self._write_group(connection, group)
+                    except _PushError as failed:
+                        # Nothing of the group was kept: the push that failed answers with its
+                        # error, the others go again, first in the queue, on a new connection.
+                        failed.job.fail(failed.error)
+                        self._queue.extendleft(reversed([job for job in group if job is not failed.job]))
+                        break
+                    except BaseException as error:  # the connection, the lock or the commit
+                        for job in group:
+                            job.fail(error)
+                        if not isinstance(error, Exception):
+                            raise
+                        break
 
-    async def _write_group(self, group: list[_PushJob]) -> None:
-        async with self.engine.connect() as connection:
-            await connection.begin()
-            # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
-            last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
-            view = _GroupView(last_seq)
-            # What every push of the group will read, in one statement each.
-            ids = [c.id for job in group for _, c in job.candidates]
-            if ids:
-                found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
-                view.logged.update((row.id, row) for row in found)
-            if floor > 0:
-                view.gone = await compacted_digests(connection, [i for i in ids if i not in view.logged])
-            await self._load_records(
-                connection, view, {(c.collection, c.record_id) for job in group for _, c in job.candidates}
-            )
-            answers: list[Callable[[], PushOutcome]] = []
-            for job in group:
-                try:
-                    answers.append(await self._apply(connection, view, job, epoch, compacted=floor > 0))
-                except Exception as error:
-                    raise _PushError(job, error) from error
-            await self._flush(connection, view)
-            if view.seq != last_seq:
-                await connection.exec_driver_sql(self._sql.advance_counter, (view.seq,))
-            # The answers are made while the commit (its fsync) runs; none is sent unless the
-            # commit succeeds.
-            outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
+    async def _write_group(self, connection: AsyncConnection, group: list[_PushJob]) -> None:
+        await connection.begin()
+        # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
+        last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
+        view = _GroupView(last_seq)
+        # What every push of the group will read, in one statement each.
+        ids = [c.id for job in group for _, c in job.candidates]
+        if ids:
+            found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
+            view.logged.update((row.id, row) for row in found)
+        if floor > 0:
+            view.gone = await compacted_digests(connection, [i for i in ids if i not in view.logged])
+        await self._load_records(
+            connection, view, {(c.collection, c.record_id) for job in group for _, c in job.candidates}
+        )
+        answers: list[Callable[[], PushOutcome]] = []
+        for job in group:
+            try:
+                answers.append(await self._apply(connection, view, job, epoch, compacted=floor > 0))
+            except Exception as error:
+                raise _PushError(job, error) from error
+        await self._flush(connection, view)
+        if view.seq != last_seq:
+            await connection.exec_driver_sql(self._sql.advance_counter, (view.seq,))
+        # The answers are made while the commit (its fsync) runs; none is sent unless the
+        # commit succeeds.
+        outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
         for job, outcome in zip(group, outcomes, strict=True):
             if not job.outcome.done():
                 job.outcome.set_result(outcome)
