@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import msgspec
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
@@ -121,7 +122,7 @@ class PullAcknowledgements:
                 # One statement, atomic on its own: no BEGIN and COMMIT round trips around it.
                 async with self.engine.connect() as connection:
                     await driver_rows(connection, _ACK_POSTGRES, now, list(batch), list(batch.values()))
-        except DBAPIError:
+        except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             # Best effort: the pull itself succeeded, and a missing acknowledgement only makes
             # compaction more cautious. A full disk or a busy database must not fail a read.
             return

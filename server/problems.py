@@ -95,7 +95,10 @@ def classify_database_error(error: BaseException) -> Literal["full", "invalid", 
             | asyncpg.PostgresConnectionError
             | asyncpg.CannotConnectNowError
             | asyncpg.exceptions.OperatorInterventionError
-            | asyncpg.InterfaceError,
+            | asyncpg.InterfaceError
+            # A connection the server cut while idle, met by a driver-level read ("another
+            # operation is in progress"); driver_rows has dropped it from the pool.
+            | asyncpg.exceptions._base.InternalClientError,
         ):
             return "unavailable"
         if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError | PermissionError):
@@ -173,8 +176,9 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 asyncpg.PostgresError: _from_database_error,
                 asyncpg.InterfaceError: _from_database_error,
                 OSError: _from_database_error,
-                # Anything else is a bug: logged with its trace, then a 500 problem.
-                Exception: _from_unexpected_error,
+                # Anything else: a driver's own error from a driver-level read is classified
+                # like the others; the rest is a bug, logged with its trace, then a 500 problem.
+                Exception: _from_database_error,
             },
         )
     )
