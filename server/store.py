@@ -168,6 +168,7 @@ class _GroupView:
         """A push's records, as the next push of the group must see them."""
         for key, state in states.items():
             company = company_of(key[0], state)
+            # No blob: the record's state is in ``states`` from now on.
             self.current[key] = _Stored(
                 b"", bool(conflicted[key]), company, ScopeRow(scopes[key], is_deleted(state))
             )
