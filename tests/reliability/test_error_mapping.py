@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy import literal, select
 from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
-from server.database import create_engine
+from server.database import create_engine, driver_rows
 from server.problems import classify_database_error
 from server.settings import Settings
 from tests.conftest import POSTGRES_URL
@@ -46,3 +47,33 @@ def test_values_postgresql_refuses_are_classified_invalid(database_url: str) -> 
 
     for value in ("a\x00b", 2**70):
         assert classify_database_error(asyncio.run(refuse(value))) == "invalid"
+
+
+def test_a_connection_cut_while_idle_is_classified_unavailable() -> None:
+    # What asyncpg raises when a read meets a pooled connection the server cut while it was idle
+    # (seen in test_postgres_restart.py): a 503 to retry, not a 500.
+    cut = asyncpg.exceptions._base.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    assert classify_database_error(cut) == "unavailable"
+    assert classify_database_error(ValueError("a bug")) is None
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs GRIDSYNC_TEST_POSTGRES_URL")
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_driver_level_read_that_fails_drops_its_connection_from_the_pool(database_url: str) -> None:
+    async def fail_a_read() -> bool:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                driver = (await connection.get_raw_connection()).driver_connection
+                busy = asyncio.ensure_future(driver.fetch("SELECT pg_sleep(0.2)"))
+                await asyncio.sleep(0.05)
+                with pytest.raises(asyncpg.InterfaceError):
+                    await driver_rows(connection, "SELECT 1")
+                await asyncio.gather(busy, return_exceptions=True)
+                return connection.invalidated
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(fail_a_read())
