@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Request
 
 from schemas.codec import JSON, MSGPACK, WireCodec, codec_for
 from server.problems import problem
 
-__all__ = ["encoded", "request_codec", "response_codec"]
+__all__ = ["request_codec", "response_codec"]
 
 
 def request_codec(request: Request[Any, Any, Any]) -> WireCodec:
@@ -25,7 +25,3 @@ def request_codec(request: Request[Any, Any, Any]) -> WireCodec:
 
 def response_codec(request: Request[Any, Any, Any]) -> WireCodec:
     return codec_for(request.headers.get("accept", JSON))
-
-
-def encoded(message: Any, codec: WireCodec, status_code: int = 200) -> Response[bytes]:
-    return Response(content=codec.encode(message), media_type=codec.media_type, status_code=status_code)

@@ -15,7 +15,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
-from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from server.accounts import AccountError, SignInLocked
@@ -133,14 +133,8 @@ def _from_database_error(error: Exception) -> ProblemDetailsException:
             f"a retry says so. Retry in {RETRY_AFTER_SECONDS} seconds",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    return _from_unexpected_error(error)
-
-
-def _from_unexpected_error(error: Exception) -> ProblemDetailsException:
-    """A bug, not a fault of the environment: logged with its trace, answered without it.
-
-    Litestar logs unhandled exceptions only in debug mode; mapping them here means every 500
-    leaves its trace in the server's log whatever the log level."""
+    # A bug, not a fault of the environment: logged with its trace, answered without it.
+    # (Litestar logs unhandled exceptions only in debug mode: every 500 is logged here.)
     logger.error("unexpected error", exc_info=error)
     return problem(500, "internal_error", "the server failed on this request; it was logged")
 
@@ -171,13 +165,10 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 SignInLocked: _from_account_error,
                 TooManyRequestsException: _from_rate_limit,
                 InboxError: _from_inbox_error,
-                # Database faults (connection lost, restart, timeouts, full disk): 503 or 507.
-                SQLAlchemyError: _from_database_error,
-                asyncpg.PostgresError: _from_database_error,
-                asyncpg.InterfaceError: _from_database_error,
-                OSError: _from_database_error,
-                # Anything else: a driver's own error from a driver-level read is classified
-                # like the others; the rest is a bug, logged with its trace, then a 500 problem.
+                # Everything else is classified: database faults (SQLAlchemy's, the drivers'
+                # own from driver-level reads, OS errors: a lost connection, a restart, a
+                # timeout, a full disk) answer 503 or 507; the rest is a bug, logged with its
+                # trace, then a 500 problem.
                 Exception: _from_database_error,
             },
         )
