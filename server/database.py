@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["alembic_config", "create_engine", "driver_rows", "is_sqlite", "migrate"]
+__all__ = [
+    "alembic_config",
+    "classify_database_error",
+    "create_engine",
+    "driver_rows",
+    "is_sqlite",
+    "migrate",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -73,6 +84,68 @@ async def driver_rows(connection: AsyncConnection, query: str, *params: Any) -> 
         # it mid-statement, a cancelled await left it busy): it must not go back to the pool.
         await connection.invalidate()
         raise
+
+
+# What drivers and the OS say when the disk under the database is full.
+_SQLITE_FULL = 13
+_DISK_FULL_SQLSTATE = "53100"
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error, the driver error it wraps, and their causes (bounded: chains can loop)."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending and len(seen) < 12:
+        current = pending.pop(0)
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return [e for e in seen if isinstance(e, BaseException)]
+
+
+def classify_database_error(error: BaseException) -> Literal["full", "invalid", "unavailable"] | None:
+    """``full`` when the disk under the database is full, ``invalid`` when the database refused
+    a value of the request (PostgreSQL: NUL in text, an integer beyond 64 bits), ``unavailable``
+    when the database cannot be reached or answered too late (a retry later can succeed), None
+    otherwise (a bug)."""
+    chain = _causes(error)
+    for cause in chain:
+        if isinstance(cause, asyncpg.DataError | DataError):
+            return "invalid"
+        if isinstance(cause, sqlite3.Error) and (
+            getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(cause)
+        ):
+            return "full"
+        if (
+            isinstance(cause, asyncpg.DiskFullError)
+            or getattr(cause, "sqlstate", None) == _DISK_FULL_SQLSTATE
+        ):
+            return "full"
+        if isinstance(cause, OSError) and cause.errno in _NO_SPACE:
+            return "full"
+    for cause in chain:
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return "unavailable"
+        if isinstance(
+            cause,
+            PoolTimeoutError
+            | TimeoutError
+            | ConnectionError
+            | sqlite3.OperationalError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.exceptions.OperatorInterventionError
+            | asyncpg.InterfaceError
+            # A connection the server cut while idle, met by a driver-level read ("another
+            # operation is in progress"); driver_rows has dropped it from the pool.
+            | asyncpg.exceptions._base.InternalClientError,
+        ):
+            return "unavailable"
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError | PermissionError):
+            return "unavailable"
+    return None
 
 
 def alembic_config(url: str, connection: Connection | None = None) -> Config:

@@ -23,13 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import msgspec
 from sqlalchemy import delete, func, select, tuple_, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.database import driver_rows
+from server.database import classify_database_error, driver_rows
 from server.settings import Settings
 from server.tables import changes, compacted_changes, devices, records, sync_counter
 from sync.merge import state_codec
@@ -122,9 +120,12 @@ class PullAcknowledgements:
                 # One statement, atomic on its own: no BEGIN and COMMIT round trips around it.
                 async with self.engine.connect() as connection:
                     await driver_rows(connection, _ACK_POSTGRES, now, list(batch), list(batch.values()))
-        except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        except Exception as error:
             # Best effort: the pull itself succeeded, and a missing acknowledgement only makes
-            # compaction more cautious. A full disk or a busy database must not fail a read.
+            # compaction more cautious. A full disk or a busy database must not fail a read;
+            # anything else is a bug.
+            if classify_database_error(error) is None:
+                raise
             return
         for device, seq in batch.items():
             self._written[device] = (seq, now)

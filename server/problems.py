@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import sqlite3
-from typing import Any, Literal
+from typing import Any
 
-import asyncpg
 import msgspec
 from litestar.exceptions import TooManyRequestsException
 from litestar.plugins.problem_details import (
@@ -15,22 +12,18 @@ from litestar.plugins.problem_details import (
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
-from sqlalchemy.exc import DataError, DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from server.accounts import AccountError, SignInLocked
+from server.database import classify_database_error
 from server.inbox import InboxError
 from server.store import SyncError
 
-__all__ = ["RETRY_AFTER_SECONDS", "classify_database_error", "problem", "problem_details_plugin"]
+__all__ = ["RETRY_AFTER_SECONDS", "problem", "problem_details_plugin"]
 
 logger = logging.getLogger("gridsync")
 
 # What a client is told to wait before retrying when the database is away.
 RETRY_AFTER_SECONDS = 2
-_SQLITE_FULL = 13
-_DISK_FULL_SQLSTATE = "53100"
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def problem(
@@ -48,62 +41,6 @@ def problem(
 
 def _from_sync_error(error: SyncError) -> ProblemDetailsException:
     return problem(error.status, error.code, error.message)
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    """The error, the driver error it wraps, and their causes (bounded: chains can loop)."""
-    seen: list[BaseException] = []
-    pending: list[BaseException | None] = [error]
-    while pending and len(seen) < 12:
-        current = pending.pop(0)
-        if current is None or any(current is known for known in seen):
-            continue
-        seen.append(current)
-        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
-    return [e for e in seen if isinstance(e, BaseException)]
-
-
-def classify_database_error(error: BaseException) -> Literal["full", "invalid", "unavailable"] | None:
-    """``full`` when the disk under the database is full, ``invalid`` when the database refused
-    a value of the request (PostgreSQL: NUL in text, an integer beyond 64 bits), ``unavailable``
-    when the database cannot be reached or answered too late (a retry later can succeed), None
-    otherwise (a bug)."""
-    chain = _causes(error)
-    for cause in chain:
-        if isinstance(cause, asyncpg.DataError | DataError):
-            return "invalid"
-        if isinstance(cause, sqlite3.Error) and (
-            getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(cause)
-        ):
-            return "full"
-        if (
-            isinstance(cause, asyncpg.DiskFullError)
-            or getattr(cause, "sqlstate", None) == _DISK_FULL_SQLSTATE
-        ):
-            return "full"
-        if isinstance(cause, OSError) and cause.errno in _NO_SPACE:
-            return "full"
-    for cause in chain:
-        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
-            return "unavailable"
-        if isinstance(
-            cause,
-            PoolTimeoutError
-            | TimeoutError
-            | ConnectionError
-            | sqlite3.OperationalError
-            | asyncpg.PostgresConnectionError
-            | asyncpg.CannotConnectNowError
-            | asyncpg.exceptions.OperatorInterventionError
-            | asyncpg.InterfaceError
-            # A connection the server cut while idle, met by a driver-level read ("another
-            # operation is in progress"); driver_rows has dropped it from the pool.
-            | asyncpg.exceptions._base.InternalClientError,
-        ):
-            return "unavailable"
-        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError | PermissionError):
-            return "unavailable"
-    return None
 
 
 def _from_database_error(error: Exception) -> ProblemDetailsException:

@@ -11,8 +11,7 @@ from sqlalchemy import literal, select
 from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
-from server.database import create_engine, driver_rows
-from server.problems import classify_database_error
+from server.database import classify_database_error, create_engine, driver_rows
 from server.settings import Settings
 from tests.conftest import POSTGRES_URL
 from tests.reliability.harness import free_port
