@@ -142,9 +142,10 @@ class _GroupView:
         # Every record read or written so far: its state, and its row as the next push sees it.
         self.states: dict[RecordKey, RecordState] = {}
         self.current: dict[RecordKey, _Stored | None] = {}
-        # What the table holds of the records (after the last flush), and the records to write.
+        # What the table holds of the records (after the last flush), and the records to write
+        # with the seq that wrote each last.
         self.in_table: dict[RecordKey, _Place] = {}
-        self.dirty: dict[RecordKey, tuple[bool, int]] = {}
+        self.dirty: dict[RecordKey, int] = {}
         self.change_rows: list[tuple[Any, ...]] = []
         self.seen: dict[str, int] = {}
 
@@ -172,7 +173,7 @@ class _GroupView:
             self.current[key] = _Stored(
                 b"", bool(conflicted[key]), company, ScopeRow(scopes[key], is_deleted(state))
             )
-            self.dirty[key] = (bool(conflicted[key]), self.seq)
+            self.dirty[key] = self.seq
 
 
 # At most this many changes share one transaction: a lone push of the largest size is never
@@ -642,11 +643,11 @@ class SyncStore:
         def plan() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
             upserts: list[tuple[Any, ...]] = []
             updates: list[tuple[Any, ...]] = []
-            for key, (in_conflict, seq) in view.dirty.items():
+            for key, seq in view.dirty.items():
                 collection, record_id = key
                 state, found = view.states[key], view.current[key]
                 assert found is not None
-                blob, deleted = state_codec.encode(state), found.row.deleted
+                blob, deleted, in_conflict = state_codec.encode(state), found.row.deleted, found.conflict
                 place = _Place(found.row.scope, found.company)
                 if view.in_table.get(key) == place:
                     updates.append((blob, deleted, in_conflict, seq, collection, record_id))
