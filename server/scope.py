@@ -8,9 +8,10 @@ entry from its resident, a hazard from whichever place it names.
 
 One push reads the rows it needs with the records' states (``SyncStore``: one query per
 collection): the records it touches, then those of ``scope_keys`` not among them (the parents
-they link to). Parents written in the same batch are resolved in memory, top of the tree first. When a record's scope changes (a household moves to another building), the
-records below it follow in the same transaction (``follow_moves``): one ``UPDATE ... WHERE
-household_id = :id`` per moved record, batched with ``executemany``. Moves are rare; the columns
+they link to). Parents written in the same batch are resolved in memory, top of the tree
+first. When a record's scope changes (a household moves to another building), the records below
+it follow in the same transaction (``follow_moves``): one ``UPDATE ... WHERE household_id = :id``
+per moved record, batched with ``executemany``. Moves are rare; the columns
 are therefore always current, and reads never walk the tree.
 """
 
