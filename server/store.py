@@ -98,6 +98,19 @@ def _now_ms() -> int:
 
 
 _PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value", "hlc", "pred")
+_CHANGE_COLUMNS = (
+    "seq",
+    "id",
+    "collection",
+    "record_id",
+    "field",
+    "op",
+    "value",
+    "hlc",
+    "pred",
+    "device_id",
+    "received_at_ms",
+)
 _STORED_COLUMNS = ("record_id", "state", "conflict", "deleted", "company", *SCOPE_COLUMNS)
 _SAVED_COLUMNS = (
     "collection",
@@ -670,7 +683,7 @@ class SyncStore:
 
         # The log insert is the biggest statement of a push: the records' rows are made meanwhile.
         if rows:
-            upserts, updates = await _while(connection.exec_driver_sql(self._sql.insert_changes, rows), plan)
+            upserts, updates = await _while(self._insert_changes(connection, rows), plan)
         else:
             upserts, updates = plan()
         if upserts:
@@ -682,6 +695,15 @@ class SyncStore:
                 self._sql.device_seen, [(at, device_id) for device_id, at in sorted(view.seen.items())]
             )
             view.seen.clear()
+
+    async def _insert_changes(self, connection: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        """The log rows, in the group's transaction. On PostgreSQL a binary COPY: asyncpg
+        encodes the rows in C and the server parses no statement per row."""
+        if self._sql.sqlite:
+            await connection.exec_driver_sql(self._sql.insert_changes, rows)
+            return
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table("changes", records=rows, columns=_CHANGE_COLUMNS)
 
     def _drop_duplicates(
         self, view: _GroupView, candidates: list[tuple[int, Change]], results: list[ChangeResult | None]
