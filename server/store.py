@@ -702,8 +702,8 @@ class SyncStore:
         if self._sql.sqlite:
             await connection.exec_driver_sql(self._sql.insert_changes, rows)
             return
-        raw = await connection.get_raw_connection()
-        await raw.driver_connection.copy_records_to_table("changes", records=rows, columns=_CHANGE_COLUMNS)
+        driver: Any = (await connection.get_raw_connection()).driver_connection
+        await driver.copy_records_to_table("changes", records=rows, columns=_CHANGE_COLUMNS)
 
     def _drop_duplicates(
         self, view: _GroupView, candidates: list[tuple[int, Change]], results: list[ChangeResult | None]
