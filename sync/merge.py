@@ -180,13 +180,19 @@ def is_deleted(state: RecordState) -> bool:
     return bool(deletes) and not live
 
 
-def _may_conflict(state: RecordState) -> bool:
-    """False when the record has one head per field and no delete: then nothing disagrees."""
+def _may_conflict(state: RecordState, spec: CollectionSpec) -> bool:
+    """False when the record has no delete and one head per scalar field: then nothing
+    disagrees (a set field's many heads are its elements, not a disagreement)."""
     fields: set[str] = set()
     for change in state.heads.values():
-        if isinstance(change, DeleteChange) or change.field in fields:
+        if isinstance(change, DeleteChange):
             return True
-        fields.add(change.field)
+        name = change.field
+        if name in fields:
+            field_spec = spec.fields.get(name)
+            if field_spec is not None and field_spec.policy == "scalar":
+                return True
+        fields.add(name)
     return False
 
 
@@ -201,7 +207,7 @@ def _field_heads(state: RecordState) -> dict[str, list[Change]]:
 def conflicts(state: RecordState, spec: CollectionSpec) -> dict[str, list[ConflictHead]]:
     """Fields whose heads disagree, and a delete with the edits made concurrently with it."""
     found: dict[str, list[ConflictHead]] = {}
-    if not _may_conflict(state):
+    if not _may_conflict(state, spec):
         return found
     for name, heads in _field_heads(state).items():
         field_spec = spec.fields.get(name)
