@@ -1,0 +1,632 @@
+"""The push path: every change judged on its own, then written by the one writer of the
+process, which groups the pushes waiting at that moment into one transaction (group commit).
+
+Each push of a group is applied in full and in arrival order against a view of what the pushes
+before it wrote (duplicates, rules, scopes, conflicts), exactly as if it had its own
+transaction; the group's reads are made once, its writes flushed together, and a push that
+fails answers alone while the others are written again (docs/protocol.md, Push).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from schemas.codec import MalformedChange
+from schemas.collections import CollectionSpec
+from schemas.protocol import Change, ChangeResult, ConflictHead
+from server.access import Principal
+from server.conflicts import ConflictTracker
+from server.horizon import change_digest, compacted_digests
+from server.rules import judge_batch
+from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
+from server.scoping import authorize_batch, company_of, log_moves
+from server.settings import Settings
+from server.tables import SCOPE_COLUMNS, devices
+from sync.hlc import HybridClock, hlc_wall_ms
+from sync.merge import (
+    RecordKey,
+    RecordState,
+    apply_batch,
+    conflicts,
+    is_deleted,
+    op_name,
+    preds_to_look_up,
+    state_codec,
+)
+from sync.validate import validate_change
+
+__all__ = ["PushOutcome", "PushWriter"]
+
+_T = TypeVar("_T")
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+@dataclass(frozen=True, slots=True)
+class PushOutcome:
+    results: list[ChangeResult]
+    server_hlc: str
+    cursor: str
+    clock_skew_ms: int | None
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+_CHANGE_COLUMNS = (
+    "seq",
+    "id",
+    "collection",
+    "record_id",
+    "field",
+    "op",
+    "value",
+    "hlc",
+    "pred",
+    "device_id",
+    "received_at_ms",
+)
+_STORED_COLUMNS = ("record_id", "state", "conflict", "deleted", "company", *SCOPE_COLUMNS)
+_SAVED_COLUMNS = (
+    "collection",
+    "record_id",
+    "state",
+    "deleted",
+    "conflict",
+    "updated_seq",
+    "company",
+    *SCOPE_COLUMNS,
+)
+
+
+class _Stored(NamedTuple):
+    """A record's row as a push finds it."""
+
+    blob: bytes
+    conflict: bool
+    company: str | None
+    row: ScopeRow
+
+
+class _Place(NamedTuple):
+    """What ``records`` holds of a record besides its state: where to write it as an update."""
+
+    scope: Scope
+    company: str | None
+
+
+class _GroupView:
+    """One group's transaction as its pushes see it. Reads are answered from what the group
+    fetched up front and from what earlier pushes of the group wrote, so each push sees the
+    ones before it; the writes wait here and go out together (``flush``)."""
+
+    def __init__(self, last_seq: int) -> None:
+        self.seq = last_seq
+        # Rows of the change log with the ids the group's pushes carry, and compacted digests.
+        self.logged: dict[str, Any] = {}
+        self.gone: dict[str, str] = {}
+        # Changes earlier pushes of the group wrote (not yet in the table until a flush).
+        self.accepted: dict[str, Change] = {}
+        # Every record read or written so far: its state, and its row as the next push sees it.
+        self.states: dict[RecordKey, RecordState] = {}
+        self.current: dict[RecordKey, _Stored | None] = {}
+        # What the table holds of the records (after the last flush), and the records to write
+        # with the seq that wrote each last.
+        self.in_table: dict[RecordKey, _Place] = {}
+        self.dirty: dict[RecordKey, int] = {}
+        self.change_rows: list[tuple[Any, ...]] = []
+        self.seen: dict[str, int] = {}
+
+    def state(self, key: RecordKey) -> RecordState:
+        state = self.states.get(key)
+        if state is None:
+            found = self.current.get(key)
+            state = self.states[key] = RecordState() if found is None else state_codec.decode(found.blob)
+        return state
+
+    def places(self) -> dict[RecordKey, ScopeRow]:
+        """Every record known to exist (in the table or written by the group), with its place."""
+        return {key: found.row for key, found in self.current.items() if found is not None}
+
+    def written(
+        self,
+        states: Mapping[RecordKey, RecordState],
+        scopes: Mapping[RecordKey, Scope],
+        conflicted: Mapping[RecordKey, dict[str, list[ConflictHead]]],
+    ) -> None:
+        """A push's records, as the next push of the group must see them."""
+        for key, state in states.items():
+            company = company_of(key[0], state)
+            # No blob: the record's state is in ``states`` from now on.
+            self.current[key] = _Stored(
+                b"", bool(conflicted[key]), company, ScopeRow(scopes[key], is_deleted(state))
+            )
+            self.dirty[key] = self.seq
+
+
+# At most this many changes share one transaction: a lone push of the largest size is never
+# held back, and the first push of a group waits for a bounded amount of work after it.
+_GROUP_CHANGES = 2_000
+
+
+@dataclass(slots=True)
+class _PushJob:
+    """A validated push waiting for the writer, and where its outcome goes."""
+
+    device_id: str | None
+    principal: Principal | None
+    check: Callable[[Mapping[RecordKey, RecordState]], None] | None
+    via: str
+    results: list[ChangeResult | None]
+    candidates: list[tuple[int, Change]]
+    outcome: asyncio.Future[PushOutcome]
+
+    def fail(self, error: BaseException) -> None:
+        if not self.outcome.done():
+            self.outcome.set_exception(error)
+
+
+class _PushError(Exception):
+    """One push of a group failed; the group's transaction is rolled back."""
+
+    def __init__(self, job: _PushJob, error: Exception) -> None:
+        super().__init__(str(error))
+        self.job = job
+        self.error = error
+
+
+async def _while(statement: Awaitable[Any], work: Callable[[], _T]) -> _T:
+    """``work()`` on this thread while the database runs ``statement`` (in the driver's thread
+    on SQLite, in the server process on PostgreSQL); returns once both are done."""
+    running = asyncio.ensure_future(statement)
+    await asyncio.sleep(0)  # let the statement reach the driver before the CPU is taken
+    try:
+        return work()
+    finally:
+        await running
+
+
+def _same_content(row: Any, change: Change) -> bool:
+    return bool(
+        row.collection == change.collection
+        and row.record_id == change.record_id
+        and row.field == change.field
+        and row.op == op_name(change)
+        and row.hlc == change.hlc
+        and _json_decode(row.value) == change.value
+        and _json_decode(row.pred) == list(change.pred)
+    )
+
+
+def _rejected(change_id: str | None, code: str, message: str) -> ChangeResult:
+    return ChangeResult(id=change_id, status="rejected", code=code, message=message)
+
+
+class _WriteSql:
+    """The push's statements as plain SQL for the driver: no per-row parameter processing,
+    and a whole id list bound as one parameter (a JSON array read by ``json_each`` on SQLite, an
+    array on PostgreSQL), so each step is one statement whatever the batch size."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        # Only this constant is spliced into the queries below; every value is a bound parameter.
+        any_of = "IN (SELECT value FROM json_each(?))" if self.sqlite else "= ANY(?)"
+        self.changes_by_id = self._numbered(
+            f"SELECT id, collection, record_id, field, op, value, hlc, pred FROM changes WHERE id {any_of}"  # noqa: S608
+        )
+        self.ids_known = self._numbered(f"SELECT id FROM changes WHERE id {any_of}")  # noqa: S608
+        # A record's state and what the rules and scopes read of it, for a list of ids of one
+        # collection. On PostgreSQL the pair is matched as a row: planned as one primary-key
+        # lookup per id even before the table has statistics, where ``record_id = ANY`` was
+        # planned as a scan of the whole collection on a young database.
+        stored = ", ".join(_STORED_COLUMNS)
+        self.records_by_id = (
+            f"SELECT {stored} FROM records WHERE collection = ? AND record_id {any_of}"  # noqa: S608
+            if self.sqlite
+            else f"SELECT {stored} FROM records "  # noqa: S608
+            "WHERE (collection, record_id) IN (SELECT $1::text, unnest($2::text[]))"
+        )
+        self.upsert_records = self._numbered(
+            f"INSERT INTO records ({', '.join(_SAVED_COLUMNS)}) VALUES ({', '.join('?' * len(_SAVED_COLUMNS))}) "  # noqa: S608
+            "ON CONFLICT (collection, record_id) DO UPDATE SET "
+            + ", ".join(f"{name} = excluded.{name}" for name in _SAVED_COLUMNS[2:])
+        )
+        # A record that stays where it was: its scope and company indexes are left alone.
+        self.update_states = self._numbered(
+            "UPDATE records SET state = ?, deleted = ?, conflict = ?, updated_seq = ? "
+            "WHERE collection = ? AND record_id = ?"
+        )
+        # The push's first statement takes the counter row lock (PostgreSQL) or the write lock
+        # (SQLite); the last moves the counter past the changes it wrote.
+        self.lock_counter = "UPDATE sync_counter SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, epoch, compacted_seq"
+        self.advance_counter = self._numbered("UPDATE sync_counter SET last_seq = ? WHERE id = 1")
+        self.device_seen = self._numbered("UPDATE devices SET last_seen_at_ms = ? WHERE id = ?")
+        self.insert_changes = self._numbered(
+            "INSERT INTO changes (seq, id, collection, record_id, field, op, value, hlc, pred, device_id, "
+            "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+
+    def _numbered(self, query: str) -> str:
+        """SQLite takes ``?``; asyncpg takes ``$1, $2, ...``."""
+        if self.sqlite:
+            return query
+        parts = query.split("?")
+        return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+    def id_list(self, ids: Sequence[str]) -> Any:
+        return _json_encode(list(ids)).decode() if self.sqlite else list(ids)
+
+
+class PushWriter:
+    """Validates pushes and writes them, one group at a time, on one connection."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        collections: Mapping[str, CollectionSpec],
+        clock: HybridClock,
+        conflict_tracker: ConflictTracker,
+        cursor: Callable[[str, int], str],
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.collections = collections
+        self.clock = clock
+        self.conflict_tracker = conflict_tracker
+        self._cursor = cursor
+        self._sql = _WriteSql(engine.dialect.name)
+        # Pushes wait here in arrival order for the one writer task of the process
+        # (``_write_queued``): on SQLite no push meets the busy handler's sleep-and-poll, on
+        # PostgreSQL a waiting push holds no pooled connection, and pushes that arrive together
+        # share one commit.
+        self._queue: deque[_PushJob] = deque()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def push(
+        self,
+        device_id: str | None,
+        replica_id: str,
+        items: Sequence[Change | MalformedChange],
+        principal: Principal | None = None,
+        *,
+        check: Callable[[Mapping[RecordKey, RecordState]], None] | None = None,
+        via: str = "sync",
+    ) -> PushOutcome:
+        """``SyncStore.push``: the batch is validated here, then waits for the writer."""
+        results: list[ChangeResult | None] = [None] * len(items)
+        candidates: list[tuple[int, Change]] = []
+        for index, item in enumerate(items):
+            if isinstance(item, MalformedChange):
+                results[index] = _rejected(item.id, "malformed_change", item.message)
+                continue
+            rejection = validate_change(item, self.collections)
+            if rejection is not None:
+                results[index] = _rejected(item.id, rejection.code, rejection.message)
+            else:
+                candidates.append((index, item))
+        job = _PushJob(
+            device_id, principal, check, via, results, candidates, asyncio.get_running_loop().create_future()
+        )
+        self._queue.append(job)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        return await job.outcome
+
+    async def _write_queued(self) -> None:
+        """The one writer of this process: takes the pushes waiting in turn, as many as fit in
+        a group, and writes each group in one transaction (one commit, one fsync, for pushes
+        that arrive together). Within a group each push is applied in full, in arrival order,
+        and sees the ones before it, exactly as if each had its own transaction."""
+        while self._queue:
+            # One connection for as long as pushes keep coming: in a storm of phones a group
+            # does not queue for the pool behind every request's reads.
+            async with self.engine.connect() as connection:
+                while self._queue:
+                    group: list[_PushJob] = []
+                    size = 0
+                    while self._queue and (
+                        not group or size + len(self._queue[0].candidates) <= _GROUP_CHANGES
+                    ):
+                        group.append(self._queue.popleft())
+                        size += len(group[-1].candidates)
+                    try:
+                        await self._write_group(connection, group)
+                    except _PushError as failed:
+                        # Nothing of the group was kept: the push that failed answers with its
+                        # error, the others go again, first in the queue, on a new connection.
+                        failed.job.fail(failed.error)
+                        self._queue.extendleft(reversed([job for job in group if job is not failed.job]))
+                        break
+                    except BaseException as error:  # the connection, the lock or the commit
+                        for job in group:
+                            job.fail(error)
+                        if not isinstance(error, Exception):
+                            raise
+                        break
+
+    async def _write_group(self, connection: AsyncConnection, group: list[_PushJob]) -> None:
+        await connection.begin()
+        # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
+        last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
+        view = _GroupView(last_seq)
+        # What every push of the group will read, in one statement each.
+        ids = [c.id for job in group for _, c in job.candidates]
+        if ids:
+            found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
+            view.logged.update((row.id, row) for row in found)
+        if floor > 0:
+            view.gone = await compacted_digests(connection, [i for i in ids if i not in view.logged])
+        await self._load_records(
+            connection, view, {(c.collection, c.record_id) for job in group for _, c in job.candidates}
+        )
+        answers: list[Callable[[], PushOutcome]] = []
+        for job in group:
+            try:
+                answers.append(await self._apply(connection, view, job, epoch, compacted=floor > 0))
+            except Exception as error:
+                raise _PushError(job, error) from error
+        await self._flush(connection, view)
+        if view.seq != last_seq:
+            await connection.exec_driver_sql(self._sql.advance_counter, (view.seq,))
+        # The answers are made while the commit (its fsync) runs; none is sent unless the
+        # commit succeeds.
+        outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
+        for job, outcome in zip(group, outcomes, strict=True):
+            if not job.outcome.done():
+                job.outcome.set_result(outcome)
+
+    async def _apply(
+        self, connection: AsyncConnection, view: _GroupView, job: _PushJob, epoch: str, *, compacted: bool
+    ) -> Callable[[], PushOutcome]:
+        """One push, in full, inside its group's transaction; returns how to answer it."""
+        device_id, principal = job.device_id, job.principal
+        results = list(job.results)
+        now = _now_ms()
+        walls = {c.id: hlc_wall_ms(c.hlc) for _, c in job.candidates}
+        max_skew = max((wall - now for wall in walls.values()), default=None)
+        clock_ahead = max_skew is not None and max_skew > self.settings.max_clock_ahead_ms
+        fresh = self._drop_duplicates(view, job.candidates, results)
+        keys = sorted({(c.collection, c.record_id) for _, c in fresh})
+        await self._load_records(connection, view, keys)
+        states = {key: view.state(key) for key in keys}
+        flagged = {key for key in keys if (found := view.current.get(key)) is not None and found.conflict}
+        if job.check is not None:
+            job.check(states)
+        # Domain rules (server/rules.py) and scopes read the touched records and those the
+        # batch links to or names.
+        await self._load_records(
+            connection, view, scope_keys(self.collections, states, [c for _, c in fresh])
+        )
+        scope_rows = view.places()
+        fresh = await judge_batch(
+            connection, self.collections, states, fresh, results, scope_rows, written=view.accepted
+        )
+        lookup = preds_to_look_up(states, [c for _, c in fresh])
+        known = {i for i in lookup if i in view.accepted}
+        known |= await self._existing_ids(connection, sorted(lookup - known), compacted=compacted)
+        fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
+        fresh_changes = [c for _, c in fresh]
+        companies = {key: company_of(key[0], state) for key, state in states.items()}
+        apply_batch(states, fresh_changes, known)
+        conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
+        first = view.seq + 1
+        if fresh:
+            view.seq += len(fresh_changes)
+            view.change_rows += [
+                (
+                    seq,
+                    change.id,
+                    change.collection,
+                    change.record_id,
+                    change.field,
+                    op_name(change),
+                    _json_encode(change.value).decode(),
+                    change.hlc,
+                    _json_encode(change.pred).decode(),
+                    device_id,
+                    now,
+                )
+                for seq, change in enumerate(fresh_changes, first)
+            ]
+            view.accepted.update((change.id, change) for change in fresh_changes)
+            scopes = resolve_scopes(self.collections, states, scope_rows)
+            view.written(states, scopes, conflicted)
+            await self.conflict_tracker.track(
+                connection,
+                states,
+                {key for key, found in conflicted.items() if found},
+                flagged,
+                fresh_changes,
+                seq=view.seq,
+                now_ms=now,
+                device_id=device_id,
+                via=job.via,
+            )
+            if has_moves(self.collections, scope_rows, scopes):
+                # Records below a moved one are updated in the table: it must hold everything
+                # the group wrote so far, and the group's view of places is read again after.
+                await self._flush(connection, view)
+                await follow_moves(connection, self.collections, scope_rows, scopes)
+                view.current.clear()
+                await self._load_records(connection, view, list(view.states))
+            await log_moves(connection, self.collections, states, scope_rows, companies, scopes, view.seq)
+        if device_id is not None and clock_ahead:
+            await connection.execute(
+                update(devices)
+                .where(devices.c.id == device_id)
+                .values(last_seen_at_ms=now, clock_skew_ms=max_skew, clock_flagged_at_ms=now)
+            )
+        elif device_id is not None:
+            view.seen[device_id] = now
+        seq = view.seq
+
+        def answer() -> PushOutcome:
+            followed: str | None = None
+            for index, change in fresh:
+                found = conflicted[(change.collection, change.record_id)]
+                in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
+                result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
+                if walls[change.id] - now > self.settings.max_clock_ahead_ms:
+                    result.code = "clock_ahead"
+                    result.message = (
+                        "accepted, but this change is stamped ahead of the server's clock: "
+                        "check the phone's date, time and time zone"
+                    )
+                elif followed is None or change.hlc > followed:
+                    followed = change.hlc
+                results[index] = result
+            if followed is not None:
+                # Observing the greatest hlc moves the clock as far as observing them all.
+                self.clock.observe(followed)
+            return PushOutcome(
+                results=[r for r in results if r is not None],
+                server_hlc=self.clock.now(),
+                cursor=self._cursor(epoch, seq),
+                clock_skew_ms=max_skew if clock_ahead else None,
+            )
+
+        return answer
+
+    async def _flush(self, connection: AsyncConnection, view: _GroupView) -> None:
+        """Write what the group's pushes wrote so far: the log rows, the records (a full upsert
+        for new records and records that moved, a state update for the others), the devices'
+        last-seen times."""
+        rows, view.change_rows = view.change_rows, []
+
+        def plan() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            upserts: list[tuple[Any, ...]] = []
+            updates: list[tuple[Any, ...]] = []
+            for key, seq in view.dirty.items():
+                collection, record_id = key
+                state, found = view.states[key], view.current[key]
+                assert found is not None
+                blob, deleted, in_conflict = state_codec.encode(state), found.row.deleted, found.conflict
+                place = _Place(found.row.scope, found.company)
+                if view.in_table.get(key) == place:
+                    updates.append((blob, deleted, in_conflict, seq, collection, record_id))
+                else:
+                    upserts.append(
+                        (
+                            collection,
+                            record_id,
+                            blob,
+                            deleted,
+                            in_conflict,
+                            seq,
+                            place.company,
+                            *place.scope,
+                        )
+                    )
+                    view.in_table[key] = place
+            view.dirty.clear()
+            return upserts, updates
+
+        # The log insert is the biggest statement of a push: the records' rows are made meanwhile.
+        if rows:
+            upserts, updates = await _while(self._insert_changes(connection, rows), plan)
+        else:
+            upserts, updates = plan()
+        if upserts:
+            await connection.exec_driver_sql(self._sql.upsert_records, upserts)
+        if updates:
+            await connection.exec_driver_sql(self._sql.update_states, updates)
+        if view.seen:
+            await connection.exec_driver_sql(
+                self._sql.device_seen, [(at, device_id) for device_id, at in sorted(view.seen.items())]
+            )
+            view.seen.clear()
+
+    async def _insert_changes(self, connection: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        """The log rows, in the group's transaction. On PostgreSQL a binary COPY: asyncpg
+        encodes the rows in C and the server parses no statement per row."""
+        if self._sql.sqlite:
+            await connection.exec_driver_sql(self._sql.insert_changes, rows)
+            return
+        driver: Any = (await connection.get_raw_connection()).driver_connection
+        await driver.copy_records_to_table("changes", records=rows, columns=_CHANGE_COLUMNS)
+
+    def _drop_duplicates(
+        self, view: _GroupView, candidates: list[tuple[int, Change]], results: list[ChangeResult | None]
+    ) -> list[tuple[int, Change]]:
+        """Judge ids seen before (in the log, compacted, written by an earlier push of the group,
+        or earlier in this batch); return the new changes."""
+        fresh: list[tuple[int, Change]] = []
+        in_batch: dict[str, Change] = {}
+        for index, change in candidates:
+            row: Any = view.logged.get(change.id)
+            earlier = in_batch.get(change.id) or view.accepted.get(change.id)
+            digest = view.gone.get(change.id)
+            if digest is not None:
+                same = digest == change_digest(
+                    change.collection,
+                    change.record_id,
+                    change.field,
+                    op_name(change),
+                    change.value,
+                    change.hlc,
+                    change.pred,
+                )
+                results[index] = (
+                    ChangeResult(id=change.id, status="duplicate")
+                    if same
+                    else _rejected(
+                        change.id, "id_reused", "this change id was already used for a different change"
+                    )
+                )
+            elif row is None and earlier is None:
+                in_batch[change.id] = change
+                fresh.append((index, change))
+            elif (row is not None and _same_content(row, change)) or earlier == change:
+                results[index] = ChangeResult(id=change.id, status="duplicate")
+            else:
+                results[index] = _rejected(
+                    change.id,
+                    "id_reused",
+                    "this change id was already used for a different change; "
+                    "give every new change a new UUID",
+                )
+        return fresh
+
+    async def _load_records(
+        self, connection: AsyncConnection, view: _GroupView, keys: Iterable[RecordKey]
+    ) -> None:
+        """Read into the view the rows of ``keys`` it does not know yet, one query per collection."""
+        by_collection: dict[str, list[str]] = {}
+        for key in sorted(set(keys)):
+            if key not in view.current:
+                by_collection.setdefault(key[0], []).append(key[1])
+        for collection, record_ids in by_collection.items():
+            rows = await connection.exec_driver_sql(
+                self._sql.records_by_id, (collection, self._sql.id_list(record_ids))
+            )
+            for record_id in record_ids:
+                view.current[(collection, record_id)] = None
+            for row in rows:
+                record_id, blob, conflict, deleted, company, *scope = tuple(row)
+                key = (collection, record_id)
+                found = view.current[key] = _Stored(
+                    blob, bool(conflict), company, ScopeRow(Scope(*scope), bool(deleted))
+                )
+                view.in_table[key] = _Place(found.row.scope, company)
+
+    async def _existing_ids(
+        self, connection: AsyncConnection, ids: Sequence[str], *, compacted: bool = False
+    ) -> set[str]:
+        found: set[str] = set()
+        if ids:
+            result = await connection.exec_driver_sql(self._sql.ids_known, (self._sql.id_list(ids),))
+            found.update(result.scalars())
+        if compacted:
+            found.update(await compacted_digests(connection, [i for i in ids if i not in found]))
+        return found
