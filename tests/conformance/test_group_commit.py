@@ -134,3 +134,20 @@ async def test_rules_see_records_and_changes_of_earlier_pushes_in_the_group(stor
     assert request.fields["status"] == "dispatched"
     visited = await store.record("visits", "v1")
     assert visited.fields["household_id"] == "h-new"
+
+
+async def test_a_write_failing_after_the_log_leaves_no_log_rows(
+    store: SyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log rows (a binary COPY on PostgreSQL, an executemany on SQLite) are written in the
+    group's transaction: when the records' write after them fails, none of them stays."""
+    statements = store.writer._sql
+    monkeypatch.setattr(statements, "upsert_records", "INSERT INTO no_such_table VALUES (1)")
+    with pytest.raises(Exception, match="no_such_table"):
+        await store.push(None, "phone", [set_("notes", "lost", record="h1")])
+    assert await _logged(store) == 0
+    monkeypatch.undo()
+    outcome = await store.push(None, "phone", [set_("notes", "kept", record="h1")])
+    assert outcome.results[0].status == "applied"
+    assert outcome.cursor.endswith(".1")  # the failed push took no seq
+    assert (await store.record("households", "h1")).fields["notes"] == "kept"
