@@ -74,6 +74,21 @@ def _depth(collections: Mapping[str, CollectionSpec], name: str, seen: frozenset
     )
 
 
+# Each collection's depth in the scope tree, per collections mapping (the schema is fixed for the
+# life of a process; the walk explores every path, and every push needs it).
+_DEPTHS: dict[int, tuple[Mapping[str, CollectionSpec], dict[str, int]]] = {}
+
+
+def _depths(collections: Mapping[str, CollectionSpec]) -> dict[str, int]:
+    cached = _DEPTHS.get(id(collections))
+    if cached is None or cached[0] is not collections:
+        cached = _DEPTHS[id(collections)] = (
+            collections,
+            {name: _depth(collections, name) for name in collections},
+        )
+    return cached[1]
+
+
 def scope_keys(
     collections: Mapping[str, CollectionSpec],
     states: Mapping[RecordKey, RecordState],
@@ -102,7 +117,7 @@ def resolve_scopes(
 ) -> dict[RecordKey, Scope]:
     """The scope of every record in ``states`` after the batch, parents before children."""
     resolved: dict[RecordKey, Scope] = {}
-    depth = {name: _depth(collections, name) for name in {key[0] for key in states}}
+    depth = _depths(collections)
     for key in sorted(states, key=lambda k: (depth[k[0]], k)):
         spec = collections[key[0]]
         parent = link_target(spec, collections, states[key])
