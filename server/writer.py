@@ -504,39 +504,38 @@ class PushWriter:
         last-seen times."""
         rows, view.change_rows = view.change_rows, []
 
-        def plan() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-            upserts: list[tuple[Any, ...]] = []
-            updates: list[tuple[Any, ...]] = []
+        def plan() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            inserts: list[tuple[Any, ...]] = []  # records the table has never held
+            upserts: list[tuple[Any, ...]] = []  # records that moved
+            updates: list[tuple[Any, ...]] = []  # records that stay where they are
             for key, seq in view.dirty.items():
                 collection, record_id = key
                 state, found = view.states[key], view.current[key]
                 assert found is not None
                 blob, deleted, in_conflict = state_codec.encode(state), found.row.deleted, found.conflict
                 place = _Place(found.row.scope, found.company)
-                if view.in_table.get(key) == place:
+                held = view.in_table.get(key)
+                if held == place:
                     updates.append((blob, deleted, in_conflict, seq, collection, record_id))
-                else:
-                    upserts.append(
-                        (
-                            collection,
-                            record_id,
-                            blob,
-                            deleted,
-                            in_conflict,
-                            seq,
-                            place.company,
-                            *place.scope,
-                        )
-                    )
-                    view.in_table[key] = place
+                    continue
+                row = (collection, record_id, blob, deleted, in_conflict, seq, place.company, *place.scope)
+                (inserts if held is None else upserts).append(row)
+                view.in_table[key] = place
             view.dirty.clear()
-            return upserts, updates
+            return inserts, upserts, updates
 
         # The log insert is the biggest statement of a push: the records' rows are made meanwhile.
         if rows:
-            upserts, updates = await _while(self._insert_changes(connection, rows), plan)
+            inserts, upserts, updates = await _while(
+                self._insert_rows(connection, "changes", _CHANGE_COLUMNS, self._sql.insert_changes, rows),
+                plan,
+            )
         else:
-            upserts, updates = plan()
+            inserts, upserts, updates = plan()
+        if inserts:
+            # No other writer can add them meanwhile: every push holds the counter lock from the
+            # read that found them missing to its commit.
+            await self._insert_rows(connection, "records", _SAVED_COLUMNS, self._sql.upsert_records, inserts)
         if upserts:
             await connection.exec_driver_sql(self._sql.upsert_records, upserts)
         if updates:
@@ -547,14 +546,22 @@ class PushWriter:
             )
             view.seen.clear()
 
-    async def _insert_changes(self, connection: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
-        """The log rows, in the group's transaction. On PostgreSQL a binary COPY: asyncpg
-        encodes the rows in C and the server parses no statement per row."""
+    async def _insert_rows(
+        self,
+        connection: AsyncConnection,
+        table: str,
+        columns: Sequence[str],
+        statement: str,
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Rows new to ``table``, in the group's transaction. On PostgreSQL a binary COPY: asyncpg
+        encodes the rows in C and the server parses no statement per row. On SQLite
+        ``statement`` as an executemany (a loop in C inside the process already)."""
         if self._sql.sqlite:
-            await connection.exec_driver_sql(self._sql.insert_changes, rows)
+            await connection.exec_driver_sql(statement, rows)
             return
         driver: Any = (await connection.get_raw_connection()).driver_connection
-        await driver.copy_records_to_table("changes", records=rows, columns=_CHANGE_COLUMNS)
+        await driver.copy_records_to_table(table, records=rows, columns=columns)
 
     def _drop_duplicates(
         self, view: _GroupView, candidates: list[tuple[int, Change]], results: list[ChangeResult | None]

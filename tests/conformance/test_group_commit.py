@@ -136,16 +136,18 @@ async def test_rules_see_records_and_changes_of_earlier_pushes_in_the_group(stor
     assert visited.fields["household_id"] == "h-new"
 
 
-async def test_a_write_failing_after_the_log_leaves_no_log_rows(
+async def test_a_write_failing_after_the_log_leaves_no_rows(
     store: SyncStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The log rows (a binary COPY on PostgreSQL, an executemany on SQLite) are written in the
-    group's transaction: when the records' write after them fails, none of them stays."""
+    """The log and records rows (binary COPYs on PostgreSQL, executemany on SQLite) are written
+    in the group's transaction: when the statement after them fails, none of them stays."""
     statements = store.writer._sql
-    monkeypatch.setattr(statements, "upsert_records", "INSERT INTO no_such_table VALUES (1)")
+    monkeypatch.setattr(statements, "advance_counter", "UPDATE no_such_table SET x = 1")
     with pytest.raises(Exception, match="no_such_table"):
         await store.push(None, "phone", [set_("notes", "lost", record="h1")])
     assert await _logged(store) == 0
+    with pytest.raises(Exception, match="no record"):
+        await store.record("households", "h1")
     monkeypatch.undo()
     outcome = await store.push(None, "phone", [set_("notes", "kept", record="h1")])
     assert outcome.results[0].status == "applied"
