@@ -393,9 +393,12 @@ class PushWriter:
         device_id, principal = job.device_id, job.principal
         results = list(job.results)
         now = _now_ms()
-        walls = {c.id: hlc_wall_ms(c.hlc) for _, c in job.candidates}
-        max_skew = max((wall - now for wall in walls.values()), default=None)
-        clock_ahead = max_skew is not None and max_skew > self.settings.max_clock_ahead_ms
+        ahead_limit = self.settings.max_clock_ahead_ms
+        # Every hlc here is validated, its wall time a fixed-width prefix: the greatest string
+        # carries the greatest wall time.
+        latest = max((c.hlc for _, c in job.candidates), default=None)
+        max_skew = None if latest is None else hlc_wall_ms(latest) - now
+        clock_ahead = max_skew is not None and max_skew > ahead_limit
         fresh = self._drop_duplicates(view, job.candidates, results)
         keys = sorted({(c.collection, c.record_id) for _, c in fresh})
         await self._load_records(connection, view, keys)
@@ -473,11 +476,14 @@ class PushWriter:
 
         def answer() -> PushOutcome:
             followed: str | None = None
+            clashing = {key: found for key, found in conflicted.items() if found}
             for index, change in fresh:
-                found = conflicted[(change.collection, change.record_id)]
-                in_conflict = "_deleted" in found or (change.field is not None and change.field in found)
+                found = clashing.get((change.collection, change.record_id)) if clashing else None
+                in_conflict = found is not None and (
+                    "_deleted" in found or (change.field is not None and change.field in found)
+                )
                 result = ChangeResult(id=change.id, status="applied", conflict=in_conflict)
-                if walls[change.id] - now > self.settings.max_clock_ahead_ms:
+                if clock_ahead and hlc_wall_ms(change.hlc) - now > ahead_limit:
                     result.code = "clock_ahead"
                     result.message = (
                         "accepted, but this change is stamped ahead of the server's clock: "

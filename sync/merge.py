@@ -140,17 +140,16 @@ def _conflict_head(change: Change) -> ConflictHead:
     )
 
 
+_OP_NAMES: dict[type, str] = {
+    SetChange: "set",
+    AddChange: "add",
+    RemoveChange: "remove",
+    DeleteChange: "delete",
+}
+
+
 def op_name(change: Change) -> str:
-    match change:
-        case SetChange():
-            return "set"
-        case AddChange():
-            return "add"
-        case RemoveChange():
-            return "remove"
-        case DeleteChange():
-            return "delete"
-    raise AssertionError(change)
+    return _OP_NAMES[type(change)]
 
 
 def _distinct(values: Iterable[Any]) -> list[Any]:
