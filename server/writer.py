@@ -25,6 +25,7 @@ from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
 from server.access import Principal
 from server.conflicts import ConflictTracker
+from server.database import driver_rows, driver_write, transaction_driver
 from server.horizon import change_digest, compacted_digests
 from server.rules import judge_batch
 from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
@@ -197,14 +198,16 @@ async def _while(statement: Awaitable[Any], work: Callable[[], _T]) -> _T:
 
 
 def _same_content(row: Any, change: Change) -> bool:
+    """Whether a logged row (``changes_by_id``'s columns, from the driver) is ``change``."""
+    _, collection, record_id, field, op, value, hlc, pred = row
     return bool(
-        row.collection == change.collection
-        and row.record_id == change.record_id
-        and row.field == change.field
-        and row.op == op_name(change)
-        and row.hlc == change.hlc
-        and _json_decode(row.value) == change.value
-        and _json_decode(row.pred) == list(change.pred)
+        collection == change.collection
+        and record_id == change.record_id
+        and field == change.field
+        and op == op_name(change)
+        and hlc == change.hlc
+        and _json_decode(value) == change.value
+        and _json_decode(pred) == list(change.pred)
     )
 
 
@@ -358,13 +361,15 @@ class PushWriter:
     async def _write_group(self, connection: AsyncConnection, group: list[_PushJob]) -> None:
         await connection.begin()
         # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
+        # Through SQLAlchemy, not the driver: that is what starts the transaction on asyncpg,
+        # which the group's driver-level statements (and COPYs) then run in.
         last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
         view = _GroupView(last_seq)
         # What every push of the group will read, in one statement each.
         ids = [c.id for job in group for _, c in job.candidates]
         if ids:
-            found = await connection.exec_driver_sql(self._sql.changes_by_id, (self._sql.id_list(ids),))
-            view.logged.update((row.id, row) for row in found)
+            found = await driver_rows(connection, self._sql.changes_by_id, self._sql.id_list(ids))
+            view.logged.update((row[0], row) for row in found)
         if floor > 0:
             view.gone = await compacted_digests(connection, [i for i in ids if i not in view.logged])
         await self._load_records(
@@ -378,7 +383,7 @@ class PushWriter:
                 raise _PushError(job, error) from error
         await self._flush(connection, view)
         if view.seq != last_seq:
-            await connection.exec_driver_sql(self._sql.advance_counter, (view.seq,))
+            await driver_write(connection, self._sql.advance_counter, [(view.seq,)])
         # The answers are made while the commit (its fsync) runs; none is sent unless the
         # commit succeeds.
         outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
@@ -543,12 +548,14 @@ class PushWriter:
             # read that found them missing to its commit.
             await self._insert_rows(connection, "records", _SAVED_COLUMNS, self._sql.upsert_records, inserts)
         if upserts:
-            await connection.exec_driver_sql(self._sql.upsert_records, upserts)
+            await driver_write(connection, self._sql.upsert_records, upserts)
         if updates:
-            await connection.exec_driver_sql(self._sql.update_states, updates)
+            await driver_write(connection, self._sql.update_states, updates)
         if view.seen:
-            await connection.exec_driver_sql(
-                self._sql.device_seen, [(at, device_id) for device_id, at in sorted(view.seen.items())]
+            await driver_write(
+                connection,
+                self._sql.device_seen,
+                [(at, device_id) for device_id, at in sorted(view.seen.items())],
             )
             view.seen.clear()
 
@@ -564,9 +571,9 @@ class PushWriter:
         encodes the rows in C and the server parses no statement per row. On SQLite
         ``statement`` as an executemany (a loop in C inside the process already)."""
         if self._sql.sqlite:
-            await connection.exec_driver_sql(statement, rows)
+            await driver_write(connection, statement, rows)
             return
-        driver: Any = (await connection.get_raw_connection()).driver_connection
+        driver = await transaction_driver(connection)
         await driver.copy_records_to_table(table, records=rows, columns=columns)
 
     def _drop_duplicates(
@@ -620,8 +627,8 @@ class PushWriter:
             if key not in view.current:
                 by_collection.setdefault(key[0], []).append(key[1])
         for collection, record_ids in by_collection.items():
-            rows = await connection.exec_driver_sql(
-                self._sql.records_by_id, (collection, self._sql.id_list(record_ids))
+            rows = await driver_rows(
+                connection, self._sql.records_by_id, collection, self._sql.id_list(record_ids)
             )
             for record_id in record_ids:
                 view.current[(collection, record_id)] = None
@@ -638,8 +645,9 @@ class PushWriter:
     ) -> set[str]:
         found: set[str] = set()
         if ids:
-            result = await connection.exec_driver_sql(self._sql.ids_known, (self._sql.id_list(ids),))
-            found.update(result.scalars())
+            found.update(
+                row[0] for row in await driver_rows(connection, self._sql.ids_known, self._sql.id_list(ids))
+            )
         if compacted:
             found.update(await compacted_digests(connection, [i for i in ids if i not in found]))
         return found
