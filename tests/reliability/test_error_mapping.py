@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy import literal, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
@@ -76,3 +78,37 @@ def test_a_driver_level_read_that_fails_drops_its_connection_from_the_pool(datab
             await engine.dispose()
 
     assert asyncio.run(fail_a_read())
+
+
+def test_a_connection_back_in_the_pool_with_a_transaction_open_is_rolled_back(database_url: str) -> None:
+    """The pool resets only connections whose driver has a transaction open: one that comes back
+    with its transaction open (a DBAPI connection given back as it is, as a cancelled or
+    collected connection would be) is rolled back before anyone else gets it."""
+
+    def in_transaction(driver: Any) -> bool:
+        return bool(
+            driver.in_transaction if hasattr(driver, "in_transaction") else driver.is_in_transaction()
+        )
+
+    def leave_a_transaction_open(sync: Connection) -> tuple[bool, bool]:
+        raw = sync.engine.raw_connection()
+        cursor = raw.cursor()
+        cursor.execute("INSERT INTO compacted_changes VALUES ('x', 'd', 1)")
+        cursor.close()
+        driver = raw.driver_connection
+        opened = in_transaction(driver)
+        raw.close()  # back to the pool with the transaction open
+        return opened, in_transaction(driver)
+
+    async def run() -> tuple[bool, bool, int]:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                opened, still_open = await connection.run_sync(leave_a_transaction_open)
+            async with engine.connect() as connection:
+                [(kept,)] = await driver_rows(connection, "SELECT count(*) FROM compacted_changes")
+            return opened, still_open, int(kept)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(run()) == (True, False, 0)
