@@ -21,6 +21,7 @@ __all__ = [
     "alembic_config",
     "classify_database_error",
     "create_engine",
+    "driver_copy",
     "driver_rows",
     "driver_write",
     "is_sqlite",
@@ -132,6 +133,19 @@ async def driver_write(connection: AsyncConnection, query: str, rows: Sequence[S
     driver = await transaction_driver(connection)
     try:
         await driver.executemany(query, rows)
+    except BaseException:
+        await connection.invalidate()  # as in driver_rows
+        raise
+
+
+async def driver_copy(
+    connection: AsyncConnection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """New rows for ``table`` by binary COPY (PostgreSQL), in the connection's transaction:
+    asyncpg encodes them in C and the server parses no statement per row."""
+    driver = await transaction_driver(connection)
+    try:
+        await driver.copy_records_to_table(table, records=rows, columns=columns)
     except BaseException:
         await connection.invalidate()  # as in driver_rows
         raise

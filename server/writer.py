@@ -25,7 +25,7 @@ from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
 from server.access import Principal
 from server.conflicts import ConflictTracker
-from server.database import driver_rows, driver_write, transaction_driver
+from server.database import driver_copy, driver_rows, driver_write
 from server.horizon import change_digest, compacted_digests
 from server.rules import judge_batch
 from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
@@ -567,14 +567,12 @@ class PushWriter:
         statement: str,
         rows: list[tuple[Any, ...]],
     ) -> None:
-        """Rows new to ``table``, in the group's transaction. On PostgreSQL a binary COPY: asyncpg
-        encodes the rows in C and the server parses no statement per row. On SQLite
-        ``statement`` as an executemany (a loop in C inside the process already)."""
+        """Rows new to ``table``, in the group's transaction: a binary COPY on PostgreSQL,
+        ``statement`` as an executemany on SQLite (a loop in C inside the process already)."""
         if self._sql.sqlite:
             await driver_write(connection, statement, rows)
-            return
-        driver = await transaction_driver(connection)
-        await driver.copy_records_to_table(table, records=rows, columns=columns)
+        else:
+            await driver_copy(connection, table, columns, rows)
 
     def _drop_duplicates(
         self, view: _GroupView, candidates: list[tuple[int, Change]], results: list[ChangeResult | None]
