@@ -72,21 +72,38 @@ _POSITION = "SELECT epoch, last_seq, compacted_seq FROM sync_counter WHERE id = 
 
 
 _PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value", "hlc", "pred")
-# Each change of an unscoped pull as ready JSON text, made by the database from its row (value
-# and pred are stored as JSON already), with the keys of PulledChange in their order.
+# An unscoped pull in one statement: first the counter's row (seq NULL, then the epoch, the last
+# seq and the compaction floor), then each change as ready JSON text, made by the database from
+# its row (value and pred are stored as JSON already), with the keys of PulledChange in order.
 _PULL_JSON_SQLITE = (
-    "SELECT seq, json_object('id', id, 'collection', collection, 'record_id', record_id, "
-    "'field', field, 'op', op, 'value', json(value), 'hlc', hlc, 'pred', json(pred), 'seq', seq) "
-    "FROM changes WHERE seq > ? ORDER BY seq LIMIT ?"
+    "SELECT NULL, epoch, last_seq, compacted_seq FROM sync_counter WHERE id = 1 UNION ALL "
+    "SELECT * FROM (SELECT seq, json_object('id', id, 'collection', collection, 'record_id', "
+    "record_id, 'field', field, 'op', op, 'value', json(value), 'hlc', hlc, 'pred', json(pred), "
+    "'seq', seq), NULL, NULL FROM changes WHERE seq > ? ORDER BY seq LIMIT ?)"
 )
 # Concatenated rather than row_to_json: value and pred go in as stored, unparsed.
 _PULL_JSON_POSTGRES = (
-    """SELECT seq, '{"id":' || to_json(id)::text || ',"collection":' || to_json(collection)::text """
-    """|| ',"record_id":' || to_json(record_id)::text """
+    "(SELECT NULL::bigint, epoch::text, last_seq, compacted_seq FROM sync_counter WHERE id = 1) "
+    """UNION ALL (SELECT seq, '{"id":' || to_json(id)::text || ',"collection":' """
+    """|| to_json(collection)::text || ',"record_id":' || to_json(record_id)::text """
     """|| ',"field":' || coalesce(to_json(field)::text, 'null') || ',"op":' || to_json(op)::text """
     """|| ',"value":' || value || ',"hlc":' || to_json(hlc)::text || ',"pred":' || pred """
-    """|| ',"seq":' || seq::text || '}' FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2"""
+    """|| ',"seq":' || seq::text || '}', NULL, NULL FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2)"""
 )
+# The greatest seq either database takes: a cursor naming more is judged (409), not queried.
+_MAX_SEQ = 2**63 - 1
+
+
+def _cursor_seq(cursor: str | None) -> int:
+    """The seq a pull cursor names (0 for none), read without judging it; a cursor that is not
+    of this server's form is a 400."""
+    if not cursor:
+        return 0
+    raw_seq = cursor.partition(".")[2].partition(".")[0]
+    # isascii: str.isdigit also accepts digits that int() refuses (superscripts).
+    if not (raw_seq.isascii() and raw_seq.isdigit()):
+        raise SyncError(400, "bad_cursor", f"cursor {cursor!r} was not issued by this server")
+    return int(raw_seq)
 
 
 def _as_pulled(change: Change, seq: int) -> PulledChange:
@@ -182,11 +199,9 @@ class SyncStore:
                 )
             return 0
         cursor_epoch, _, rest = cursor.partition(".")
-        raw_seq, _, fingerprint = rest.partition(".")
-        # isascii: str.isdigit also accepts digits that int() refuses (superscripts).
-        if not (raw_seq.isascii() and raw_seq.isdigit()):
-            raise SyncError(400, "bad_cursor", f"cursor {cursor!r} was not issued by this server")
-        if cursor_epoch != epoch or int(raw_seq) > last_seq or int(raw_seq) < floor:
+        fingerprint = rest.partition(".")[2]
+        seq = _cursor_seq(cursor)
+        if cursor_epoch != epoch or seq > last_seq or seq < floor:
             raise SyncError(
                 409,
                 "resync_required",
@@ -201,7 +216,7 @@ class SyncStore:
                 "the grids or buildings assigned to this user changed: drop the records you hold "
                 "that have no pending changes and start again from /v1/sync/snapshot",
             )
-        return int(raw_seq)
+        return seq
 
     # ------------------------------------------------------------------ push
 
@@ -295,10 +310,16 @@ class SyncStore:
         by the database, so the response is the rows joined, with no object per change and
         nothing re-encoded. Scoped callers go through ``pull`` (filters, masks, moves)."""
         assert not is_scoped(principal), "scoped pulls filter and mask: use pull()"
+        # One round trip: the page after the cursor's seq, and the position to judge the cursor
+        # by (its epoch, the last seq, the compaction floor); a page of a cursor judged wrong is
+        # dropped unsent.
         async with self._reader.connect() as connection:
-            epoch, last_seq, floor = await self._position(connection)
-            after = self._parse_cursor(since, epoch, last_seq, principal, floor)
-            rows = await driver_rows(connection, self._pull_json, after, limit + 1)
+            rows = await driver_rows(
+                connection, self._pull_json, min(_cursor_seq(since), _MAX_SEQ), limit + 1
+            )
+        at = 0 if rows[0][0] is None else next(i for i, row in enumerate(rows) if row[0] is None)
+        _, epoch, last_seq, floor = rows.pop(at)
+        after = self._parse_cursor(since, epoch, last_seq, principal, floor)
         more = len(rows) > limit
         del rows[limit:]
         end = rows[-1][0] if rows else after
