@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +27,6 @@ __all__ = [
     "driver_write",
     "is_sqlite",
     "migrate",
-    "transaction_driver",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -53,8 +53,8 @@ def _drop_closed(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise DisconnectionError("the database closed this connection")
 
 
-def _in_transaction(dbapi_connection: Any) -> bool:
-    driver = dbapi_connection.driver_connection
+def _in_transaction(driver: Any) -> bool:
+    """Whether the driver connection (asyncpg or aiosqlite) has a transaction open."""
     if isinstance(driver, asyncpg.Connection):
         return bool(driver.is_in_transaction())
     return bool(driver.in_transaction)  # aiosqlite: the sqlite3 connection's own flag
@@ -64,7 +64,7 @@ def _reset_if_open(dbapi_connection: Any, _record: Any, state: Any) -> None:
     """The pool's reset (with ``pool_reset_on_return=None``): whatever way a connection comes
     back, closed, dropped by a cancelled task or garbage collected, a transaction it left open
     is rolled back before anyone else gets it; one without is handed on as it is."""
-    if not state.terminate_only and _in_transaction(dbapi_connection):
+    if not state.terminate_only and _in_transaction(dbapi_connection.driver_connection):
         dbapi_connection.rollback()
 
 
@@ -98,44 +98,39 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
     return engine
 
 
-async def driver_rows(connection: AsyncConnection, query: str, *params: Any) -> list[Any]:
-    """All rows of a query straight from the driver (aiosqlite or asyncpg): one trip to the
-    driver, no SQLAlchemy compile or per-row result processing. For the hot reads only; the
-    query's placeholders are the driver's own (``?`` for SQLite, ``$1`` for asyncpg)."""
+@asynccontextmanager
+async def _driver(connection: AsyncConnection, *, in_transaction: bool = False) -> AsyncIterator[Any]:
+    """The driver connection (aiosqlite or asyncpg) under ``connection``, dropped from the pool
+    if a statement on it fails: past SQLAlchemy, nobody else knows it may be broken (a restart
+    cut it mid-statement, a cancelled await left it busy). With ``in_transaction``, refused when
+    no transaction is open: the driver would autocommit the statements, past the caller's
+    rollback (on asyncpg, SQLAlchemy opens the transaction with its first statement)."""
     driver: Any = (await connection.get_raw_connection()).driver_connection
+    if in_transaction and not _in_transaction(driver):
+        raise RuntimeError("no transaction is open: run its first statement through SQLAlchemy")
     try:
-        if connection.dialect.name == "sqlite":
-            return list(await driver.execute_fetchall(query, params))
-        return list(await driver.fetch(query, *params))
+        yield driver
     except BaseException:
-        # Past SQLAlchemy, nobody else knows the driver connection may be broken (a restart cut
-        # it mid-statement, a cancelled await left it busy): it must not go back to the pool.
         await connection.invalidate()
         raise
 
 
-async def transaction_driver(connection: AsyncConnection) -> Any:
-    """The driver connection (aiosqlite or asyncpg) under ``connection``, for statements that
-    belong to its open transaction. Refuses when no transaction is open: the driver would run
-    them in autocommit, past the caller's rollback (on asyncpg SQLAlchemy opens the transaction
-    with its first statement)."""
-    driver: Any = (await connection.get_raw_connection()).driver_connection
-    started = driver.in_transaction if connection.dialect.name == "sqlite" else driver.is_in_transaction()
-    if not started:
-        raise RuntimeError("no transaction is open: run its first statement through SQLAlchemy")
-    return driver
+async def driver_rows(connection: AsyncConnection, query: str, *params: Any) -> list[Any]:
+    """All rows of a query straight from the driver (aiosqlite or asyncpg): one trip to the
+    driver, no SQLAlchemy compile or per-row result processing. For the hot reads only; the
+    query's placeholders are the driver's own (``?`` for SQLite, ``$1`` for asyncpg)."""
+    async with _driver(connection) as driver:
+        if connection.dialect.name == "sqlite":
+            return list(await driver.execute_fetchall(query, params))
+        return list(await driver.fetch(query, *params))
 
 
 async def driver_write(connection: AsyncConnection, query: str, rows: Sequence[Sequence[Any]]) -> None:
     """``query`` once for each row of parameters (an executemany), straight to the driver, in
     the connection's transaction: one trip to the driver where SQLAlchemy's adapter makes
     several (on aiosqlite each is a hop to the driver's thread: 300 us a statement, not 60)."""
-    driver = await transaction_driver(connection)
-    try:
+    async with _driver(connection, in_transaction=True) as driver:
         await driver.executemany(query, rows)
-    except BaseException:
-        await connection.invalidate()  # as in driver_rows
-        raise
 
 
 async def driver_copy(
@@ -143,12 +138,8 @@ async def driver_copy(
 ) -> None:
     """New rows for ``table`` by binary COPY (PostgreSQL), in the connection's transaction:
     asyncpg encodes them in C and the server parses no statement per row."""
-    driver = await transaction_driver(connection)
-    try:
+    async with _driver(connection, in_transaction=True) as driver:
         await driver.copy_records_to_table(table, records=rows, columns=columns)
-    except BaseException:
-        await connection.invalidate()  # as in driver_rows
-        raise
 
 
 # What drivers and the OS say when the disk under the database is full.
