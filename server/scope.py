@@ -17,7 +17,7 @@ are therefore always current, and reads never walk the tree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, not_, update
@@ -131,16 +131,27 @@ def resolve_scopes(
     return resolved
 
 
+def _moved(
+    collections: Mapping[str, CollectionSpec],
+    before: Mapping[RecordKey, ScopeRow],
+    after: Mapping[RecordKey, Scope],
+) -> Iterator[tuple[RecordKey, Scope, str]]:
+    """The records with records below them whose place changed: (key, new scope, the scope
+    column that names them)."""
+    for key, scope in after.items():
+        level = collections[key[0]].scope_self
+        old = before.get(key)
+        if level is not None and old is not None and old.scope != scope:
+            yield key, scope, level
+
+
 def has_moves(
     collections: Mapping[str, CollectionSpec],
     before: Mapping[RecordKey, ScopeRow],
     after: Mapping[RecordKey, Scope],
 ) -> bool:
     """Whether ``follow_moves`` has records below a moved one to update."""
-    return any(
-        collections[key[0]].scope_self is not None and key in before and before[key].scope != scope
-        for key, scope in after.items()
-    )
+    return any(_moved(collections, before, after))
 
 
 async def follow_moves(
@@ -155,14 +166,11 @@ async def follow_moves(
         above = SCOPE_COLUMNS[:level_index]
         if not above:
             continue  # a community has nothing above it to move to
-        rows: list[dict[str, Any]] = []
-        for key, scope in after.items():
-            old = before.get(key)
-            if collections[key[0]].scope_self != level or old is None or old.scope == scope:
-                continue
-            rows.append(
-                {"b_id": key[1], "b_collection": key[0]} | {f"b_{n}": getattr(scope, n) for n in above}
-            )
+        rows: list[dict[str, Any]] = [
+            {"b_id": key[1], "b_collection": key[0]} | {f"b_{n}": getattr(scope, n) for n in above}
+            for key, scope, moved_level in _moved(collections, before, after)
+            if moved_level == level
+        ]
         if not rows:
             continue
         statement = (

@@ -254,9 +254,10 @@ class _WriteSql:
         self.lock_counter = "UPDATE sync_counter SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, epoch, compacted_seq"
         self.advance_counter = self._numbered("UPDATE sync_counter SET last_seq = ? WHERE id = 1")
         self.device_seen = self._numbered("UPDATE devices SET last_seen_at_ms = ? WHERE id = ?")
-        self.insert_changes = self._numbered(
-            "INSERT INTO changes (seq, id, collection, record_id, field, op, value, hlc, pred, device_id, "
-            "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        # On SQLite only: PostgreSQL takes the log rows by COPY (_insert_rows).
+        self.insert_changes = (
+            f"INSERT INTO changes ({', '.join(_CHANGE_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' * len(_CHANGE_COLUMNS))})"
         )
 
     def _numbered(self, query: str) -> str:
