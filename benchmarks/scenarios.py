@@ -320,20 +320,21 @@ async def _grid_worker_phone(database: Database, changes: list[Change], communit
         await engine.dispose()
 
 
-def _snapshot_pages(http: httpx.Client) -> tuple[float, list[bytes]]:
+def _snapshot_pages(http: httpx.Client) -> tuple[float, list[bytes], list[_SnapshotPage]]:
     """Every page of the caller's snapshot at the default page size, all collections; returns
-    the milliseconds spent in the requests (round trips on loopback) and the bodies."""
+    the milliseconds spent in the requests (round trips on loopback), the bodies and the pages."""
     bodies: list[bytes] = []
+    pages: list[_SnapshotPage] = []
     seconds, cursor, more = 0.0, None, True
     while more:
         start = time.perf_counter()
         reply = http.get("/v1/sync/snapshot", params={"cursor": cursor} if cursor else None)
         seconds += time.perf_counter() - start
         reply.raise_for_status()
-        page = _snapshot_page.decode(reply.content)
+        pages.append(_snapshot_page.decode(reply.content))
         bodies.append(reply.content)
-        cursor, more = page.cursor, page.more
-    return seconds * 1000, bodies
+        cursor, more = pages[-1].cursor, pages[-1].more
+    return seconds * 1000, bodies, pages
 
 
 async def bootstrap(backend: str, workdir: Path, district: DemoPlan, repeats: int) -> dict[str, Any]:
@@ -354,7 +355,7 @@ async def bootstrap(backend: str, workdir: Path, district: DemoPlan, repeats: in
         server_ms, client_ms = Measure(), Measure()
         with serve(database, workdir) as server, _client(server.base_url, token) as http:
             for run in range(repeats + 1):
-                elapsed, bodies = _snapshot_pages(http)
+                elapsed, bodies, pages = _snapshot_pages(http)
                 phone = Replica(workdir / f"phone-{run}.db", f"new-phone-{run}", token=token)
                 try:
                     start = time.perf_counter()
@@ -367,7 +368,6 @@ async def bootstrap(backend: str, workdir: Path, district: DemoPlan, repeats: in
                 if run:  # the first run warms the server
                     server_ms.add(elapsed)
                     client_ms.add(client_elapsed)
-    pages = [_snapshot_page.decode(body) for body in bodies]
     counts = Counter(record.collection for page in pages for record in page.records)
     heads = sum(len(record.heads) for page in pages for record in page.records)
     # A broken scope filter must not pass as a fast snapshot.
