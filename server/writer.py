@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -24,6 +25,7 @@ from schemas.codec import MalformedChange
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
 from server.access import Principal
+from server.checkpoint import WalCheckpointer
 from server.conflicts import ConflictTracker
 from server.database import driver_copy, driver_rows, driver_write
 from server.horizon import change_digest, compacted_digests
@@ -43,7 +45,7 @@ from sync.merge import (
     preds_to_look_up,
     state_codec,
 )
-from sync.validate import validate_change
+from sync.validate import validate_batch
 
 __all__ = ["PushOutcome", "PushWriter"]
 
@@ -290,6 +292,9 @@ class PushWriter:
         self.conflict_tracker = conflict_tracker
         self._cursor = cursor
         self._sql = _WriteSql(engine.dialect.name)
+        self.checkpointer = (
+            WalCheckpointer(Path(engine.url.database)) if self._sql.sqlite and engine.url.database else None
+        )
         # Pushes wait here in arrival order for the one writer task of the process
         # (``_write_queued``): on SQLite no push meets the busy handler's sleep-and-poll, on
         # PostgreSQL a waiting push holds no pooled connection, and pushes that arrive together
@@ -313,12 +318,18 @@ class PushWriter:
         for index, item in enumerate(items):
             if isinstance(item, MalformedChange):
                 results[index] = _rejected(item.id, "malformed_change", item.message)
-                continue
-            rejection = validate_change(item, self.collections)
-            if rejection is not None:
-                results[index] = _rejected(item.id, rejection.code, rejection.message)
             else:
                 candidates.append((index, item))
+        verdicts = validate_batch([change for _, change in candidates], self.collections)
+        if any(verdicts):
+            for (index, change), rejection in zip(candidates, verdicts, strict=True):
+                if rejection is not None:
+                    results[index] = _rejected(change.id, rejection.code, rejection.message)
+            candidates = [
+                candidate
+                for candidate, rejection in zip(candidates, verdicts, strict=True)
+                if rejection is None
+            ]
         job = _PushJob(
             device_id, principal, check, via, results, candidates, asyncio.get_running_loop().create_future()
         )
@@ -388,6 +399,8 @@ class PushWriter:
         # The answers are made while the commit (its fsync) runs; none is sent unless the
         # commit succeeds.
         outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
+        if self.checkpointer is not None:
+            self.checkpointer.after_commit()
         for job, outcome in zip(group, outcomes, strict=True):
             if not job.outcome.done():
                 job.outcome.set_result(outcome)

@@ -26,7 +26,7 @@ from server.app import create_app
 from server.database import create_engine
 from server.settings import Settings
 from server.store import SyncStore
-from sync.validate import validate_change
+from sync.validate import validate_batch, validate_change
 from tests.reliability.harness import record_figures
 
 DECODER_EXAMPLES = 1500
@@ -130,12 +130,17 @@ def test_decoder_and_validators_never_fail_on_hostile_bodies(body: Any, media_ty
         _, _, items = codec.decode_push(_encode(body, media_type))
     except msgspec.DecodeError:
         return
+    changes = []
     for item in items:
         if isinstance(item, MalformedChange):
             assert item.message
             continue
+        changes.append(item)
         verdict = validate_change(item, COLLECTIONS)
         assert verdict is None or (verdict.code and verdict.message)
+    # The push judges the batch at once (values type-checked one call per field): it must give
+    # every change exactly the verdict it gets alone.
+    assert validate_batch(changes, COLLECTIONS) == [validate_change(c, COLLECTIONS) for c in changes]
 
 
 @pytest.fixture
