@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.collections import COLLECTIONS
+from schemas.protocol import Change
 from sync.hlc import HybridClock, format_hlc, parse_hlc
-from sync.validate import validate_change
+from sync.validate import validate_batch, validate_change
 from tests.factories import add, delete, remove, set_
 
 
@@ -59,13 +62,21 @@ def test_counter_overflow_borrows_a_millisecond_instead_of_failing() -> None:
         (add("tags", "Not A Tag"), "invalid_value"),
         (remove("tags", "x", pred=()), "empty_pred"),
         (set_("phone", "1", pred=("nope",)), "bad_pred"),
+        # A trailing newline is not part of any shape (a bare ``$`` let it through).
+        (set_("phone", "1", id=f"{uuid.uuid4()}\n"), "bad_id"),
+        (set_("phone", "1", id=f"{uuid.uuid4()}\n{uuid.uuid4()}"), "bad_id"),
+        (set_("phone", "1", record="h-1\n"), "bad_record_id"),
+        (set_("phone", "1", pred=(f"{uuid.uuid4()}\n",)), "bad_pred"),
     ],
 )
-def test_invalid_changes_are_named_by_code(change: object, code: str) -> None:
-    rejection = validate_change(change, COLLECTIONS)  # type: ignore[arg-type]
+def test_invalid_changes_are_named_by_code(change: Change, code: str) -> None:
+    rejection = validate_change(change, COLLECTIONS)
     assert rejection is not None
     assert rejection.code == code
     assert rejection.message
+    # Among valid changes, judged as one batch, the change gets the same verdict.
+    batch = [set_("phone", "138 0000", record=f"h-{n}") for n in range(3)]
+    assert validate_batch([*batch, change, *batch], COLLECTIONS) == [None] * 3 + [rejection] + [None] * 3
 
 
 def test_valid_changes_pass() -> None:
