@@ -27,7 +27,7 @@ from schemas.protocol import Change, ChangeResult, ConflictHead
 from server.access import Principal
 from server.checkpoint import WalCheckpointer
 from server.conflicts import ConflictTracker
-from server.database import driver_copy, driver_rows, driver_write
+from server.database import custom_plans, driver_copy, driver_rows, driver_write
 from server.horizon import change_digest, compacted_digests
 from server.rules import judge_batch
 from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
@@ -338,6 +338,12 @@ class PushWriter:
             self._writer = asyncio.create_task(self._write_queued())
         return await job.outcome
 
+    async def idle(self) -> None:
+        """Wait until every push queued so far is written and the writer has let go of its
+        connection."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
+
     async def _write_queued(self) -> None:
         """The one writer of this process: takes the pushes waiting in turn, as many as fit in
         a group, and writes each group in one transaction (one commit, one fsync, for pushes
@@ -346,7 +352,7 @@ class PushWriter:
         while self._queue:
             # One connection for as long as pushes keep coming: in a storm of phones a group
             # does not queue for the pool behind every request's reads.
-            async with self.engine.connect() as connection:
+            async with self.engine.connect() as connection, custom_plans(connection):
                 while self._queue:
                     group: list[_PushJob] = []
                     size = 0
