@@ -22,7 +22,6 @@ __all__ = [
     "alembic_config",
     "classify_database_error",
     "create_engine",
-    "custom_plans",
     "driver_copy",
     "driver_rows",
     "driver_write",
@@ -114,32 +113,6 @@ async def _driver(connection: AsyncConnection, *, in_transaction: bool = False) 
     except BaseException:
         await connection.invalidate()
         raise
-
-
-@asynccontextmanager
-async def custom_plans(connection: AsyncConnection) -> AsyncIterator[None]:
-    """While the block runs, PostgreSQL plans every statement on ``connection`` for the values
-    it is given instead of reusing a generic plan (a no-op on SQLite).
-
-    For the push writer's lookups by id list: prepared while a young database's tables were
-    nearly empty, their generic plan is a sequential scan, and PostgreSQL kept it as the log grew
-    until autovacuum analysed the table (a push of 500 took 0.4 s instead of 40 ms). A custom
-    plan is made for the table's current size every time, for a few statements a push."""
-    if connection.dialect.name != "postgresql":
-        yield
-        return
-    async with _driver(connection) as driver:
-        await driver.execute("SET plan_cache_mode = force_custom_plan")
-    try:
-        yield
-    finally:
-        if not connection.invalidated:
-            async with _driver(connection) as driver:
-                if _in_transaction(driver):
-                    # A failed group left its transaction open; the connection is not reused.
-                    await connection.invalidate()
-                else:
-                    await driver.execute("RESET plan_cache_mode")
 
 
 async def driver_rows(connection: AsyncConnection, query: str, *params: Any) -> list[Any]:

@@ -14,7 +14,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -25,15 +24,15 @@ from schemas.codec import MalformedChange
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
 from server.access import Principal
-from server.checkpoint import WalCheckpointer
 from server.conflicts import ConflictTracker
-from server.database import custom_plans, driver_copy, driver_rows, driver_write
+from server.database import driver_copy, driver_rows, driver_write
 from server.horizon import change_digest, compacted_digests
 from server.rules import judge_batch
 from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
 from server.scoping import authorize_batch, company_of, log_moves
 from server.settings import Settings
 from server.tables import SCOPE_COLUMNS, devices
+from server.upkeep import storage_upkeep
 from sync.hlc import HybridClock, hlc_wall_ms
 from sync.merge import (
     RecordKey,
@@ -292,9 +291,7 @@ class PushWriter:
         self.conflict_tracker = conflict_tracker
         self._cursor = cursor
         self._sql = _WriteSql(engine.dialect.name)
-        self.checkpointer = (
-            WalCheckpointer(Path(engine.url.database)) if self._sql.sqlite and engine.url.database else None
-        )
+        self.upkeep = storage_upkeep(engine)
         # Pushes wait here in arrival order for the one writer task of the process
         # (``_write_queued``): on SQLite no push meets the busy handler's sleep-and-poll, on
         # PostgreSQL a waiting push holds no pooled connection, and pushes that arrive together
@@ -352,7 +349,7 @@ class PushWriter:
         while self._queue:
             # One connection for as long as pushes keep coming: in a storm of phones a group
             # does not queue for the pool behind every request's reads.
-            async with self.engine.connect() as connection, custom_plans(connection):
+            async with self.engine.connect() as connection:
                 while self._queue:
                     group: list[_PushJob] = []
                     size = 0
@@ -405,8 +402,8 @@ class PushWriter:
         # The answers are made while the commit (its fsync) runs; none is sent unless the
         # commit succeeds.
         outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
-        if self.checkpointer is not None:
-            self.checkpointer.after_commit()
+        if self.upkeep is not None:
+            self.upkeep.after_commit(view.seq)
         for job, outcome in zip(group, outcomes, strict=True):
             if not job.outcome.done():
                 job.outcome.set_result(outcome)

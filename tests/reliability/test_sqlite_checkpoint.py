@@ -1,5 +1,5 @@
 """On SQLite, what a push commits is copied from the WAL into the database file by a checkpoint
-in a thread of its own (server/checkpoint.py), not inside a later push's commit."""
+in a thread of its own (server/upkeep.py), not inside a later push's commit."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from server.database import create_engine
 from server.settings import Settings
 from server.store import SyncStore
+from server.upkeep import WalCheckpointer
 from tests.factories import set_
 
 
@@ -23,9 +24,9 @@ async def test_a_push_reaches_the_database_file_itself(tmp_path: Path, sqlite_te
     try:
         outcome = await store.push(None, "phone-1", [set_("notes", "kept", record="h1")])
         assert [r.status for r in outcome.results] == ["applied"]
-        checkpointer = store.writer.checkpointer
-        assert checkpointer is not None
-        await checkpointer.idle()
+        upkeep = store.writer.upkeep
+        assert isinstance(upkeep, WalCheckpointer)
+        await upkeep.idle()
         # The file without its WAL: SQLite's own checkpoint waits for 1,000 pages of WAL, so only
         # the background checkpoint can have put this one small push there already.
         alone = tmp_path / "file-alone.db"
