@@ -63,6 +63,27 @@ async def _values_of(connection: AsyncConnection, ids: Sequence[str]) -> dict[st
     return found
 
 
+_UNRULED: dict[int, tuple[Mapping[str, CollectionSpec], frozenset[tuple[str, str]]]] = {}
+
+
+def _unruled(collections: Mapping[str, CollectionSpec]) -> frozenset[tuple[str, str]]:
+    """The (collection, field) pairs no rule of :meth:`_Judge.judge` looks at: a change of one is
+    accepted as it is (most of a push: names, phones, notes, tags). Made once per schema."""
+    cached = _UNRULED.get(id(collections))
+    if cached is None or cached[0] is not collections:
+        unruled = frozenset(
+            (collection, name)
+            for collection, spec in collections.items()
+            if not spec.append_only
+            for name, field_spec in spec.fields.items()
+            if not (field_spec.ref is not None and field_spec.ref_required)
+            and name not in spec.exclusive
+            and field_spec.transitions is None
+        )
+        cached = _UNRULED[id(collections)] = (collections, unruled)
+    return cached[1]
+
+
 class _Judge:
     def __init__(
         self,
@@ -203,9 +224,10 @@ async def judge_batch(
     unwritten = [p for p in preds if p not in written]
     logged |= await _values_of(connection, unwritten) if unwritten else {}
     judge = _Judge(collections, states, rows, set(states), logged)
+    unruled = _unruled(collections)
     kept: list[tuple[int, Change]] = []
     for index, change in fresh:
-        rejection = judge.judge(change)
+        rejection = None if (change.collection, change.field) in unruled else judge.judge(change)
         if rejection is None:
             judge.accept(change)
             kept.append((index, change))

@@ -458,7 +458,7 @@ class PushWriter:
                     op_name(change),
                     _json_encode(change.value).decode(),
                     change.hlc,
-                    _json_encode(change.pred).decode(),
+                    _json_encode(change.pred).decode() if change.pred else "[]",
                     device_id,
                     now,
                 )
@@ -596,6 +596,14 @@ class PushWriter:
     ) -> list[tuple[int, Change]]:
         """Judge ids seen before (in the log, compacted, written by an earlier push of the group,
         or earlier in this batch); return the new changes."""
+        ids = [change.id for _, change in candidates]
+        if (
+            not view.logged
+            and not view.gone
+            and view.accepted.keys().isdisjoint(ids)
+            and len(set(ids)) == len(ids)
+        ):
+            return list(candidates)  # none seen before, the usual push: no change to judge one by one
         fresh: list[tuple[int, Change]] = []
         in_batch: dict[str, Change] = {}
         for index, change in candidates:
