@@ -18,10 +18,11 @@ lists every collection.
 from __future__ import annotations
 
 import datetime
+import functools
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from msgspec import Meta
 
@@ -34,6 +35,7 @@ __all__ = [
     "MergePolicy",
     "ScopeLevel",
     "collection",
+    "per_schema",
     "scalar",
     "set_of",
 ]
@@ -124,6 +126,26 @@ class CollectionSpec:
     # Link fields that place the record under a parent, most specific first; the first one
     # with a value wins.
     scope_links: tuple[str, ...] = ()
+
+
+_Derived = TypeVar("_Derived")
+
+
+def per_schema(
+    derive: Callable[[Mapping[str, CollectionSpec]], _Derived],
+) -> Callable[[Mapping[str, CollectionSpec]], _Derived]:
+    """``derive`` of a collections mapping, made once per mapping (the schema is fixed for the
+    life of a process) instead of on every push that needs it."""
+    made: dict[int, tuple[Mapping[str, CollectionSpec], _Derived]] = {}
+
+    @functools.wraps(derive)
+    def cached(collections: Mapping[str, CollectionSpec]) -> _Derived:
+        found = made.get(id(collections))
+        if found is None or found[0] is not collections:
+            found = made[id(collections)] = (collections, derive(collections))
+        return found[1]
+
+    return cached
 
 
 def scalar(

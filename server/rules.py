@@ -29,7 +29,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.collections import CollectionSpec, FieldSpec
+from schemas.collections import CollectionSpec, FieldSpec, per_schema
 from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange
 from server.scope import ScopeRow
 from server.tables import changes
@@ -63,25 +63,19 @@ async def _values_of(connection: AsyncConnection, ids: Sequence[str]) -> dict[st
     return found
 
 
-_UNRULED: dict[int, tuple[Mapping[str, CollectionSpec], frozenset[tuple[str, str]]]] = {}
-
-
+@per_schema
 def _unruled(collections: Mapping[str, CollectionSpec]) -> frozenset[tuple[str, str]]:
     """The (collection, field) pairs no rule of :meth:`_Judge.judge` looks at: a change of one is
-    accepted as it is (most of a push: names, phones, notes, tags). Made once per schema."""
-    cached = _UNRULED.get(id(collections))
-    if cached is None or cached[0] is not collections:
-        unruled = frozenset(
-            (collection, name)
-            for collection, spec in collections.items()
-            if not spec.append_only
-            for name, field_spec in spec.fields.items()
-            if not (field_spec.ref is not None and field_spec.ref_required)
-            and name not in spec.exclusive
-            and field_spec.transitions is None
-        )
-        cached = _UNRULED[id(collections)] = (collections, unruled)
-    return cached[1]
+    accepted as it is (most of a push: names, phones, notes, tags)."""
+    return frozenset(
+        (collection, name)
+        for collection, spec in collections.items()
+        if not spec.append_only
+        for name, field_spec in spec.fields.items()
+        if not (field_spec.ref is not None and field_spec.ref_required)
+        and name not in spec.exclusive
+        and field_spec.transitions is None
+    )
 
 
 class _Judge:

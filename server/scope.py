@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, bindparam, not_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.collections import CollectionSpec
+from schemas.collections import CollectionSpec, per_schema
 from schemas.protocol import Change
 from server.tables import SCOPE_COLUMNS, records
 from sync.merge import RecordKey, RecordState, scalar_value
@@ -74,19 +74,11 @@ def _depth(collections: Mapping[str, CollectionSpec], name: str, seen: frozenset
     )
 
 
-# Each collection's depth in the scope tree, per collections mapping (the schema is fixed for the
-# life of a process; the walk explores every path, and every push needs it).
-_DEPTHS: dict[int, tuple[Mapping[str, CollectionSpec], dict[str, int]]] = {}
-
-
+@per_schema
 def _depths(collections: Mapping[str, CollectionSpec]) -> dict[str, int]:
-    cached = _DEPTHS.get(id(collections))
-    if cached is None or cached[0] is not collections:
-        cached = _DEPTHS[id(collections)] = (
-            collections,
-            {name: _depth(collections, name) for name in collections},
-        )
-    return cached[1]
+    # Each collection's depth in the scope tree: the walk explores every path, and every push
+    # needs it.
+    return {name: _depth(collections, name) for name in collections}
 
 
 def scope_keys(
