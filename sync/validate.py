@@ -47,31 +47,32 @@ def _check_pred(change: Change, *, patterns_checked: bool) -> Rejection | None:
     return None
 
 
-_REPEATED: dict[re.Pattern[str], re.Pattern[str]] = {}
+def _run_of(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """Values of ``pattern`` joined by newlines, which none of the patterns admits."""
+    return re.compile(f"(?:{pattern.pattern}\n)*{pattern.pattern}")
 
 
-def _all_match(pattern: re.Pattern[str], values: Collection[str]) -> bool:
-    """Whether every value matches ``pattern`` in full: one regex pass over the values joined by
-    newlines, which none of the patterns admits (a value holding one would split in two, and the
-    count of newlines catches it)."""
+_ID_RUN, _RECORD_ID_RUN, _HLC_RUN = map(_run_of, (_ID, _RECORD_ID, _HLC))
+
+
+def _all_match(run: re.Pattern[str], values: Collection[str]) -> bool:
+    """Whether every value matches in full: one pass of ``run`` (see _run_of) over the values
+    joined by newlines (a value holding one would split in two, and the count of newlines
+    catches it)."""
     if not values:
         return True
-    repeated = _REPEATED.get(pattern)
-    if repeated is None:
-        body = pattern.pattern
-        repeated = _REPEATED[pattern] = re.compile(f"(?:{body}\n)*{body}")
     joined = "\n".join(values)
-    return joined.count("\n") == len(values) - 1 and repeated.fullmatch(joined) is not None
+    return joined.count("\n") == len(values) - 1 and run.fullmatch(joined) is not None
 
 
 def _patterns_pass(changes: Sequence[Change]) -> bool:
     """Whether every id, pred entry, record id and hlc of the batch has its shape, checked for
     the whole batch at once (one call per pattern instead of several per change)."""
     return (
-        _all_match(_ID, [c.id for c in changes])
-        and _all_match(_ID, [named for c in changes for named in c.pred])
-        and _all_match(_RECORD_ID, {c.record_id for c in changes})
-        and _all_match(_HLC, [c.hlc for c in changes])
+        _all_match(_ID_RUN, [c.id for c in changes])
+        and _all_match(_ID_RUN, [named for c in changes for named in c.pred])
+        and _all_match(_RECORD_ID_RUN, {c.record_id for c in changes})
+        and _all_match(_HLC_RUN, [c.hlc for c in changes])
     )
 
 
