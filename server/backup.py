@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-from server.database import is_sqlite
+from server.database import is_sqlite, sqlite_file
 
 __all__ = ["BackupError", "backup", "new_epoch", "restore"]
 
@@ -36,10 +36,10 @@ def new_epoch() -> str:
 
 
 def _sqlite_path(url: str) -> Path:
-    database = make_url(url).database
-    if not database or database == ":memory:":
+    path = sqlite_file(url)
+    if path is None:
         raise BackupError(f"{url} is not a SQLite database file")
-    return Path(database)
+    return path
 
 
 def _libpq(url: str) -> tuple[str, dict[str, str]]:

@@ -13,7 +13,7 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -27,6 +27,7 @@ __all__ = [
     "driver_write",
     "is_sqlite",
     "migrate",
+    "sqlite_file",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -34,6 +35,14 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite database URL; None for an in-memory database (or not SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

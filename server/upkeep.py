@@ -13,6 +13,8 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.database import sqlite_file
+
 __all__ = ["PlannerStatistics", "StorageUpkeep", "WalCheckpointer", "storage_upkeep"]
 
 logger = logging.getLogger("gridsync")
@@ -123,6 +125,5 @@ def storage_upkeep(engine: AsyncEngine) -> StorageUpkeep | None:
     """The upkeep ``engine``'s database needs after the push writer's commits."""
     if engine.dialect.name == "postgresql":
         return PlannerStatistics(engine)
-    if engine.url.database and engine.url.database != ":memory:":
-        return WalCheckpointer(Path(engine.url.database))
-    return None
+    path = sqlite_file(engine.url)
+    return None if path is None else WalCheckpointer(path)
