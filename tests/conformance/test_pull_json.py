@@ -22,6 +22,7 @@ def test_json_pull_is_byte_for_byte_the_encoded_pull_response(client: Client) ->
         set_("phone", None, record="h-1"),
         add("tags", "elderly-alone", record="h-1"),
         set_("notes", "", record="h-2", pred=()),
+        set_("notes", 'visit at 10:30, "seq":7}', record="h-3"),  # the cursor's seq is read from the text
         delete(pred=(first.id,), record="h-1"),
     ]
     body = {"replica_id": "phone-a", "changes": msgspec.json.decode(msgspec.json.encode(changes))}
