@@ -142,7 +142,12 @@ async def in_process_store(database: Database) -> AsyncIterator[SyncStore]:
     """The store itself, for fast bulk loading of a big database through its own push."""
     engine = create_engine(database.url)
     try:
-        yield SyncStore(engine, Settings(database_url=database.url))
+        store = SyncStore(engine, Settings(database_url=database.url))
+        yield store
+        # Its background upkeep (a checkpoint, an ANALYZE) finishes before the database is let go.
+        await store.writer.idle()
+        if store.writer.upkeep is not None:
+            await store.writer.upkeep.idle()
     finally:
         await engine.dispose()
 

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import harness, peer, scenarios
+from benchmarks import floor, harness, peer, scenarios
 from server.demo import DemoPlan
 
 __all__ = ["SIZES", "Target", "evaluate", "main"]
@@ -164,6 +164,15 @@ def _figures_table(results: dict[str, Any]) -> Table:
                 span(tp["pull_changes_per_s"]),
                 "raw " + span(tp["raw_scan_rows_per_s"]),
             )
+        if "floor" in found:
+            fl = found["floor"]
+            ratios = f"{_median(fl, 'floor_ratio'):.2f}x / {_median(fl, 'in_process_ratio'):.2f}x raw"
+            table.add_row(
+                backend,
+                "push SQL floor / in-process changes/s",
+                f"{span(fl['floor_changes_per_s'])} / {span(fl['in_process_changes_per_s'])}",
+                f"{ratios} {span(fl['raw_executemany_rows_per_s'])}",
+            )
         if "bootstrap" in found:
             boot = found["bootstrap"]
             community = f"{boot['households']:,} households, {sum(boot['records'].values()):,} records"
@@ -206,6 +215,7 @@ async def _run(size: Size, backends: list[str], skip: set[str], console: Console
             found: dict[str, Any] = results["backends"].setdefault(backend, {})
             steps: list[tuple[str, Callable[[], Any]]] = [
                 ("throughput", partial(scenarios.throughput, backend, workdir, size.changes, size.runs)),
+                ("floor", partial(floor.push_floor, backend, workdir, size.changes, size.runs)),
                 (
                     "incremental",
                     partial(scenarios.incremental_pull, backend, workdir, size.small, size.big, size.repeats),

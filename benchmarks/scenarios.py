@@ -22,7 +22,15 @@ from server.accounts import AccountStore
 from server.database import create_engine
 from server.demo import DemoPlan, demo_changes, load_demo
 
-__all__ = ["bootstrap", "incremental_pull", "many_devices", "pull_all", "throughput"]
+__all__ = [
+    "bootstrap",
+    "incremental_pull",
+    "many_devices",
+    "pull_all",
+    "raw_postgres_push",
+    "raw_sqlite_push",
+    "throughput",
+]
 
 BATCH = 500
 PAGE = 5000
@@ -80,7 +88,7 @@ def pull_all(http: httpx.Client, limit: int = PAGE, decoder: Any = _page) -> int
 # ---------------------------------------------------------------------- raw limits
 
 
-def _raw_sqlite_push(path: Path, rows: list[tuple[Any, ...]]) -> float:
+def raw_sqlite_push(path: Path, rows: list[tuple[Any, ...]]) -> float:
     """Plain sqlite3 executemany, one transaction per batch like a push, same durability."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
@@ -115,7 +123,7 @@ def _raw_sqlite_scan(path: Path) -> tuple[float, int]:
         db.close()
 
 
-async def _raw_postgres_push(database: Database, rows: list[tuple[Any, ...]]) -> float:
+async def raw_postgres_push(database: Database, rows: list[tuple[Any, ...]]) -> float:
     """Plain asyncpg executemany into a fresh table, one transaction per batch."""
     db = await asyncpg.connect(database.asyncpg_dsn)
     try:
@@ -174,12 +182,12 @@ async def throughput(backend: str, workdir: Path, count: int, runs: int) -> dict
                     start = time.perf_counter()
                     pull_gzip.add(pull_all(http) / (time.perf_counter() - start))
             if backend == "sqlite":
-                raw_seconds = _raw_sqlite_push(workdir / f"raw-{run}.db", rows[2 * BATCH :])
+                raw_seconds = raw_sqlite_push(workdir / f"raw-{run}.db", rows[2 * BATCH :])
                 scan_seconds, scanned = _raw_sqlite_scan(workdir / f"raw-{run}.db")
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{workdir / f'raw-{run}.db'}{suffix}").unlink(missing_ok=True)
             else:
-                raw_seconds = await _raw_postgres_push(database, rows[2 * BATCH :])
+                raw_seconds = await raw_postgres_push(database, rows[2 * BATCH :])
                 scan_seconds, scanned = await _raw_postgres_scan(database)
         raw_rate, scan_rate = (count - 2 * BATCH) / raw_seconds, scanned / scan_seconds
         push.add(push_rate)

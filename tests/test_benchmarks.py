@@ -16,8 +16,12 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
 
     results = json.loads((tmp_path / "smoke.json").read_text())
     found = results["backends"]["sqlite"]
-    assert set(found) == {"throughput", "incremental", "bootstrap", "devices"}
+    assert set(found) == {"throughput", "floor", "incremental", "bootstrap", "devices"}
     assert found["throughput"]["push_changes_per_s"]["median"] > 0
+    # The replay holds the push's statements: per group a lock, the lookups, the log insert.
+    assert found["floor"]["groups"] > 0
+    assert found["floor"]["statements"] >= 3 * found["floor"]["groups"]
+    assert found["floor"]["floor_changes_per_s"]["median"] > 0
     assert found["incremental"]["big"]["changes"] == 3_000
     assert found["bootstrap"]["households"] == 24  # community c1 of a 100-household demo district
     assert found["bootstrap"]["records"]["residents"] > 0
