@@ -151,6 +151,16 @@ async def driver_copy(
         await driver.copy_records_to_table(table, records=rows, columns=columns)
 
 
+def is_taken_id(error: BaseException, table: str) -> bool:
+    """Whether ``error`` is the driver refusing a row because ``table``'s unique ``id`` is taken
+    (sqlite3 names the column, PostgreSQL the constraint, ``<table>_id_key`` by default)."""
+    if isinstance(error, sqlite3.IntegrityError):
+        return str(error) == f"UNIQUE constraint failed: {table}.id"
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return bool(error.constraint_name == f"{table}_id_key")
+    return False
+
+
 # What drivers and the OS say when the disk under the database is full.
 _SQLITE_FULL = 13
 _DISK_FULL_SQLSTATE = "53100"

@@ -25,7 +25,7 @@ from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
 from server.access import Principal
 from server.conflicts import ConflictTracker
-from server.database import driver_copy, driver_rows, driver_write
+from server.database import driver_copy, driver_rows, driver_write, is_taken_id
 from server.horizon import change_digest, compacted_digests
 from server.rules import judge_batch
 from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
@@ -112,9 +112,11 @@ class _GroupView:
     fetched up front and from what earlier pushes of the group wrote, so each push sees the
     ones before it; the writes wait here and go out together (``flush``)."""
 
-    def __init__(self, last_seq: int) -> None:
+    def __init__(self, last_seq: int, *, looked_up: bool) -> None:
         self.seq = last_seq
-        # Rows of the change log with the ids the group's pushes carry, and compacted digests.
+        # Rows of the change log with the ids the group's pushes carry (when ``looked_up``: else
+        # the group hopes none is logged, see ``_MaybeDuplicateError``), and compacted digests.
+        self.looked_up = looked_up
         self.logged: dict[str, Any] = {}
         self.gone: dict[str, str] = {}
         # Changes earlier pushes of the group wrote (not yet in the table until a flush).
@@ -172,10 +174,31 @@ class _PushJob:
     results: list[ChangeResult | None]
     candidates: list[tuple[int, Change]]
     outcome: asyncio.Future[PushOutcome]
+    # Written again after a hope of ``_MaybeDuplicateError`` failed: its ids are looked up first.
+    look_up_ids: bool = False
 
     def fail(self, error: BaseException) -> None:
         if not self.outcome.done():
             self.outcome.set_exception(error)
+
+
+class _MaybeDuplicateError(Exception):
+    """A group written without looking its ids up in the log met one that may be a duplicate: an
+    id the log's unique index refused, or a change a rule or a scope turned down (a duplicate
+    answers ``duplicate`` whatever the rules say now). Nothing of the group is kept; it is
+    written again with the lookup."""
+
+
+def _looks_up(group: list[_PushJob]) -> bool:
+    """Whether the group's ids are looked up in the log before anything is applied: not the
+    first time (a push of new changes is the usual one, and the log's unique index refuses an
+    id it holds), always once that hope failed for one of its pushes."""
+    return any(job.look_up_ids for job in group)
+
+
+def _needs_lookup(error: BaseException) -> bool:
+    cause = error.error if isinstance(error, _PushError) else error
+    return isinstance(cause, _MaybeDuplicateError) or is_taken_id(cause, "changes")
 
 
 class _PushError(Exception):
@@ -360,18 +383,26 @@ class PushWriter:
                         size += len(group[-1].candidates)
                     try:
                         await self._write_group(connection, group)
-                    except _PushError as failed:
-                        # Nothing of the group was kept: the push that failed answers with its
-                        # error, the others go again, first in the queue, on a new connection.
-                        failed.job.fail(failed.error)
-                        self._queue.extendleft(reversed([job for job in group if job is not failed.job]))
+                    except Exception as error:
+                        if _needs_lookup(error) and not _looks_up(group):
+                            # Nothing of the group was kept: it goes again, first in the queue,
+                            # on a new connection, with its ids looked up.
+                            for job in group:
+                                job.look_up_ids = True
+                            self._queue.extendleft(reversed(group))
+                        elif isinstance(error, _PushError):
+                            # Nothing of the group was kept: the push that failed answers with
+                            # its error, the others go again, first in the queue.
+                            error.job.fail(error.error)
+                            self._queue.extendleft(reversed([job for job in group if job is not error.job]))
+                        else:  # the connection, the lock or the commit
+                            for job in group:
+                                job.fail(error)
                         break
-                    except BaseException as error:  # the connection, the lock or the commit
+                    except BaseException as error:
                         for job in group:
                             job.fail(error)
-                        if not isinstance(error, Exception):
-                            raise
-                        break
+                        raise
 
     async def _write_group(self, connection: AsyncConnection, group: list[_PushJob]) -> None:
         await connection.begin()
@@ -379,10 +410,10 @@ class PushWriter:
         # Through SQLAlchemy, not the driver: that is what starts the transaction on asyncpg,
         # which the group's driver-level statements (and COPYs) then run in.
         last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
-        view = _GroupView(last_seq)
+        view = _GroupView(last_seq, looked_up=_looks_up(group))
         # What every push of the group will read, in one statement each.
         ids = [c.id for job in group for _, c in job.candidates]
-        if ids:
+        if ids and view.looked_up:
             found = await driver_rows(connection, self._sql.changes_by_id, self._sql.id_list(ids))
             view.logged.update((row[0], row) for row in found)
         if floor > 0:
@@ -434,6 +465,7 @@ class PushWriter:
             connection, view, scope_keys(self.collections, states, [c for _, c in fresh])
         )
         scope_rows = view.places()
+        judged = len(fresh)
         fresh = await judge_batch(
             connection, self.collections, states, fresh, results, scope_rows, written=view.accepted
         )
@@ -441,6 +473,8 @@ class PushWriter:
         known = {i for i in lookup if i in view.accepted}
         known |= await self._existing_ids(connection, sorted(lookup - known), compacted=compacted)
         fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
+        if not view.looked_up and len(fresh) < judged:
+            raise _MaybeDuplicateError
         fresh_changes = [c for _, c in fresh]
         companies = {key: company_of(key[0], state) for key, state in states.items()}
         apply_batch(states, fresh_changes, known)

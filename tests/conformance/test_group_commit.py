@@ -55,6 +55,22 @@ async def test_a_change_pushed_twice_in_one_group_is_applied_once(store: SyncSto
     assert await _logged(store) == 1
 
 
+async def test_a_group_holding_a_logged_change_is_written_again_whole(store: SyncStore) -> None:
+    # A group's ids are not looked up in the log at first: the log's unique index refuses the
+    # one it holds, and the whole group is written again with the lookup, each push answered
+    # as if it had been alone.
+    logged = set_("notes", "sent before", record="h1")
+    await store.push(None, "phone-a", [logged])
+    again, other = set_("notes", "new", record="h2"), set_("notes", "other", record="h3")
+    first, second = await asyncio.gather(
+        store.push(None, "phone-a", [logged, again]), store.push(None, "phone-b", [other])
+    )
+    assert [r.status for r in first.results] == ["duplicate", "applied"]
+    assert [r.status for r in second.results] == ["applied"]
+    assert await _logged(store) == 3
+    assert sorted(int(o.cursor.split(".")[1]) for o in (first, second)) == [2, 3]
+
+
 async def test_later_pushes_of_a_group_see_the_earlier_ones(store: SyncStore) -> None:
     created = set_("notes", "first")
     edited = set_("notes", "second", pred=(created.id,))

@@ -76,6 +76,23 @@ def test_ledger_entries_are_written_once(client: Client, phone: Callable[[str], 
     assert [r["code"] for r in bad] == ["unknown_reference", "invalid_value"]
 
 
+def test_a_ledger_entry_sent_again_is_a_duplicate_not_a_second_write(
+    client: Client, phone: Callable[[str], Replica]
+) -> None:
+    build(phone("phone-a"), client)
+    first = [
+        change(P, "e1", "resident_id", "r1"),
+        change(P, "e1", "kind", "earned"),
+        change(P, "e1", "points", 10),
+    ]
+    assert [r["status"] for r in push(client, first)] == ["applied"] * 3
+    # The phone never heard the answer, and sends the same changes again with a new one. Judged
+    # as new writes they would break append_only; they are the same changes, so duplicates.
+    results = push(client, [*first, change(P, "e2", "resident_id", "r1")])
+    assert [(r["status"], r.get("code")) for r in results] == [("duplicate", None)] * 3 + [("applied", None)]
+    assert view(client, P, "e1")["fields"]["points"] == 10
+
+
 @pytest.fixture
 def late_cutoff_client(settings: Settings, enroll: Callable[[str], str]) -> Iterator[Client]:
     with TestClient(create_app(replace(settings, checkin_cutoff_hour=13))) as test_client:
