@@ -129,7 +129,20 @@ class _GroupView:
         self.in_table: dict[RecordKey, _Place] = {}
         self.dirty: dict[RecordKey, int] = {}
         self.change_rows: list[tuple[Any, ...]] = []
+        # The log rows' write while it runs beside the merge; nothing else may use the
+        # connection until it is settled.
+        self.logging: asyncio.Future[None] | None = None
         self.seen: dict[str, int] = {}
+
+    async def settle(self, *, quietly: bool = False) -> None:
+        """Wait for the log rows' write; ``quietly`` on the way out of a failure, whose own
+        error is the one to report."""
+        logging, self.logging = self.logging, None
+        if logging is not None:
+            if quietly:
+                await asyncio.gather(logging, return_exceptions=True)
+            else:
+                await logging
 
     def state(self, key: RecordKey) -> RecordState:
         state = self.states.get(key)
@@ -424,8 +437,13 @@ class PushWriter:
         answers: list[Callable[[], PushOutcome]] = []
         for job in group:
             try:
-                answers.append(await self._apply(connection, view, job, epoch, compacted=floor > 0))
+                answers.append(
+                    await self._apply(
+                        connection, view, job, epoch, compacted=floor > 0, last=job is group[-1]
+                    )
+                )
             except Exception as error:
+                await view.settle(quietly=True)
                 raise _PushError(job, error) from error
         await self._flush(connection, view)
         if view.seq != last_seq:
@@ -440,7 +458,14 @@ class PushWriter:
                 job.outcome.set_result(outcome)
 
     async def _apply(
-        self, connection: AsyncConnection, view: _GroupView, job: _PushJob, epoch: str, *, compacted: bool
+        self,
+        connection: AsyncConnection,
+        view: _GroupView,
+        job: _PushJob,
+        epoch: str,
+        *,
+        compacted: bool,
+        last: bool,
     ) -> Callable[[], PushOutcome]:
         """One push, in full, inside its group's transaction; returns how to answer it."""
         device_id, principal = job.device_id, job.principal
@@ -476,9 +501,6 @@ class PushWriter:
         if not view.looked_up and len(fresh) < judged:
             raise _MaybeDuplicateError
         fresh_changes = [c for _, c in fresh]
-        companies = {key: company_of(key[0], state) for key, state in states.items()}
-        apply_batch(states, fresh_changes, known)
-        conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
         first = view.seq + 1
         if fresh:
             view.seq += len(fresh_changes)
@@ -498,9 +520,21 @@ class PushWriter:
                 )
                 for seq, change in enumerate(fresh_changes, first)
             ]
+        if last and view.change_rows:
+            # The group's log rows are all known: the database writes them while the merge runs.
+            rows, view.change_rows = view.change_rows, []
+            view.logging = asyncio.ensure_future(
+                self._insert_rows(connection, "changes", _CHANGE_COLUMNS, self._sql.insert_changes, rows)
+            )
+            await asyncio.sleep(0)  # let the statement reach the driver before the CPU is taken
+        companies = {key: company_of(key[0], state) for key, state in states.items()}
+        apply_batch(states, fresh_changes, known)
+        conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
+        if fresh:
             view.accepted.update((change.id, change) for change in fresh_changes)
             scopes = resolve_scopes(self.collections, states, scope_rows)
             view.written(states, scopes, conflicted)
+            await view.settle()  # the connection is the log's until its rows are in
             await self.conflict_tracker.track(
                 connection,
                 states,
@@ -521,6 +555,7 @@ class PushWriter:
                 await self._load_records(connection, view, list(view.states))
             await log_moves(connection, self.collections, states, scope_rows, companies, scopes, view.seq)
         if device_id is not None and clock_ahead:
+            await view.settle()
             await connection.execute(
                 update(devices)
                 .where(devices.c.id == device_id)
@@ -594,6 +629,7 @@ class PushWriter:
             )
         else:
             inserts, upserts, updates = plan()
+        await view.settle()
         if inserts:
             # No other writer can add them meanwhile: every push holds the counter lock from the
             # read that found them missing to its commit.
