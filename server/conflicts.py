@@ -18,7 +18,7 @@ import msgspec
 from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.collections import CollectionSpec
+from schemas.collections import CollectionSpec, per_schema
 from schemas.protocol import Change, ConflictHead, DeleteChange
 from server.tables import conflict_events, conflicts
 from sync.hlc import parse_hlc
@@ -84,17 +84,22 @@ def record_conflicts(state: RecordState, spec: CollectionSpec) -> dict[str, list
     return found
 
 
+@per_schema
+def _state_machine_fields(collections: Mapping[str, CollectionSpec]) -> frozenset[tuple[str, str]]:
+    """The (collection, field) pairs with transitions (a request's status)."""
+    return frozenset(
+        (collection, name)
+        for collection, spec in collections.items()
+        for name, field_spec in spec.fields.items()
+        if field_spec.transitions
+    )
+
+
 def transition_keys(batch: Iterable[Change], collections: Mapping[str, CollectionSpec]) -> set[RecordKey]:
     """Records whose state-machine field this batch wrote: their transition conflicts may have
     opened or closed, which the ``records.conflict`` flag does not show."""
-    found: set[RecordKey] = set()
-    for change in batch:
-        if change.field is None:
-            continue
-        field_spec = collections[change.collection].fields.get(change.field)
-        if getattr(field_spec, "transitions", None):
-            found.add((change.collection, change.record_id))
-    return found
+    pairs = _state_machine_fields(collections)
+    return {(c.collection, c.record_id) for c in batch if (c.collection, c.field) in pairs}
 
 
 def heads_by_key(found: Mapping[str, Sequence[ConflictHead]]) -> dict[str, list[str]]:
