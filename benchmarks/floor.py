@@ -154,12 +154,14 @@ async def push_floor(backend: str, workdir: Path, count: int, runs: int) -> dict
                 # As the server does after start-up: the workload's own objects, alive in this
                 # process only, are kept out of the garbage collector's walks.
                 gc.freeze()
-                with _recording(steps):
-                    start = time.perf_counter()
-                    for offset in range(0, count, BATCH):
-                        await store.push(device_id, "bench-phone", changes[offset : offset + BATCH])
-                    in_process_seconds = time.perf_counter() - start
-                gc.unfreeze()
+                try:
+                    with _recording(steps):
+                        start = time.perf_counter()
+                        for offset in range(0, count, BATCH):
+                            await store.push(device_id, "bench-phone", changes[offset : offset + BATCH])
+                        in_process_seconds = time.perf_counter() - start
+                finally:
+                    gc.unfreeze()
         async with fresh_database(backend, workdir, f"fr{run}") as database:
             await enroll(database, 1)
             if backend == "sqlite":
