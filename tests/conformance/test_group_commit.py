@@ -129,6 +129,34 @@ async def test_a_push_failing_after_its_writes_leaves_nothing_and_the_others_are
     assert list(seqs) == list(range(1, 7))
 
 
+@pytest.mark.parametrize("position", [3, 6])
+async def test_a_push_failing_while_the_log_is_written_leaves_nothing(
+    store: SyncStore, monkeypatch: pytest.MonkeyPatch, position: int
+) -> None:
+    # The group's log rows are written while its last push's merge runs: a failure there (the
+    # last push, position 6) must wait for that write and still leave nothing of the group.
+    from server import writer
+
+    original = writer.resolve_scopes
+
+    def failing_for_h9(collections: Any, states: Any, *args: Any) -> Any:
+        if ("households", "h9") in states:
+            raise RuntimeError("the scopes broke on h9")
+        return original(collections, states, *args)
+
+    monkeypatch.setattr(writer, "resolve_scopes", failing_for_h9)
+    batches: list[list[Change]] = [[set_("notes", f"n{n}", record=f"h{n}")] for n in range(6)]
+    batches.insert(position, [set_("notes", "broken", record="h9")])
+    done = await asyncio.gather(*(store.push(None, "phone", b) for b in batches), return_exceptions=True)
+    assert isinstance(done[position], RuntimeError)
+    assert sum(1 for o in done if not isinstance(o, BaseException)) == 6
+    async with store.engine.connect() as connection:
+        seqs = (await connection.execute(select(changes.c.seq).order_by(changes.c.seq))).scalars().all()
+    assert list(seqs) == list(range(1, 7))
+    with pytest.raises(Exception, match="no record"):
+        await store.record("households", "h9")
+
+
 async def test_rules_see_records_and_changes_of_earlier_pushes_in_the_group(store: SyncStore) -> None:
     household = set_("notes", "new household", record="h-new")
     visit = set_("household_id", "h-new", collection="visits", record="v1")
