@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.access import ROLES, Principal, UserScope
-from server.database import driver_rows
+from server.database import pooled_rows
 from server.tables import audit_log, devices, users
 
 __all__ = [
@@ -271,8 +271,7 @@ class AccountStore:
         """The caller behind a token, looked up on every request (so a revocation holds from
         the next request on, in every process); None for an unknown, revoked or expired token
         or a disabled user."""
-        async with self.engine.connect() as connection:
-            found = await driver_rows(connection, self._credential, hash_token(token))
+        found = await pooled_rows(self.engine, self._credential, hash_token(token))
         if not found:
             return None
         device_id, name, kind, expires_at_ms, user_id, user_name, role, scope, disabled_at_ms = found[0]

@@ -27,7 +27,7 @@ from schemas.protocol import (
 )
 from server.access import Principal
 from server.conflicts import ConflictTracker
-from server.database import driver_rows
+from server.database import driver_rows, pooled_rows
 from server.horizon import PullAcknowledgements
 from server.scoping import (
     is_scoped,
@@ -324,10 +324,7 @@ class SyncStore:
         # One round trip: the page after the cursor's seq, and the position to judge the cursor
         # by (its epoch, the last seq, the compaction floor); a page of a cursor judged wrong is
         # dropped unsent.
-        async with self._reader.connect() as connection:
-            found = await driver_rows(
-                connection, self._pull_json, min(_cursor_seq(since), _MAX_SEQ), limit + 1
-            )
+        found = await pooled_rows(self._reader, self._pull_json, min(_cursor_seq(since), _MAX_SEQ), limit + 1)
         rows = [row[0] for row in found]
         # The counter's row is the only one that is not an object (the union keeps it first).
         at = 0 if rows[0][0] == "[" else next(i for i, row in enumerate(rows) if row[0] == "[")
