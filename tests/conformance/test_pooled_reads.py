@@ -1,0 +1,32 @@
+"""The hot reads (a token lookup, an unscoped pull) take a pooled connection with one hop and
+give it back with none: every connection must go back, and one whose read failed must not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from server.database import pooled_rows
+from server.store import SyncStore
+
+
+async def test_hot_reads_give_their_connections_back(store: SyncStore) -> None:
+    pool = store.engine.sync_engine.pool
+    for n in range(40):  # more reads than the pool has connections
+        assert [tuple(row) for row in await pooled_rows(store.engine, f"SELECT {n}")] == [(n,)]
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_failed_hot_read_drops_its_connection_and_the_pool_serves_on(store: SyncStore) -> None:
+    opened: list[Any] = []
+    event.listen(store.engine.sync_engine, "connect", lambda connection, _record: opened.append(connection))
+    assert [tuple(row) for row in await pooled_rows(store.engine, "SELECT 1")] == [(1,)]
+    assert len(opened) == 1
+    with pytest.raises(Exception, match="no_such_table"):
+        await pooled_rows(store.engine, "SELECT x FROM no_such_table")  # on that same connection
+    assert store.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    # The next read does not get the connection that failed: a new one is opened for it.
+    assert [tuple(row) for row in await pooled_rows(store.engine, "SELECT 2")] == [(2,)]
+    assert len(opened) == 2
