@@ -223,11 +223,18 @@ class _PushError(Exception):
         self.error = error
 
 
-async def _while(statement: Awaitable[Any], work: Callable[[], _T]) -> _T:
-    """``work()`` on this thread while the database runs ``statement`` (in the driver's thread
-    on SQLite, in the server process on PostgreSQL); returns once both are done."""
+async def _started(statement: Awaitable[None]) -> asyncio.Future[None]:
+    """``statement`` running in the database (in the driver's thread on SQLite, in the server
+    process on PostgreSQL) while this thread goes on; await the result to wait for it."""
     running = asyncio.ensure_future(statement)
     await asyncio.sleep(0)  # let the statement reach the driver before the CPU is taken
+    return running
+
+
+async def _while(statement: Awaitable[None], work: Callable[[], _T]) -> _T:
+    """``work()`` on this thread while the database runs ``statement``; returns once both are
+    done."""
+    running = await _started(statement)
     try:
         return work()
     finally:
@@ -523,10 +530,9 @@ class PushWriter:
         if last and view.change_rows:
             # The group's log rows are all known: the database writes them while the merge runs.
             rows, view.change_rows = view.change_rows, []
-            view.logging = asyncio.ensure_future(
+            view.logging = await _started(
                 self._insert_rows(connection, "changes", _CHANGE_COLUMNS, self._sql.insert_changes, rows)
             )
-            await asyncio.sleep(0)  # let the statement reach the driver before the CPU is taken
         companies = {key: company_of(key[0], state) for key, state in states.items()}
         apply_batch(states, fresh_changes, known)
         conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
