@@ -12,7 +12,6 @@ in-process / raw (the floor plus the merge), and the HTTP push of the throughput
 from __future__ import annotations
 
 import gc
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +22,15 @@ from unittest.mock import patch
 
 import asyncpg
 
-from benchmarks.harness import Database, Measure, enroll, fresh_database, in_process_store
+from benchmarks.harness import (
+    Database,
+    Measure,
+    bare_sqlite,
+    enroll,
+    fresh_database,
+    in_process_store,
+    remove_sqlite,
+)
 from benchmarks.scenarios import BATCH, raw_postgres_push, raw_sqlite_push
 from benchmarks.workload import HouseholdWorkload, change_row
 from server import writer
@@ -93,10 +100,8 @@ def _check_replayed(counts: Any, steps: list[_Step]) -> None:
 
 def _replay_sqlite(path: Path, steps: list[_Step], lock: str) -> float:
     """``steps`` on a bare sqlite3 connection with the server's durability."""
-    db = sqlite3.connect(path, isolation_level=None)
+    db = bare_sqlite(path)
     try:
-        for pragma in ("journal_mode=WAL", "synchronous=FULL"):
-            db.execute(f"PRAGMA {pragma}")
         start = time.perf_counter()
         for step in steps:
             if step.kind == "begin":
@@ -174,8 +179,7 @@ async def push_floor(backend: str, workdir: Path, count: int, runs: int) -> dict
             ]
             if backend == "sqlite":
                 raw_seconds = raw_sqlite_push(workdir / f"floor-raw-{run}.db", rows)
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{workdir / f'floor-raw-{run}.db'}{suffix}").unlink(missing_ok=True)
+                remove_sqlite(workdir / f"floor-raw-{run}.db")
             else:
                 raw_seconds = await raw_postgres_push(database, rows)
         in_process.add(count / in_process_seconds)

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,9 @@ __all__ = [
     "Measure",
     "Server",
     "backends",
+    "bare_sqlite",
     "fresh_database",
+    "remove_sqlite",
     "serve",
 ]
 
@@ -100,6 +103,21 @@ class Database:
         return _asyncpg_dsn(self.url)
 
 
+def bare_sqlite(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection to ``path`` with the server's durability (WAL, every commit
+    synced), in autocommit: what the raw limits and the replayed push run on."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=FULL"):
+        db.execute(f"PRAGMA {pragma}")
+    return db
+
+
+def remove_sqlite(path: Path) -> None:
+    """A SQLite database file and its WAL and shared-memory files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 @asynccontextmanager
 async def fresh_database(backend: str, workdir: Path, label: str) -> AsyncIterator[Database]:
     """A new, migrated database, dropped afterwards."""
@@ -122,8 +140,7 @@ async def fresh_database(backend: str, workdir: Path, label: str) -> AsyncIterat
         if database.name is not None:
             await _admin(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
         elif database.path is not None:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{database.path}{suffix}").unlink(missing_ok=True)
+            remove_sqlite(database.path)
 
 
 async def enroll(database: Database, count: int) -> list[tuple[str, str]]:

@@ -14,7 +14,16 @@ import asyncpg
 import httpx
 import msgspec
 
-from benchmarks.harness import Database, Measure, enroll, fresh_database, in_process_store, serve
+from benchmarks.harness import (
+    Database,
+    Measure,
+    bare_sqlite,
+    enroll,
+    fresh_database,
+    in_process_store,
+    remove_sqlite,
+    serve,
+)
 from benchmarks.workload import HouseholdWorkload, change_row, push_body
 from schemas.protocol import Change, SetChange
 from server.access import UserScope
@@ -90,10 +99,8 @@ def pull_all(http: httpx.Client, limit: int = PAGE, decoder: Any = _page) -> int
 
 def raw_sqlite_push(path: Path, rows: list[tuple[Any, ...]]) -> float:
     """Plain sqlite3 executemany, one transaction per batch like a push, same durability."""
-    db = sqlite3.connect(path, isolation_level=None)
+    db = bare_sqlite(path)
     try:
-        for pragma in ("journal_mode=WAL", "synchronous=FULL"):
-            db.execute(f"PRAGMA {pragma}")
         db.execute(_RAW_TABLE)
         db.execute(_RAW_INDEX)
         marks = ", ".join("?" * 11)
@@ -184,8 +191,7 @@ async def throughput(backend: str, workdir: Path, count: int, runs: int) -> dict
             if backend == "sqlite":
                 raw_seconds = raw_sqlite_push(workdir / f"raw-{run}.db", rows[2 * BATCH :])
                 scan_seconds, scanned = _raw_sqlite_scan(workdir / f"raw-{run}.db")
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{workdir / f'raw-{run}.db'}{suffix}").unlink(missing_ok=True)
+                remove_sqlite(workdir / f"raw-{run}.db")
             else:
                 raw_seconds = await raw_postgres_push(database, rows[2 * BATCH :])
                 scan_seconds, scanned = await _raw_postgres_scan(database)
