@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
@@ -166,6 +166,30 @@ def test_rate_limits_answer_429_with_retry_after(settings: Settings) -> None:
         assert int(limited.headers["retry-after"]) >= 1
         codes = [client.get("/v1/sync/pull", headers=bearer(token)).status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
+
+
+def test_a_device_limit_counts_every_route_in_one_window(
+    settings: Settings, enroll: Callable[[str], str]
+) -> None:
+    # Litestar makes a middleware for each route: the window is one per device all the same.
+    token = enroll("counted-phone")
+    tight = replace(settings, device_requests_per_minute=4)
+    with TestClient(create_app(tight)) as client:
+        client.headers["authorization"] = f"Bearer {token}"
+        replies = [
+            client.get("/v1/sync/pull"),
+            client.post("/v1/sync/push", json={"replica_id": "p1", "changes": []}),
+            client.get("/v1/sync/snapshot"),
+            client.get("/v1/sync/pull"),
+            client.post("/v1/sync/push", json={"replica_id": "p1", "changes": []}),
+        ]
+        assert [reply.status_code for reply in replies] == [200, 200, 200, 200, 429]
+        assert [reply.headers["ratelimit-remaining"] for reply in replies] == ["3", "2", "1", "0", "0"]
+        assert replies[0].headers["ratelimit-policy"] == "4; w=60"
+        assert 1 <= int(replies[-1].headers["retry-after"]) <= 60
+        # Another device has its own window.
+        other = enroll("other-phone")
+        assert client.get("/v1/sync/pull", headers=bearer(other)).status_code == 200
 
 
 def test_every_endpoint_declares_its_guard_in_openapi(app_client: Client) -> None:
