@@ -35,7 +35,7 @@ from server.scope import ScopeRow
 from server.tables import changes
 from sync.merge import RecordKey, RecordState, scalar_value
 
-__all__ = ["judge_batch", "legal_moves"]
+__all__ = ["judge_batch", "legal_moves", "transition_values"]
 
 _CHUNK = 900
 _json_decode = msgspec.json.Decoder().decode
@@ -197,26 +197,34 @@ def _transition_preds(
     return sorted(wanted)
 
 
-async def judge_batch(
+async def transition_values(
     connection: AsyncConnection,
+    collections: Mapping[str, CollectionSpec],
+    states: Mapping[RecordKey, RecordState],
+    batch: Sequence[Change],
+    written: Mapping[str, Change],
+) -> dict[str, Any]:
+    """What ``judge_batch`` must know of the log: the values of the changes a status move names
+    in ``pred`` that are neither a current head nor in the batch. ``written``: changes of the
+    same transaction not yet in the log. Usually nothing to read."""
+    preds = _transition_preds(collections, states, batch)
+    logged = {p: written[p].value for p in preds if p in written}
+    unwritten = [p for p in preds if p not in written]
+    return logged | (await _values_of(connection, unwritten) if unwritten else {})
+
+
+def judge_batch(
     collections: Mapping[str, CollectionSpec],
     states: dict[RecordKey, RecordState],
     fresh: list[tuple[int, Change]],
     results: list[ChangeResult | None],
     rows: Mapping[RecordKey, ScopeRow],
-    *,
-    written: Mapping[str, Change] | None = None,
+    logged: Mapping[str, Any],
 ) -> list[tuple[int, Change]]:
     """Judge the new changes of a push (in order). ``rows`` holds the stored records among
-    ``server.scope.scope_keys(...)``; ``written``, changes of the same transaction not yet in
-    the log. Rejections go into ``results``; the records that only rejected changes touched
-    leave ``states``. Returns the accepted changes."""
-    batch = [c for _, c in fresh]
-    written = written or {}
-    preds = _transition_preds(collections, states, batch)
-    logged = {p: written[p].value for p in preds if p in written}
-    unwritten = [p for p in preds if p not in written]
-    logged |= await _values_of(connection, unwritten) if unwritten else {}
+    ``server.scope.scope_keys(...)``; ``logged``, what ``transition_values`` read for them. No
+    I/O. Rejections go into ``results``; the records that only rejected changes touched leave
+    ``states``. Returns the accepted changes."""
     judge = _Judge(collections, states, rows, set(states), logged)
     unruled = _unruled(collections)
     kept: list[tuple[int, Change]] = []

@@ -27,7 +27,7 @@ from server.access import Principal
 from server.conflicts import ConflictTracker
 from server.database import driver_copy, driver_rows, driver_write, is_taken_id
 from server.horizon import change_digest, compacted_digests
-from server.rules import judge_batch
+from server.rules import judge_batch, transition_values
 from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
 from server.scoping import authorize_batch, company_of, log_moves
 from server.settings import Settings
@@ -128,6 +128,10 @@ class _GroupView:
         # with the seq that wrote each last.
         self.in_table: dict[RecordKey, _Place] = {}
         self.dirty: dict[RecordKey, int] = {}
+        # The records' rows planned from ``dirty`` and not yet written (``plan``).
+        self.inserts: list[tuple[Any, ...]] = []
+        self.upserts: list[tuple[Any, ...]] = []
+        self.updates: list[tuple[Any, ...]] = []
         self.change_rows: list[tuple[Any, ...]] = []
         # The log rows' write while it runs beside the merge; nothing else may use the
         # connection until it is settled.
@@ -154,6 +158,31 @@ class _GroupView:
     def places(self) -> dict[RecordKey, ScopeRow]:
         """Every record known to exist (in the table or written by the group), with its place."""
         return {key: found.row for key, found in self.current.items() if found is not None}
+
+    def plan(self) -> None:
+        """Make the table rows of the records written since the last plan: an insert for a
+        record the table has never held, a full upsert for one that moved, a state update for
+        one that stays where it is (its scope and company indexes are left alone)."""
+        for key, seq in self.dirty.items():
+            collection, record_id = key
+            state, found = self.states[key], self.current[key]
+            assert found is not None
+            blob, deleted, in_conflict = state_codec.encode(state), found.row.deleted, found.conflict
+            place = _Place(found.row.scope, found.company)
+            held = self.in_table.get(key)
+            if held == place:
+                self.updates.append((blob, deleted, in_conflict, seq, collection, record_id))
+                continue
+            row = (collection, record_id, blob, deleted, in_conflict, seq, place.company, *place.scope)
+            (self.inserts if held is None else self.upserts).append(row)
+            self.in_table[key] = place
+        self.dirty.clear()
+
+    def take_planned(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The rows ``plan`` made, to write now."""
+        planned = self.inserts, self.upserts, self.updates
+        self.inserts, self.upserts, self.updates = [], [], []
+        return planned
 
     def written(
         self,
@@ -497,42 +526,29 @@ class PushWriter:
             connection, view, scope_keys(self.collections, states, [c for _, c in fresh])
         )
         scope_rows = view.places()
-        judged = len(fresh)
-        fresh = await judge_batch(
-            connection, self.collections, states, fresh, results, scope_rows, written=view.accepted
-        )
-        lookup = preds_to_look_up(states, [c for _, c in fresh])
+        batch = [c for _, c in fresh]
+        logged = await transition_values(connection, self.collections, states, batch, view.accepted)
+        lookup = preds_to_look_up(states, batch)
         known = {i for i in lookup if i in view.accepted}
         known |= await self._existing_ids(connection, sorted(lookup - known), compacted=compacted)
+        # Every read of the push is made. A group written without looking its ids up is written
+        # again should the rules or the scopes turn any change down (_MaybeDuplicateError), so
+        # its log rows are already the accepted changes' and go in while the push is judged.
+        hoped = not view.looked_up
+        if hoped:
+            self._log(view, batch, device_id, now)
+            if last:
+                await self._start_log(connection, view)
+        judged = len(fresh)
+        fresh = judge_batch(self.collections, states, fresh, results, scope_rows, logged)
         fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
-        if not view.looked_up and len(fresh) < judged:
+        if hoped and len(fresh) < judged:
             raise _MaybeDuplicateError
         fresh_changes = [c for _, c in fresh]
-        first = view.seq + 1
-        if fresh:
-            view.seq += len(fresh_changes)
-            view.change_rows += [
-                (
-                    seq,
-                    change.id,
-                    change.collection,
-                    change.record_id,
-                    change.field,
-                    op_name(change),
-                    _json_encode(change.value).decode(),
-                    change.hlc,
-                    _json_encode(change.pred).decode() if change.pred else "[]",
-                    device_id,
-                    now,
-                )
-                for seq, change in enumerate(fresh_changes, first)
-            ]
-        if last and view.change_rows:
-            # The group's log rows are all known: the database writes them while the merge runs.
-            rows, view.change_rows = view.change_rows, []
-            view.logging = await _started(
-                self._insert_rows(connection, "changes", _CHANGE_COLUMNS, self._sql.insert_changes, rows)
-            )
+        if not hoped:
+            self._log(view, fresh_changes, device_id, now)
+            if last:
+                await self._start_log(connection, view)
         companies = {key: company_of(key[0], state) for key, state in states.items()}
         apply_batch(states, fresh_changes, known)
         conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
@@ -540,6 +556,8 @@ class PushWriter:
             view.accepted.update((change.id, change) for change in fresh_changes)
             scopes = resolve_scopes(self.collections, states, scope_rows)
             view.written(states, scopes, conflicted)
+            if view.logging is not None:
+                view.plan()  # the records' rows are final: made while the log's go in
             await view.settle()  # the connection is the log's until its rows are in
             await self.conflict_tracker.track(
                 connection,
@@ -601,41 +619,51 @@ class PushWriter:
 
         return answer
 
+    @staticmethod
+    def _log(view: _GroupView, changes: Sequence[Change], device_id: str | None, now: int) -> None:
+        """The log rows of a push's accepted changes, with the seqs they take."""
+        first = view.seq + 1
+        view.seq += len(changes)
+        view.change_rows += [
+            (
+                seq,
+                change.id,
+                change.collection,
+                change.record_id,
+                change.field,
+                op_name(change),
+                _json_encode(change.value).decode(),
+                change.hlc,
+                _json_encode(change.pred).decode() if change.pred else "[]",
+                device_id,
+                now,
+            )
+            for seq, change in enumerate(changes, first)
+        ]
+
+    async def _start_log(self, connection: AsyncConnection, view: _GroupView) -> None:
+        """The group's log rows are all known: the database writes them while this thread goes
+        on with the merge, until ``view.settle``."""
+        if view.change_rows:
+            rows, view.change_rows = view.change_rows, []
+            view.logging = await _started(
+                self._insert_rows(connection, "changes", _CHANGE_COLUMNS, self._sql.insert_changes, rows)
+            )
+
     async def _flush(self, connection: AsyncConnection, view: _GroupView) -> None:
-        """Write what the group's pushes wrote so far: the log rows, the records (a full upsert
-        for new records and records that moved, a state update for the others), the devices'
-        last-seen times."""
+        """Write what the group's pushes wrote so far: the log rows, the records (see
+        ``_GroupView.plan``), the devices' last-seen times."""
         rows, view.change_rows = view.change_rows, []
-
-        def plan() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-            inserts: list[tuple[Any, ...]] = []  # records the table has never held
-            upserts: list[tuple[Any, ...]] = []  # records that moved
-            updates: list[tuple[Any, ...]] = []  # records that stay where they are
-            for key, seq in view.dirty.items():
-                collection, record_id = key
-                state, found = view.states[key], view.current[key]
-                assert found is not None
-                blob, deleted, in_conflict = state_codec.encode(state), found.row.deleted, found.conflict
-                place = _Place(found.row.scope, found.company)
-                held = view.in_table.get(key)
-                if held == place:
-                    updates.append((blob, deleted, in_conflict, seq, collection, record_id))
-                    continue
-                row = (collection, record_id, blob, deleted, in_conflict, seq, place.company, *place.scope)
-                (inserts if held is None else upserts).append(row)
-                view.in_table[key] = place
-            view.dirty.clear()
-            return inserts, upserts, updates
-
         # The log insert is the biggest statement of a push: the records' rows are made meanwhile.
         if rows:
-            inserts, upserts, updates = await _while(
+            await _while(
                 self._insert_rows(connection, "changes", _CHANGE_COLUMNS, self._sql.insert_changes, rows),
-                plan,
+                view.plan,
             )
         else:
-            inserts, upserts, updates = plan()
+            view.plan()
         await view.settle()
+        inserts, upserts, updates = view.take_planned()
         if inserts:
             # No other writer can add them meanwhile: every push holds the counter lock from the
             # read that found them missing to its commit.
