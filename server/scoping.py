@@ -28,7 +28,7 @@ from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange
 from server.access import Principal
 from server.scope import Scope, ScopeRow, resolve_scopes
 from server.tables import SCOPE_COLUMNS, records, scope_moves
-from sync.merge import RecordKey, RecordState, apply_batch, scalar_value, state_codec
+from sync.merge import RecordKey, RecordState, apply_batch, copy_state, scalar_value
 
 __all__ = [
     "COMPANY_FIELDS",
@@ -220,7 +220,7 @@ def authorize_batch(
     if not is_scoped(principal) or not fresh:
         return fresh
     assert principal is not None
-    tentative = {key: state_codec.decode(state_codec.encode(state)) for key, state in states.items()}
+    tentative = {key: copy_state(state) for key, state in states.items()}
     apply_batch(tentative, [c for _, c in fresh], known)
     after_scopes = resolve_scopes(collections, tentative, scope_rows)
     allowed: list[tuple[int, Change]] = []

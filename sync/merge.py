@@ -40,6 +40,7 @@ __all__ = [
     "apply_batch",
     "apply_change",
     "conflicts",
+    "copy_state",
     "field_values",
     "has_conflict",
     "is_deleted",
@@ -79,6 +80,16 @@ class _StateCodec:
 
 
 state_codec = _StateCodec()
+
+
+def copy_state(state: RecordState) -> RecordState:
+    """A copy of ``state`` that ``apply_change`` can fold changes into, leaving ``state`` as it
+    is: changes are immutable, so only the containers are copied."""
+    return RecordState(
+        heads=dict(state.heads),
+        covered=set(state.covered),
+        pending={named: set(kinds) for named, kinds in state.pending.items()},
+    )
 
 
 def _kind(change: Change) -> str:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from schemas.collections import COLLECTIONS
 from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
 from sync.hlc import HybridClock
-from sync.merge import RecordState, apply_batch, preds_to_look_up, record_view
+from sync.merge import RecordState, apply_batch, copy_state, preds_to_look_up, record_view, state_codec
 from tests.factories import change_id, hlc
 
 HOUSEHOLDS = COLLECTIONS["households"]
@@ -119,6 +119,22 @@ def test_batches_through_a_store_give_the_defined_state(changes: list[Change], d
         apply_batch(states, batch, preds_to_look_up(states, batch) & stored)
         stored.update(c.id for c in batch)
     assert state == defined_state(changes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=change_sets(), data=st.data())
+def test_a_copied_state_takes_changes_without_touching_the_original(
+    changes: list[Change], data: st.DataObject
+) -> None:
+    """What the scope check's tentative merge does: fold the rest of a history into a copy."""
+    cut = data.draw(st.integers(0, len(changes)))
+    original = incremental_state(changes[:cut])
+    stored = state_codec.encode(original)
+    copy = copy_state(original)
+    assert copy == original
+    apply_batch({("households", "h1"): copy}, changes[cut:], {c.id for c in changes[:cut]})
+    assert state_codec.encode(original) == stored
+    assert copy == defined_state(changes)
 
 
 class _SimReplica:
