@@ -1,5 +1,7 @@
 """The hot reads (a token lookup, an unscoped pull) take a pooled connection with one hop and
-give it back with none: every connection must go back, and one whose read failed must not."""
+give it back with none: every connection must go back, and one whose read failed must not. (On
+a SQLite file they go the pooled way only when SQLite would make them wait:
+tests/reliability/test_sqlite_hot_reads.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from server import database
 from server.database import pooled_rows
 from server.store import SyncStore
 
@@ -19,7 +22,11 @@ async def test_hot_reads_give_their_connections_back(store: SyncStore) -> None:
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-async def test_a_failed_hot_read_drops_its_connection_and_the_pool_serves_on(store: SyncStore) -> None:
+async def test_a_failed_hot_read_drops_its_connection_and_the_pool_serves_on(
+    store: SyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite, as when its own connection would have waited: the read goes the pooled way.
+    monkeypatch.setattr(database._SqliteReads, "rows", lambda *_: None)
     opened: list[Any] = []
     event.listen(store.engine.sync_engine, "connect", lambda connection, _record: opened.append(connection))
     assert [tuple(row) for row in await pooled_rows(store.engine, "SELECT 1")] == [(1,)]
@@ -30,3 +37,9 @@ async def test_a_failed_hot_read_drops_its_connection_and_the_pool_serves_on(sto
     # The next read does not get the connection that failed: a new one is opened for it.
     assert [tuple(row) for row in await pooled_rows(store.engine, "SELECT 2")] == [(2,)]
     assert len(opened) == 2
+
+
+async def test_a_failed_hot_read_fails_alone(store: SyncStore) -> None:
+    with pytest.raises(Exception, match="no_such_table"):
+        await pooled_rows(store.engine, "SELECT x FROM no_such_table")
+    assert [tuple(row) for row in await pooled_rows(store.engine, "SELECT 3")] == [(3,)]

@@ -1,0 +1,69 @@
+"""On a SQLite file the hot reads (a token lookup, an unscoped pull) run on a read-only
+connection in the event loop's thread, which must never wait for a lock: a read SQLite would
+make wait goes through the pool's thread instead (server/database.py, pooled_rows)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.database import create_engine, pooled_rows
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[tuple[AsyncEngine, Path]]:
+    path = tmp_path / "gridsync.db"
+    shutil.copy(sqlite_template, path)
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    yield engine, path
+    await engine.dispose()
+
+
+async def test_a_hot_read_never_makes_the_event_loop_wait(sqlite_engine: tuple[AsyncEngine, Path]) -> None:
+    engine, path = sqlite_engine
+    assert [tuple(row) for row in await pooled_rows(engine, "SELECT 4")] == [(4,)]
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    clock = asyncio.create_task(ticking())
+    # A connection that keeps the database to itself: every other one must wait for it.
+    with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        read = asyncio.create_task(pooled_rows(engine, "SELECT count(*) FROM devices"))
+        await asyncio.sleep(0.3)
+        assert not read.done()  # waiting, in the pool's thread
+        assert ticks >= 10  # while the event loop went on
+        holder.execute("COMMIT")
+    assert [tuple(row) for row in await asyncio.wait_for(read, 30)] == [(0,)]
+    clock.cancel()
+
+
+async def test_hot_reads_cannot_write(sqlite_engine: tuple[AsyncEngine, Path]) -> None:
+    engine, path = sqlite_engine
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await pooled_rows(engine, "DELETE FROM sync_counter")
+    with closing(sqlite3.connect(path)) as check:
+        assert check.execute("SELECT count(*) FROM sync_counter").fetchone() == (1,)
+
+
+async def test_a_hot_read_sees_what_was_committed_since_its_last(
+    sqlite_engine: tuple[AsyncEngine, Path],
+) -> None:
+    engine, path = sqlite_engine
+    assert [tuple(r) for r in await pooled_rows(engine, "SELECT last_seq FROM sync_counter")] == [(0,)]
+    with closing(sqlite3.connect(path, isolation_level=None)) as writer:
+        writer.execute("UPDATE sync_counter SET last_seq = 7")
+    assert [tuple(r) for r in await pooled_rows(engine, "SELECT last_seq FROM sync_counter")] == [(7,)]
