@@ -159,6 +159,27 @@ class _GroupView:
         """Every record known to exist (in the table or written by the group), with its place."""
         return {key: found.row for key, found in self.current.items() if found is not None}
 
+    def log(self, changes: Sequence[Change], device_id: str | None, now: int) -> None:
+        """The log rows of a push's accepted changes, with the seqs they take."""
+        first = self.seq + 1
+        self.seq += len(changes)
+        self.change_rows += [
+            (
+                seq,
+                change.id,
+                change.collection,
+                change.record_id,
+                change.field,
+                op_name(change),
+                _json_encode(change.value).decode(),
+                change.hlc,
+                _json_encode(change.pred).decode() if change.pred else "[]",
+                device_id,
+                now,
+            )
+            for seq, change in enumerate(changes, first)
+        ]
+
     def plan(self) -> None:
         """Make the table rows of the records written since the last plan: an insert for a
         record the table has never held, a full upsert for one that moved, a state update for
@@ -536,7 +557,7 @@ class PushWriter:
         # its log rows are already the accepted changes' and go in while the push is judged.
         hoped = not view.looked_up
         if hoped:
-            self._log(view, batch, device_id, now)
+            view.log(batch, device_id, now)
             if last:
                 await self._start_log(connection, view)
         judged = len(fresh)
@@ -546,7 +567,7 @@ class PushWriter:
             raise _MaybeDuplicateError
         fresh_changes = [c for _, c in fresh]
         if not hoped:
-            self._log(view, fresh_changes, device_id, now)
+            view.log(fresh_changes, device_id, now)
             if last:
                 await self._start_log(connection, view)
         companies = {key: company_of(key[0], state) for key, state in states.items()}
@@ -618,28 +639,6 @@ class PushWriter:
             )
 
         return answer
-
-    @staticmethod
-    def _log(view: _GroupView, changes: Sequence[Change], device_id: str | None, now: int) -> None:
-        """The log rows of a push's accepted changes, with the seqs they take."""
-        first = view.seq + 1
-        view.seq += len(changes)
-        view.change_rows += [
-            (
-                seq,
-                change.id,
-                change.collection,
-                change.record_id,
-                change.field,
-                op_name(change),
-                _json_encode(change.value).decode(),
-                change.hlc,
-                _json_encode(change.pred).decode() if change.pred else "[]",
-                device_id,
-                now,
-            )
-            for seq, change in enumerate(changes, first)
-        ]
 
     async def _start_log(self, connection: AsyncConnection, view: _GroupView) -> None:
         """The group's log rows are all known: the database writes them while this thread goes
