@@ -32,10 +32,15 @@ from benchmarks.harness import (
     remove_sqlite,
 )
 from benchmarks.scenarios import BATCH, raw_postgres_push, raw_sqlite_push
-from benchmarks.workload import HouseholdWorkload, change_row
+from benchmarks.workload import HouseholdWorkload, change_row, place_of
+from schemas.protocol import Change
 from server import writer
+from server.access import Principal, UserScope
 
 __all__ = ["push_floor"]
+
+# The building, grid and community of the grid worker's households.
+_PLACE = ("b-bench", "g-bench", "c-bench")
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,7 @@ async def push_floor(backend: str, workdir: Path, count: int, runs: int) -> dict
         raw.add(count / raw_seconds)
         floor_ratio.add(raw_seconds / floor_seconds)
         in_process_ratio.add(raw_seconds / in_process_seconds)
+    worker = await _grid_worker_push(backend, workdir, count, runs)
     return {
         "changes": count,
         "statements": sum(1 for step in steps if step.kind not in ("begin", "commit")),
@@ -196,4 +202,56 @@ async def push_floor(backend: str, workdir: Path, count: int, runs: int) -> dict
         "raw_executemany_rows_per_s": raw.summary(),
         "floor_ratio": floor_ratio.summary(),
         "in_process_ratio": in_process_ratio.summary(),
+        "grid_worker": worker,
+    }
+
+
+async def _pushed_in_process(
+    backend: str, workdir: Path, label: str, changes: list[Change], principal: Principal | None
+) -> float:
+    """Seconds to push ``changes`` in-process, 500 a push, into a fresh database holding their
+    place, as ``principal`` (None: a district-wide device); every change must be applied."""
+    async with fresh_database(backend, workdir, label) as database:
+        [(device_id, _)] = await enroll(database, 1)
+        async with in_process_store(database) as store:
+            await store.push(None, "office", place_of(*_PLACE))
+            gc.freeze()
+            try:
+                start = time.perf_counter()
+                for offset in range(0, len(changes), BATCH):
+                    outcome = await store.push(
+                        device_id, "bench-phone", changes[offset : offset + BATCH], principal
+                    )
+                    refused = [r for r in outcome.results if r.status != "applied"]
+                    if refused:
+                        raise RuntimeError(f"the grid worker's push was refused: {refused[:3]}")
+                return time.perf_counter() - start
+            finally:
+                gc.unfreeze()
+
+
+async def _grid_worker_push(backend: str, workdir: Path, count: int, runs: int) -> dict[str, Any]:
+    """What a phone's push costs in the field, where it is a grid worker's: every change checked
+    against the worker's grid, where the throughput workload pushes as a district-wide device.
+    The same households, placed in a building of the worker's grid, pushed both ways (fresh
+    databases, interleaved)."""
+    changes = HouseholdWorkload(seed=11, building=_PLACE[0]).changes(count)
+    worker = Principal(
+        user_id="bench-worker",
+        user_name="bench-worker",
+        role="grid_worker",
+        scope=UserScope(communities=(_PLACE[2],), grids=(_PLACE[1],)),
+    )
+    scoped, unscoped, ratio = Measure(), Measure(), Measure()
+    for run in range(runs):
+        district_seconds = await _pushed_in_process(backend, workdir, f"gd{run}", changes, None)
+        worker_seconds = await _pushed_in_process(backend, workdir, f"gw{run}", changes, worker)
+        unscoped.add(count / district_seconds)
+        scoped.add(count / worker_seconds)
+        ratio.add(district_seconds / worker_seconds)
+    return {
+        "changes": count,
+        "grid_worker_changes_per_s": scoped.summary(),
+        "district_device_changes_per_s": unscoped.summary(),
+        "grid_worker_ratio": ratio.summary(),
     }

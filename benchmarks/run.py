@@ -173,6 +173,15 @@ def _figures_table(results: dict[str, Any]) -> Table:
                 f"{span(fl['floor_changes_per_s'])} / {span(fl['in_process_changes_per_s'])}",
                 f"{ratios} {span(fl['raw_executemany_rows_per_s'])}",
             )
+            if "grid_worker" in fl:
+                gw = fl["grid_worker"]
+                table.add_row(
+                    backend,
+                    "push in-process as a grid worker changes/s",
+                    span(gw["grid_worker_changes_per_s"]),
+                    f"{_median(gw, 'grid_worker_ratio'):.2f}x district device "
+                    + span(gw["district_device_changes_per_s"]),
+                )
         if "bootstrap" in found:
             boot = found["bootstrap"]
             community = f"{boot['households']:,} households, {sum(boot['records'].values()):,} records"
@@ -267,7 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="results file name (default: the size)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results JSON")
     parser.add_argument("--chart", type=Path, default=None, help=f"write the chart here (full size: {CHART})")
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="print the docs' tables of this results file and exit"
+    )
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     size = SIZES[args.size]
     console = Console()
     started = time.perf_counter()
@@ -310,12 +325,130 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
+def _span(node: Any, fmt: str = "{:,.0f}") -> str:
+    if isinstance(node, dict) and "median" in node:
+        return f"{fmt.format(node['median'])} ({fmt.format(node['min'])}-{fmt.format(node['max'])})"
+    return fmt.format(node)
+
+
+def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
+    """Each row of the figures table: its label, and its cell from one backend's results."""
+
+    def devices(*keys: str) -> Callable[[dict[str, Any]], str]:
+        return lambda b: " / ".join(f"{_median(b, 'devices', key):,.0f}" for key in keys)
+
+    return [
+        ("push, changes/s", lambda b: _span(b["throughput"]["push_changes_per_s"])),
+        ("raw executemany, rows/s", lambda b: _span(b["throughput"]["raw_executemany_rows_per_s"])),
+        (
+            "push's SQL alone, replayed on the bare driver, changes/s (ratio to its own raw run)",
+            lambda b: (
+                f"{_span(b['floor']['floor_changes_per_s'])} ({_median(b, 'floor', 'floor_ratio'):.2f}x)"
+            ),
+        ),
+        (
+            "push in-process, no HTTP, changes/s (ratio to raw)",
+            lambda b: (
+                f"{_span(b['floor']['in_process_changes_per_s'])} "
+                f"({_median(b, 'floor', 'in_process_ratio'):.2f}x)"
+            ),
+        ),
+        (
+            "same, as a grid worker, households placed in its grid, changes/s (ratio to a district device)",
+            lambda b: (
+                f"{_span(b['floor']['grid_worker']['grid_worker_changes_per_s'])} "
+                f"({_median(b, 'floor', 'grid_worker', 'grid_worker_ratio'):.2f}x)"
+            ),
+        ),
+        ("pull, changes/s", lambda b: _span(b["throughput"]["pull_changes_per_s"])),
+        ("raw scan, rows/s", lambda b: _span(b["throughput"]["raw_scan_rows_per_s"])),
+        ("pull gzipped, changes/s", lambda b: _span(b["throughput"]["pull_gzip_changes_per_s"])),
+        ("pull of 1,000 in 10,000, ms", lambda b: _span(b["incremental"]["small"]["pull_ms"], "{:,.1f}")),
+        ("pull of 1,000 in 1,000,000, ms", lambda b: _span(b["incremental"]["big"]["pull_ms"], "{:,.1f}")),
+        (
+            "bootstrap snapshot of community c1 (864 households, 6,550 records), ms",
+            lambda b: _span(b["bootstrap"]["snapshot_ms"]),
+        ),
+        ("same, the phone's whole bootstrap, ms", lambda b: _span(b["bootstrap"]["phone_bootstrap_ms"])),
+        ("500 devices p50 / p95 / p99, ms", devices("p50_ms", "p95_ms", "p99_ms")),
+        (
+            "500 devices p99 min-max, ms",
+            lambda b: f"{b['devices']['p99_ms']['min']:,.0f}-{b['devices']['p99_ms']['max']:,.0f}",
+        ),
+        ("500 devices push p99 / pull p99, ms", devices("push_p99_ms", "pull_p99_ms")),
+        (
+            "500 devices errors; server peak RSS, MB",
+            lambda b: f"{b['devices']['errors']}; {_median(b, 'devices', 'server_peak_rss_mb'):,.0f}",
+        ),
+        (
+            "server / simulator CPU per device, ms",
+            lambda b: (
+                f"{_median(b, 'devices', 'server_cpu_ms_per_device'):.1f} / "
+                f"{_median(b, 'devices', 'client_cpu_ms_per_device'):.1f}"
+            ),
+        ),
+        ("gridsync client writes, changes/s", lambda b: _span(b["peer"]["gridsync_changes_per_s"])),
+        ("pouchdb-server `_bulk_docs`, docs/s", lambda b: _span(b["peer"]["peer_docs_per_s"])),
+        ("gridsync pull feed, changes/s", lambda b: _span(b["peer"]["gridsync_feed_changes_per_s"])),
+        ("pouchdb-server `_changes`, rows/s", lambda b: _span(b["peer"]["peer_feed_rows_per_s"])),
+        (
+            "bytes per change written (gridsync / peer)",
+            lambda b: (
+                f"{b['peer']['bytes_per_gridsync_change_written']:.0f} / "
+                f"{b['peer']['bytes_per_peer_doc_written']:.0f}"
+            ),
+        ),
+        (
+            "bytes per change fed (gridsync / peer)",
+            lambda b: (
+                f"{b['peer']['bytes_per_gridsync_feed_change']:.0f} / "
+                f"{b['peer']['bytes_per_peer_feed_row']:.0f}"
+            ),
+        ),
+        (
+            "same household work, s (gridsync / peer)",
+            lambda b: (
+                f"{_median(b, 'peer', 'gridsync_workload_s'):.2f} / "
+                f"{_median(b, 'peer', 'peer_workload_s'):.2f}"
+            ),
+        ),
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
-    """The targets table of docs/benchmarks.md, from a results file."""
-    lines = ["| backend | figure | value | target | met |", "| --- | --- | --- | --- | --- |"]
+    """The tables of docs/benchmarks.md ("Latest results") from a results file: every figure
+    per backend (a figure a backend did not measure is a dash), then the targets."""
+    backends = results["backends"]
+    meta = results["meta"]
+    lines = [
+        f"Run of commit `{meta['commit']}` on {meta['finished']}, {meta['machine']}, Python "
+        f"{meta['python']}, {meta['seconds']:.0f} s in all (`benchmarks/results/full.json`). "
+        "Medians with (min-max).",
+        "",
+        "| figure | " + " | ".join(_LABELS.get(name, name) for name in backends) + " |",
+        "| --- |" + " --- |" * len(backends),
+    ]
+    for label, cell in _figure_rows():
+        cells = []
+        for found in backends.values():
+            try:
+                cells.append(cell(found))
+            except KeyError:
+                cells.append("-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Targets:",
+        "",
+        "| backend | figure | value | target | met |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for t in results["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:,.2f}"
         lines.append(
             f"| {t['scenario']} | {t['figure']} | {value} | {t['target']} | {'yes' if t['met'] else '**missed**'} |"
         )
     return "\n".join(lines)
+
+
+_LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}

@@ -17,7 +17,7 @@ import msgspec
 from schemas.protocol import AddChange, Change, SetChange
 from sync.hlc import format_hlc
 
-__all__ = ["COLLECTION", "HouseholdWorkload", "change_row", "household_doc", "push_body"]
+__all__ = ["COLLECTION", "HouseholdWorkload", "change_row", "household_doc", "place_of", "push_body"]
 
 COLLECTION = "households"
 _STREETS = ["Heping Rd", "Jiefang St", "Renmin Ave", "Xinhua Ln", "Minzhu Rd", "Guangming St"]
@@ -45,6 +45,9 @@ class HouseholdWorkload:
     replica_id: str = "bench-phone"
     prefix: str = "h"
     wall_ms: int = 1_764_000_000_000
+    # When set, every new household is placed in this building (its first change), so that a
+    # grid worker of the building's grid may write it (``place_of``).
+    building: str | None = None
     _random: random.Random = field(init=False)
     _heads: dict[tuple[str, str], str] = field(init=False, default_factory=dict)
     _households: list[str] = field(init=False, default_factory=list)
@@ -80,7 +83,9 @@ class HouseholdWorkload:
         rnd = self._random
         record_id = f"{self.prefix}-{number:07d}"
         self._households.append(record_id)
+        placed = [] if self.building is None else [self._set(record_id, "building_id", self.building)]
         made = [
+            *placed,
             self._set(
                 record_id,
                 "address",
@@ -137,6 +142,32 @@ class HouseholdWorkload:
             else:
                 number += 1
                 yield from self.household(number)
+
+
+def place_of(building: str, grid: str, community: str) -> list[Change]:
+    """The community, grid and building records a placed workload's households live in, as the
+    community office would have entered them."""
+    made: list[Change] = []
+    for n, (collection, record_id, name, value) in enumerate(
+        [
+            ("communities", community, "name", "Bench Community"),
+            ("grids", grid, "community_id", community),
+            ("buildings", building, "grid_id", grid),
+        ],
+        1,
+    ):
+        hlc = format_hlc(1_763_000_000_000 + n, 0, "office")
+        made.append(
+            SetChange(
+                id=str(uuid.UUID(int=n, version=4)),
+                collection=collection,
+                record_id=record_id,
+                hlc=hlc,
+                field=name,
+                value=value,
+            )
+        )
+    return made
 
 
 def push_body(replica_id: str, batch: list[Change]) -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.run import main
+from benchmarks.run import main, markdown
 
 
 def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) -> None:
@@ -27,3 +27,12 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
     assert found["bootstrap"]["records"]["residents"] > 0
     assert found["devices"]["errors"] == 0
     assert {t["figure"] for t in results["targets"]} >= {"push / raw executemany", "pull / raw scan"}
+    # The grid worker's push: every change of its placed households applied (else it raises).
+    assert found["floor"]["grid_worker"]["grid_worker_changes_per_s"]["median"] > 0
+    # The docs' tables: every figure this run measured has its cell; the peer's alone are not.
+    tables = markdown(results).splitlines()
+    figures = [line for line in tables if line.startswith("| ") and line.count("|") == 3]
+    missing = [line for line in figures if line.endswith("| - |")]
+    assert len(figures) > 20
+    assert all("peer" in line or "gridsync" in line or "pouchdb" in line for line in missing)
+    assert "| sqlite | push / raw executemany |" in "\n".join(tables)
