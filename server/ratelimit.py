@@ -97,7 +97,8 @@ class WindowCounter(RateLimitMiddleware):
         await self.app(scope, receive, send)
 
     def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
-        used = cache_object.count if isinstance(cache_object, _Window) else len(cache_object.history)
+        assert isinstance(cache_object, _Window)  # every window of this middleware is counted
+        used = cache_object.count
         return {
             self.config.rate_limit_policy_header_key: f"{self.max_requests}; w={self._duration}",
             self.config.rate_limit_limit_header_key: str(self.max_requests),

@@ -557,9 +557,7 @@ class PushWriter:
         # its log rows are already the accepted changes' and go in while the push is judged.
         hoped = not view.looked_up
         if hoped:
-            view.log(batch, device_id, now)
-            if last:
-                await self._start_log(connection, view)
+            await self._log(connection, view, batch, device_id, now, last=last)
         judged = len(fresh)
         fresh = judge_batch(self.collections, states, fresh, results, scope_rows, logged)
         fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
@@ -567,9 +565,7 @@ class PushWriter:
             raise _MaybeDuplicateError
         fresh_changes = [c for _, c in fresh]
         if not hoped:
-            view.log(fresh_changes, device_id, now)
-            if last:
-                await self._start_log(connection, view)
+            await self._log(connection, view, fresh_changes, device_id, now, last=last)
         companies = {key: company_of(key[0], state) for key, state in states.items()}
         apply_batch(states, fresh_changes, known)
         conflicted = {key: conflicts(state, self.collections[key[0]]) for key, state in states.items()}
@@ -640,10 +636,21 @@ class PushWriter:
 
         return answer
 
-    async def _start_log(self, connection: AsyncConnection, view: _GroupView) -> None:
-        """The group's log rows are all known: the database writes them while this thread goes
-        on with the merge, until ``view.settle``."""
-        if view.change_rows:
+    async def _log(
+        self,
+        connection: AsyncConnection,
+        view: _GroupView,
+        changes: Sequence[Change],
+        device_id: str | None,
+        now: int,
+        *,
+        last: bool,
+    ) -> None:
+        """Log a push's accepted changes in the group's view. After the group's ``last`` push
+        its log rows are all known: the database writes them while this thread goes on with the
+        merge, until ``view.settle``."""
+        view.log(changes, device_id, now)
+        if last and view.change_rows:
             rows, view.change_rows = view.change_rows, []
             view.logging = await _started(
                 self._insert_rows(connection, "changes", _CHANGE_COLUMNS, self._sql.insert_changes, rows)
