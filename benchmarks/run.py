@@ -334,42 +334,54 @@ def _span(node: Any, fmt: str = "{:,.0f}") -> str:
 def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
     """Each row of the figures table: its label, and its cell from one backend's results."""
 
+    def rate(*path: str, fmt: str = "{:,.0f}") -> Callable[[dict[str, Any]], str]:
+        def cell(found: dict[str, Any]) -> str:
+            node: Any = found
+            for key in path:
+                node = node[key]
+            return _span(node, fmt)
+
+        return cell
+
+    def with_ratio(scenario: str, rates: str, ratio: str) -> Callable[[dict[str, Any]], str]:
+        """A rate and, beside it, its ratio (``scenario`` may be a path joined by dots)."""
+        path = scenario.split(".")
+        return lambda b: f"{rate(*path, rates)(b)} ({_median(b, *path, ratio):.2f}x)"
+
+    def pair(scenario: str, first: str, second: str, fmt: str) -> Callable[[dict[str, Any]], str]:
+        """Two medians of one scenario, ``first / second``."""
+        return lambda b: (
+            f"{fmt.format(_median(b, scenario, first))} / {fmt.format(_median(b, scenario, second))}"
+        )
+
     def devices(*keys: str) -> Callable[[dict[str, Any]], str]:
         return lambda b: " / ".join(f"{_median(b, 'devices', key):,.0f}" for key in keys)
 
     return [
-        ("push, changes/s", lambda b: _span(b["throughput"]["push_changes_per_s"])),
-        ("raw executemany, rows/s", lambda b: _span(b["throughput"]["raw_executemany_rows_per_s"])),
+        ("push, changes/s", rate("throughput", "push_changes_per_s")),
+        ("raw executemany, rows/s", rate("throughput", "raw_executemany_rows_per_s")),
         (
             "push's SQL alone, replayed on the bare driver, changes/s (ratio to its own raw run)",
-            lambda b: (
-                f"{_span(b['floor']['floor_changes_per_s'])} ({_median(b, 'floor', 'floor_ratio'):.2f}x)"
-            ),
+            with_ratio("floor", "floor_changes_per_s", "floor_ratio"),
         ),
         (
             "push in-process, no HTTP, changes/s (ratio to raw)",
-            lambda b: (
-                f"{_span(b['floor']['in_process_changes_per_s'])} "
-                f"({_median(b, 'floor', 'in_process_ratio'):.2f}x)"
-            ),
+            with_ratio("floor", "in_process_changes_per_s", "in_process_ratio"),
         ),
         (
             "same, as a grid worker, households placed in its grid, changes/s (ratio to a district device)",
-            lambda b: (
-                f"{_span(b['floor']['grid_worker']['grid_worker_changes_per_s'])} "
-                f"({_median(b, 'floor', 'grid_worker', 'grid_worker_ratio'):.2f}x)"
-            ),
+            with_ratio("floor.grid_worker", "grid_worker_changes_per_s", "grid_worker_ratio"),
         ),
-        ("pull, changes/s", lambda b: _span(b["throughput"]["pull_changes_per_s"])),
-        ("raw scan, rows/s", lambda b: _span(b["throughput"]["raw_scan_rows_per_s"])),
-        ("pull gzipped, changes/s", lambda b: _span(b["throughput"]["pull_gzip_changes_per_s"])),
-        ("pull of 1,000 in 10,000, ms", lambda b: _span(b["incremental"]["small"]["pull_ms"], "{:,.1f}")),
-        ("pull of 1,000 in 1,000,000, ms", lambda b: _span(b["incremental"]["big"]["pull_ms"], "{:,.1f}")),
+        ("pull, changes/s", rate("throughput", "pull_changes_per_s")),
+        ("raw scan, rows/s", rate("throughput", "raw_scan_rows_per_s")),
+        ("pull gzipped, changes/s", rate("throughput", "pull_gzip_changes_per_s")),
+        ("pull of 1,000 in 10,000, ms", rate("incremental", "small", "pull_ms", fmt="{:,.1f}")),
+        ("pull of 1,000 in 1,000,000, ms", rate("incremental", "big", "pull_ms", fmt="{:,.1f}")),
         (
             "bootstrap snapshot of community c1 (864 households, 6,550 records), ms",
-            lambda b: _span(b["bootstrap"]["snapshot_ms"]),
+            rate("bootstrap", "snapshot_ms"),
         ),
-        ("same, the phone's whole bootstrap, ms", lambda b: _span(b["bootstrap"]["phone_bootstrap_ms"])),
+        ("same, the phone's whole bootstrap, ms", rate("bootstrap", "phone_bootstrap_ms")),
         ("500 devices p50 / p95 / p99, ms", devices("p50_ms", "p95_ms", "p99_ms")),
         (
             "500 devices p99 min-max, ms",
@@ -382,35 +394,23 @@ def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
         ),
         (
             "server / simulator CPU per device, ms",
-            lambda b: (
-                f"{_median(b, 'devices', 'server_cpu_ms_per_device'):.1f} / "
-                f"{_median(b, 'devices', 'client_cpu_ms_per_device'):.1f}"
-            ),
+            pair("devices", "server_cpu_ms_per_device", "client_cpu_ms_per_device", "{:.1f}"),
         ),
-        ("gridsync client writes, changes/s", lambda b: _span(b["peer"]["gridsync_changes_per_s"])),
-        ("pouchdb-server `_bulk_docs`, docs/s", lambda b: _span(b["peer"]["peer_docs_per_s"])),
-        ("gridsync pull feed, changes/s", lambda b: _span(b["peer"]["gridsync_feed_changes_per_s"])),
-        ("pouchdb-server `_changes`, rows/s", lambda b: _span(b["peer"]["peer_feed_rows_per_s"])),
+        ("gridsync client writes, changes/s", rate("peer", "gridsync_changes_per_s")),
+        ("pouchdb-server `_bulk_docs`, docs/s", rate("peer", "peer_docs_per_s")),
+        ("gridsync pull feed, changes/s", rate("peer", "gridsync_feed_changes_per_s")),
+        ("pouchdb-server `_changes`, rows/s", rate("peer", "peer_feed_rows_per_s")),
         (
             "bytes per change written (gridsync / peer)",
-            lambda b: (
-                f"{b['peer']['bytes_per_gridsync_change_written']:.0f} / "
-                f"{b['peer']['bytes_per_peer_doc_written']:.0f}"
-            ),
+            pair("peer", "bytes_per_gridsync_change_written", "bytes_per_peer_doc_written", "{:.0f}"),
         ),
         (
             "bytes per change fed (gridsync / peer)",
-            lambda b: (
-                f"{b['peer']['bytes_per_gridsync_feed_change']:.0f} / "
-                f"{b['peer']['bytes_per_peer_feed_row']:.0f}"
-            ),
+            pair("peer", "bytes_per_gridsync_feed_change", "bytes_per_peer_feed_row", "{:.0f}"),
         ),
         (
             "same household work, s (gridsync / peer)",
-            lambda b: (
-                f"{_median(b, 'peer', 'gridsync_workload_s'):.2f} / "
-                f"{_median(b, 'peer', 'peer_workload_s'):.2f}"
-            ),
+            pair("peer", "gridsync_workload_s", "peer_workload_s", "{:.2f}"),
         ),
     ]
 
