@@ -31,6 +31,7 @@ __all__ = [
     "is_sqlite",
     "migrate",
     "sqlite_file",
+    "write_locked",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -91,7 +92,14 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
         # GIL (a storm of 500 phones: 3.5 ms of server CPU per device with SQLAlchemy's default
         # pool of up to 15, 2.6 ms with two). SQLite has one writer at a time anyway.
         engine = create_async_engine(
-            url, pool_size=2, max_overflow=0, pool_timeout=30, pool_reset_on_return=None
+            url,
+            pool_size=2,
+            max_overflow=0,
+            pool_timeout=30,
+            pool_reset_on_return=None,
+            # The writer's statements run on its connection from the event loop's thread while
+            # it holds the write lock (take_write_lock); aiosqlite's thread is idle meanwhile.
+            connect_args={"check_same_thread": False},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "reset", _reset_if_open)
@@ -127,11 +135,49 @@ async def _driver(connection: AsyncConnection, *, in_transaction: bool = False) 
         raise
 
 
+# The aiosqlite connections whose open transaction holds the write lock (take_write_lock).
+_write_locked: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _locked_sqlite(driver: Any) -> sqlite3.Connection | None:
+    """The sqlite3 connection under an aiosqlite one whose transaction holds the write lock:
+    its statements cannot meet a lock, only SQLite's own CPU work, so they run right here in
+    the event loop's thread. A trip to aiosqlite's thread cost 0.3-0.4 ms a statement on a
+    busy 2-core machine, and an ``executemany`` there took the GIL back after every row, so
+    it never really ran beside the merge (docs/benchmarks.md, Push)."""
+    if isinstance(driver, asyncpg.Connection) or driver not in _write_locked:
+        return None
+    raw: sqlite3.Connection = driver._conn  # aiosqlite's own connection, idle between its calls
+    return raw if raw.in_transaction else None
+
+
+@asynccontextmanager
+async def write_locked(connection: AsyncConnection, query: str) -> AsyncIterator[tuple[Any, ...]]:
+    """The one row of the writer's first statement, which takes the write lock (SQLite) or
+    the counter's row lock (PostgreSQL) for the transaction ``connection.begin()`` opened.
+    Inside the block, until the commit, the transaction's ``driver_rows`` and ``driver_write``
+    run in this thread on SQLite. The statement itself goes through SQLAlchemy: that is what
+    starts the transaction on asyncpg, and on SQLite its wait for another process's write lock
+    (the busy timeout) stays in aiosqlite's thread."""
+    row = tuple((await connection.exec_driver_sql(query)).one())
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    locked = not isinstance(driver, asyncpg.Connection)
+    if locked:
+        _write_locked.add(driver)
+    try:
+        yield row
+    finally:
+        if locked:
+            _write_locked.discard(driver)
+
+
 async def driver_rows(connection: AsyncConnection, query: str, *params: Any) -> list[Any]:
     """All rows of a query straight from the driver (aiosqlite or asyncpg): one trip to the
     driver, no SQLAlchemy compile or per-row result processing. For the hot reads only; the
     query's placeholders are the driver's own (``?`` for SQLite, ``$1`` for asyncpg)."""
     async with _driver(connection) as driver:
+        if (locked := _locked_sqlite(driver)) is not None:
+            return locked.execute(query, params).fetchall()
         return await _fetch(driver, query, params)
 
 
@@ -203,7 +249,10 @@ async def driver_write(connection: AsyncConnection, query: str, rows: Sequence[S
     the connection's transaction: one trip to the driver where SQLAlchemy's adapter makes
     several (on aiosqlite each is a hop to the driver's thread: 300 us a statement, not 60)."""
     async with _driver(connection, in_transaction=True) as driver:
-        await driver.executemany(query, rows)
+        if (locked := _locked_sqlite(driver)) is not None:
+            locked.executemany(query, rows)
+        else:
+            await driver.executemany(query, rows)
 
 
 async def driver_copy(

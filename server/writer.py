@@ -25,7 +25,13 @@ from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
 from server.access import Principal
 from server.conflicts import ConflictTracker
-from server.database import driver_copy, driver_rows, driver_write, is_taken_id
+from server.database import (
+    driver_copy,
+    driver_rows,
+    driver_write,
+    is_taken_id,
+    write_locked,
+)
 from server.horizon import change_digest, compacted_digests
 from server.rules import judge_batch, transition_values
 from server.scope import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
@@ -477,42 +483,40 @@ class PushWriter:
     async def _write_group(self, connection: AsyncConnection, group: list[_PushJob]) -> None:
         await connection.begin()
         # First statement: takes the counter row lock (PostgreSQL) or the write lock (SQLite).
-        # Through SQLAlchemy, not the driver: that is what starts the transaction on asyncpg,
-        # which the group's driver-level statements (and COPYs) then run in.
-        last_seq, epoch, floor = tuple((await connection.exec_driver_sql(self._sql.lock_counter)).one())
-        view = _GroupView(last_seq, looked_up=_looks_up(group))
-        # What every push of the group will read, in one statement each.
-        ids = [c.id for job in group for _, c in job.candidates]
-        if ids and view.looked_up:
-            found = await driver_rows(connection, self._sql.changes_by_id, self._sql.id_list(ids))
-            view.logged.update((row[0], row) for row in found)
-        if floor > 0:
-            view.gone = await compacted_digests(connection, [i for i in ids if i not in view.logged])
-        await self._load_records(
-            connection, view, {(c.collection, c.record_id) for job in group for _, c in job.candidates}
-        )
-        answers: list[Callable[[], PushOutcome]] = []
-        for job in group:
-            try:
-                answers.append(
-                    await self._apply(
-                        connection, view, job, epoch, compacted=floor > 0, last=job is group[-1]
+        async with write_locked(connection, self._sql.lock_counter) as (last_seq, epoch, floor):
+            view = _GroupView(last_seq, looked_up=_looks_up(group))
+            # What every push of the group will read, in one statement each.
+            ids = [c.id for job in group for _, c in job.candidates]
+            if ids and view.looked_up:
+                found = await driver_rows(connection, self._sql.changes_by_id, self._sql.id_list(ids))
+                view.logged.update((row[0], row) for row in found)
+            if floor > 0:
+                view.gone = await compacted_digests(connection, [i for i in ids if i not in view.logged])
+            await self._load_records(
+                connection, view, {(c.collection, c.record_id) for job in group for _, c in job.candidates}
+            )
+            answers: list[Callable[[], PushOutcome]] = []
+            for job in group:
+                try:
+                    answers.append(
+                        await self._apply(
+                            connection, view, job, epoch, compacted=floor > 0, last=job is group[-1]
+                        )
                     )
-                )
-            except Exception as error:
-                await view.settle(quietly=True)
-                raise _PushError(job, error) from error
-        await self._flush(connection, view)
-        if view.seq != last_seq:
-            await driver_write(connection, self._sql.advance_counter, [(view.seq,)])
-        # The answers are made while the commit (its fsync) runs; none is sent unless the
-        # commit succeeds.
-        outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
-        if self.upkeep is not None:
-            self.upkeep.after_commit(view.seq)
-        for job, outcome in zip(group, outcomes, strict=True):
-            if not job.outcome.done():
-                job.outcome.set_result(outcome)
+                except Exception as error:
+                    await view.settle(quietly=True)
+                    raise _PushError(job, error) from error
+            await self._flush(connection, view)
+            if view.seq != last_seq:
+                await driver_write(connection, self._sql.advance_counter, [(view.seq,)])
+            # The answers are made while the commit (its fsync) runs; none is sent unless the
+            # commit succeeds.
+            outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
+            if self.upkeep is not None:
+                self.upkeep.after_commit(view.seq)
+            for job, outcome in zip(group, outcomes, strict=True):
+                if not job.outcome.done():
+                    job.outcome.set_result(outcome)
 
     async def _apply(
         self,

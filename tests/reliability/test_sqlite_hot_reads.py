@@ -1,12 +1,15 @@
 """On a SQLite file the hot reads (a token lookup, an unscoped pull) run on a read-only
 connection in the event loop's thread, which must never wait for a lock: a read SQLite would
-make wait goes through the pool's thread instead (server/database.py, pooled_rows)."""
+make wait goes through the pool's thread instead (server/database.py, pooled_rows). The push
+writer's statements run there too, but only while its transaction holds the write lock
+(write_locked); taking that lock waits in the pool's thread."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.database import create_engine, pooled_rows
+from server.database import create_engine, driver_rows, driver_write, pooled_rows, write_locked
 
 
 @pytest.fixture
@@ -67,3 +70,63 @@ async def test_a_hot_read_sees_what_was_committed_since_its_last(
     with closing(sqlite3.connect(path, isolation_level=None)) as writer:
         writer.execute("UPDATE sync_counter SET last_seq = 7")
     assert [tuple(r) for r in await pooled_rows(engine, "SELECT last_seq FROM sync_counter")] == [(7,)]
+
+
+_LOCK = "UPDATE sync_counter SET last_seq = last_seq WHERE id = 1 RETURNING last_seq"
+
+
+async def test_the_writers_statements_run_in_the_loops_thread_only_while_it_holds_the_lock(
+    sqlite_engine: tuple[AsyncEngine, Path],
+) -> None:
+    engine, _ = sqlite_engine
+    loop_thread = threading.get_ident()
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        # aiosqlite runs a registered function in whichever thread runs the statement.
+        await driver.create_function("thread_id", 0, threading.get_ident)
+        [(before,)] = await driver_rows(connection, "SELECT thread_id()")
+        await connection.begin()
+        async with write_locked(connection, _LOCK) as (last_seq,):
+            assert last_seq == 0
+            [(locked,)] = await driver_rows(connection, "SELECT thread_id()")
+            await driver_write(connection, "UPDATE sync_counter SET last_seq = ? WHERE id = 1", [(5,)])
+            await connection.commit()
+            [(committed,)] = await driver_rows(connection, "SELECT thread_id()")
+        [(after,)] = await driver_rows(connection, "SELECT thread_id()")
+    assert locked == loop_thread
+    assert loop_thread not in (before, committed, after)
+    assert [tuple(r) for r in await pooled_rows(engine, "SELECT last_seq FROM sync_counter")] == [(5,)]
+
+
+async def test_taking_the_write_lock_waits_outside_the_event_loop(
+    sqlite_engine: tuple[AsyncEngine, Path],
+) -> None:
+    engine, path = sqlite_engine
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def push_like() -> int:
+        async with engine.connect() as connection:
+            await connection.begin()
+            async with write_locked(connection, _LOCK) as (last_seq,):
+                await driver_write(connection, "UPDATE sync_counter SET last_seq = ? WHERE id = 1", [(3,)])
+                await connection.commit()
+                return int(last_seq)
+
+    clock = asyncio.create_task(ticking())
+    # Another process's writer holds the lock: the push waits for it without holding the loop.
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        pushing = asyncio.create_task(push_like())
+        await asyncio.sleep(0.3)
+        assert not pushing.done()
+        assert ticks >= 10
+        other.execute("COMMIT")
+    assert await asyncio.wait_for(pushing, 30) == 0
+    clock.cancel()
+    assert [tuple(r) for r in await pooled_rows(engine, "SELECT last_seq FROM sync_counter")] == [(3,)]
