@@ -24,7 +24,8 @@ class Settings:
     max_snapshot_limit: int = 5_000
     # A change stamped further ahead of the server's clock than this flags its device.
     max_clock_ahead_ms: int = 5 * 60 * 1000
-    database_pool_size: int = 10
+    # PostgreSQL connections each app process keeps open at most (SQLite: always 2).
+    database_pool_size: int = 20
     # Seconds a PostgreSQL connection attempt may take before the request is answered 503.
     database_connect_timeout: int = 5
     # The longest a phone may stay offline and still pull on from its cursor (60 days). History

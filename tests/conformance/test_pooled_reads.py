@@ -5,6 +5,7 @@ tests/reliability/test_sqlite_hot_reads.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -43,3 +44,20 @@ async def test_a_failed_hot_read_fails_alone(store: SyncStore) -> None:
     with pytest.raises(Exception, match="no_such_table"):
         await pooled_rows(store.engine, "SELECT x FROM no_such_table")
     assert [tuple(row) for row in await pooled_rows(store.engine, "SELECT 3")] == [(3,)]
+
+
+async def test_connections_opened_for_a_burst_stay_open_for_the_next(store: SyncStore) -> None:
+    """A storm's burst of reads opens connections up to the pool's size; they stay in the pool,
+    so the next burst connects (and prepares its statements) again for none of them."""
+    engine = store.engine
+    on_postgres = engine.dialect.name == "postgresql"
+    opened: list[Any] = []
+    event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
+    size = engine.sync_engine.pool.size()  # type: ignore[attr-defined]
+    query = "SELECT pg_sleep(0.05)" if on_postgres else "SELECT 1"
+    for _ in range(2):
+        await asyncio.gather(*(pooled_rows(engine, query) for _ in range(3 * size)))
+    if on_postgres:
+        assert engine.sync_engine.pool.checkedin() == len(opened) <= size  # type: ignore[attr-defined]
+    else:
+        assert opened == []  # SQLite's hot reads run on the event loop thread's own connection
