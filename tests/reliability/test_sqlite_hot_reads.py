@@ -20,6 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.database import create_engine, driver_rows, driver_write, pooled_rows, write_locked
 
 
+class _Clock:
+    """Ticks every 10 ms for as long as the event loop is free to run it."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0.01)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 @pytest.fixture
 async def sqlite_engine(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[tuple[AsyncEngine, Path]]:
     path = tmp_path / "gridsync.db"
@@ -32,15 +48,7 @@ async def sqlite_engine(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[
 async def test_a_hot_read_never_makes_the_event_loop_wait(sqlite_engine: tuple[AsyncEngine, Path]) -> None:
     engine, path = sqlite_engine
     assert [tuple(row) for row in await pooled_rows(engine, "SELECT 4")] == [(4,)]
-    ticks = 0
-
-    async def ticking() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    clock = asyncio.create_task(ticking())
+    clock = _Clock()
     # A connection that keeps the database to itself: every other one must wait for it.
     with closing(sqlite3.connect(path, isolation_level=None)) as holder:
         holder.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -48,10 +56,10 @@ async def test_a_hot_read_never_makes_the_event_loop_wait(sqlite_engine: tuple[A
         read = asyncio.create_task(pooled_rows(engine, "SELECT count(*) FROM devices"))
         await asyncio.sleep(0.3)
         assert not read.done()  # waiting, in the pool's thread
-        assert ticks >= 10  # while the event loop went on
+        assert clock.ticks >= 10  # while the event loop went on
         holder.execute("COMMIT")
     assert [tuple(row) for row in await asyncio.wait_for(read, 30)] == [(0,)]
-    clock.cancel()
+    clock.stop()
 
 
 async def test_hot_reads_cannot_write(sqlite_engine: tuple[AsyncEngine, Path]) -> None:
@@ -102,13 +110,6 @@ async def test_taking_the_write_lock_waits_outside_the_event_loop(
     sqlite_engine: tuple[AsyncEngine, Path],
 ) -> None:
     engine, path = sqlite_engine
-    ticks = 0
-
-    async def ticking() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
 
     async def push_like() -> int:
         async with engine.connect() as connection:
@@ -118,15 +119,15 @@ async def test_taking_the_write_lock_waits_outside_the_event_loop(
                 await connection.commit()
                 return int(last_seq)
 
-    clock = asyncio.create_task(ticking())
+    clock = _Clock()
     # Another process's writer holds the lock: the push waits for it without holding the loop.
     with closing(sqlite3.connect(path, isolation_level=None)) as other:
         other.execute("BEGIN IMMEDIATE")
         pushing = asyncio.create_task(push_like())
         await asyncio.sleep(0.3)
         assert not pushing.done()
-        assert ticks >= 10
+        assert clock.ticks >= 10
         other.execute("COMMIT")
     assert await asyncio.wait_for(pushing, 30) == 0
-    clock.cancel()
+    clock.stop()
     assert [tuple(r) for r in await pooled_rows(engine, "SELECT last_seq FROM sync_counter")] == [(3,)]
