@@ -147,7 +147,7 @@ async def _driver(connection: AsyncConnection, *, in_transaction: bool = False) 
         raise
 
 
-# The aiosqlite connections whose open transaction holds the write lock (take_write_lock).
+# The aiosqlite connections whose open transaction holds the write lock (write_locked).
 _write_locked: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -287,7 +287,8 @@ async def _fetch(driver: Any, query: str, params: Sequence[Any]) -> list[Any]:
 async def driver_write(connection: AsyncConnection, query: str, rows: Sequence[Sequence[Any]]) -> None:
     """``query`` once for each row of parameters (an executemany), straight to the driver, in
     the connection's transaction: one trip to the driver where SQLAlchemy's adapter makes
-    several (on aiosqlite each is a hop to the driver's thread: 300 us a statement, not 60)."""
+    several (on aiosqlite each is a hop to the driver's thread: 300 us a statement, not 60), and
+    none on SQLite under the writer's lock (``write_locked``)."""
     async with _driver(connection, in_transaction=True) as driver:
         if (locked := _locked_sqlite(driver)) is not None:
             locked.executemany(query, rows)

@@ -280,8 +280,10 @@ class _PushError(Exception):
 
 
 async def _started(statement: Awaitable[None]) -> asyncio.Future[None]:
-    """``statement`` running in the database (in the driver's thread on SQLite, in the server
-    process on PostgreSQL) while this thread goes on; await the result to wait for it."""
+    """``statement`` running in the database while this thread goes on; await the result to
+    wait for it. That is PostgreSQL's server process, and aiosqlite's thread for a commit; a
+    SQLite statement under the group's write lock runs at once in this thread
+    (``server.database.write_locked``), so there nothing overlaps it."""
     running = asyncio.ensure_future(statement)
     await asyncio.sleep(0)  # let the statement reach the driver before the CPU is taken
     return running
@@ -651,8 +653,8 @@ class PushWriter:
         last: bool,
     ) -> None:
         """Log a push's accepted changes in the group's view. After the group's ``last`` push
-        its log rows are all known: the database writes them while this thread goes on with the
-        merge, until ``view.settle``."""
+        its log rows are all known: PostgreSQL writes them while this thread goes on with the
+        merge, until ``view.settle`` (SQLite writes them here and now, see ``_started``)."""
         view.log(changes, device_id, now)
         if last and view.change_rows:
             rows, view.change_rows = view.change_rows, []
@@ -664,7 +666,8 @@ class PushWriter:
         """Write what the group's pushes wrote so far: the log rows, the records (see
         ``_GroupView.plan``), the devices' last-seen times."""
         rows, view.change_rows = view.change_rows, []
-        # The log insert is the biggest statement of a push: the records' rows are made meanwhile.
+        # The log insert is the biggest statement of a push: on PostgreSQL the records' rows are
+        # made meanwhile.
         if rows:
             await _while(
                 self._insert_rows(connection, "changes", _CHANGE_COLUMNS, self._sql.insert_changes, rows),
