@@ -142,68 +142,15 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
 
 
 def _figures_table(results: dict[str, Any]) -> Table:
+    """The docs' figures (``_figure_rows``) on the console, leaving out those this run did not
+    measure on any backend."""
+    backends = results["backends"]
     table = Table(title="gridsync benchmark: medians (min-max)")
-    for column in ("backend", "figure", "gridsync", "reference"):
+    for column in ("figure", *(_LABELS.get(name, name) for name in backends)):
         table.add_column(column)
-
-    def span(node: dict[str, Any], unit: str = "") -> str:
-        return f"{node['median']:,.0f}{unit} ({node['min']:,.0f}-{node['max']:,.0f})"
-
-    for backend, found in results["backends"].items():
-        if "throughput" in found:
-            tp = found["throughput"]
-            table.add_row(
-                backend,
-                "push changes/s",
-                span(tp["push_changes_per_s"]),
-                "raw " + span(tp["raw_executemany_rows_per_s"]),
-            )
-            table.add_row(
-                backend,
-                "pull changes/s",
-                span(tp["pull_changes_per_s"]),
-                "raw " + span(tp["raw_scan_rows_per_s"]),
-            )
-        if "floor" in found:
-            fl = found["floor"]
-            ratios = f"{_median(fl, 'floor_ratio'):.2f}x / {_median(fl, 'in_process_ratio'):.2f}x raw"
-            table.add_row(
-                backend,
-                "push SQL floor / in-process changes/s",
-                f"{span(fl['floor_changes_per_s'])} / {span(fl['in_process_changes_per_s'])}",
-                f"{ratios} {span(fl['raw_executemany_rows_per_s'])}",
-            )
-            if "grid_worker" in fl:
-                gw = fl["grid_worker"]
-                table.add_row(
-                    backend,
-                    "push in-process as a grid worker changes/s",
-                    span(gw["grid_worker_changes_per_s"]),
-                    f"{_median(gw, 'grid_worker_ratio'):.2f}x district device "
-                    + span(gw["district_device_changes_per_s"]),
-                )
-        if "bootstrap" in found:
-            boot = found["bootstrap"]
-            community = f"{boot['households']:,} households, {sum(boot['records'].values()):,} records"
-            table.add_row(backend, "bootstrap snapshot ms", span(boot["snapshot_ms"]), community)
-            table.add_row(backend, "phone bootstrap ms", span(boot["phone_bootstrap_ms"]), "")
-        if "peer" in found:
-            pr = found["peer"]
-            table.add_row(
-                backend, "write /s", span(pr["gridsync_changes_per_s"]), "peer " + span(pr["peer_docs_per_s"])
-            )
-            table.add_row(
-                backend,
-                "feed /s",
-                span(pr["gridsync_feed_changes_per_s"]),
-                "peer " + span(pr["peer_feed_rows_per_s"]),
-            )
-            table.add_row(
-                backend,
-                "bytes per item (write/feed)",
-                f"{pr['bytes_per_gridsync_change_written']:.0f} / {pr['bytes_per_gridsync_feed_change']:.0f}",
-                f"peer {pr['bytes_per_peer_doc_written']:.0f} / {pr['bytes_per_peer_feed_row']:.0f}",
-            )
+    for label, cells in _figure_cells(backends):
+        if any(cell != "-" for cell in cells):
+            table.add_row(label, *cells)
     return table
 
 
@@ -266,63 +213,6 @@ def _commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return found.stdout.strip()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--size", choices=sorted(SIZES), default="full")
-    parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
-    parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
-    parser.add_argument("--name", default=None, help="results file name (default: the size)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results JSON")
-    parser.add_argument("--chart", type=Path, default=None, help=f"write the chart here (full size: {CHART})")
-    parser.add_argument(
-        "--markdown", type=Path, default=None, help="print the docs' tables of this results file and exit"
-    )
-    args = parser.parse_args(argv)
-    if args.markdown is not None:
-        print(markdown(json.loads(args.markdown.read_text())))
-        return 0
-    size = SIZES[args.size]
-    console = Console()
-    started = time.perf_counter()
-    results = asyncio.run(
-        _run(
-            size, [b for b in args.backends.split(",") if b], {s for s in args.skip.split(",") if s}, console
-        )
-    )
-    targets = evaluate(results)
-    results["meta"] = {
-        "size": args.size,
-        "commit": _commit(),
-        "python": platform.python_version(),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}",
-        "seconds": round(time.perf_counter() - started, 1),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    results["targets"] = [t.__dict__ for t in targets]
-    args.results.mkdir(parents=True, exist_ok=True)
-    out = args.results / f"{args.name or args.size}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(_figures_table(results))
-    console.print(_targets_table(targets))
-    chart = args.chart or (CHART if args.size == "full" else None)
-    if chart is not None:
-        from benchmarks.chart import draw
-
-        draw(results, chart)
-        console.print(f"chart: {chart}")
-    console.print(f"results: {out} ({results['meta']['seconds']}s)")
-    missed = [t for t in targets if not t.met]
-    for failure in results.get("failed", []):
-        console.print(f"[red]FAILED[/] {failure}")
-    for t in missed:
-        console.print(f"[red]MISSED[/] {t.scenario}: {t.figure} = {t.value:,.2f} (target {t.target})")
-    return 1 if missed or results.get("failed") else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def _span(node: Any, fmt: str = "{:,.0f}") -> str:
@@ -415,6 +305,20 @@ def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
     ]
 
 
+def _figure_cells(backends: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """Each figure's label and its cell for every backend: a dash where one did not measure it."""
+    rows = []
+    for label, cell in _figure_rows():
+        cells = []
+        for found in backends.values():
+            try:
+                cells.append(cell(found))
+            except KeyError:
+                cells.append("-")
+        rows.append((label, cells))
+    return rows
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables of docs/benchmarks.md ("Latest results") from a results file: every figure
     per backend (a figure a backend did not measure is a dash), then the targets."""
@@ -428,13 +332,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| figure | " + " | ".join(_LABELS.get(name, name) for name in backends) + " |",
         "| --- |" + " --- |" * len(backends),
     ]
-    for label, cell in _figure_rows():
-        cells = []
-        for found in backends.values():
-            try:
-                cells.append(cell(found))
-            except KeyError:
-                cells.append("-")
+    for label, cells in _figure_cells(backends):
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -452,3 +350,60 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 _LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
+    parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
+    parser.add_argument("--name", default=None, help="results file name (default: the size)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results JSON")
+    parser.add_argument("--chart", type=Path, default=None, help=f"write the chart here (full size: {CHART})")
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="print the docs' tables of this results file and exit"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
+    size = SIZES[args.size]
+    console = Console()
+    started = time.perf_counter()
+    results = asyncio.run(
+        _run(
+            size, [b for b in args.backends.split(",") if b], {s for s in args.skip.split(",") if s}, console
+        )
+    )
+    targets = evaluate(results)
+    results["meta"] = {
+        "size": args.size,
+        "commit": _commit(),
+        "python": platform.python_version(),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}",
+        "seconds": round(time.perf_counter() - started, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    results["targets"] = [t.__dict__ for t in targets]
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / f"{args.name or args.size}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(_figures_table(results))
+    console.print(_targets_table(targets))
+    chart = args.chart or (CHART if args.size == "full" else None)
+    if chart is not None:
+        from benchmarks.chart import draw
+
+        draw(results, chart)
+        console.print(f"chart: {chart}")
+    console.print(f"results: {out} ({results['meta']['seconds']}s)")
+    missed = [t for t in targets if not t.met]
+    for failure in results.get("failed", []):
+        console.print(f"[red]FAILED[/] {failure}")
+    for t in missed:
+        console.print(f"[red]MISSED[/] {t.scenario}: {t.figure} = {t.value:,.2f} (target {t.target})")
+    return 1 if missed or results.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
