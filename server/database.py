@@ -194,10 +194,10 @@ async def write_locked(connection: AsyncConnection, query: str) -> AsyncIterator
     on asyncpg. On SQLite it runs here if the lock is free (the sqlite3 module begins the
     transaction before it), and waits for another process's lock in aiosqlite's thread, with
     the busy timeout: four trips to that thread were 1.5 ms of a push of 500."""
-    driver: Any = (await connection.get_raw_connection()).driver_connection
-    if isinstance(driver, asyncpg.Connection):
+    if connection.dialect.name != "sqlite":
         yield tuple((await connection.exec_driver_sql(query)).one())
         return
+    driver: Any = (await connection.get_raw_connection()).driver_connection
     try:
         row = _lock_at_once(driver._conn, query)
     except BaseException:
