@@ -1,5 +1,6 @@
 """Realistic household changes, made the way phones make them: a new household is a handful of
-field writes and tag adds; later visits edit one field and name the head they saw in ``pred``.
+field writes and tag adds; later visits edit one field and name the head they saw in ``pred``;
+every change id is a time-ordered UUIDv7, as the reference client's (``sync.client``).
 
 Until the domain collections (visits, residents) land, every change is a household change.
 """
@@ -15,6 +16,7 @@ from typing import Any
 import msgspec
 
 from schemas.protocol import AddChange, Change, SetChange
+from sync.client import uuid7
 from sync.hlc import format_hlc
 
 __all__ = ["COLLECTION", "HouseholdWorkload", "change_row", "household_doc", "place_of", "push_body"]
@@ -57,7 +59,9 @@ class HouseholdWorkload:
         self._random = random.Random(self.seed)
 
     def _id(self) -> str:
-        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+        # As the reference client makes them (UUIDv7, time-ordered), stamped with the workload's
+        # clock, so the stream is the same on every run.
+        return uuid7(self.wall_ms + self._counter // 1000, self._random.randbytes(10))
 
     def _hlc(self) -> str:
         self._counter += 1

@@ -7,7 +7,9 @@ the stdlib ``sqlite3``; the network is any httpx client (sync or async).
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from sync.merge import (
 )
 from sync.validate import validate_change
 
-__all__ = ["Replica", "ResyncRequiredError", "SyncReport", "new_change_id"]
+__all__ = ["Replica", "ResyncRequiredError", "SyncReport", "new_change_id", "uuid7"]
 
 _change_codec = msgspec.msgpack.Encoder()
 _change_decoder = msgspec.msgpack.Decoder(Change)
@@ -78,16 +80,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def new_change_id() -> str:
-    """A UUIDv7: time-ordered, so ids of one phone sort roughly by creation."""
-    return str(uuid.uuid7()) if hasattr(uuid, "uuid7") else _uuid7()
+    """A UUIDv7: time-ordered, so ids of one phone sort roughly by creation, and a server's
+    unique index on them grows at its right edge instead of rewriting a page per new id."""
+    if hasattr(uuid, "uuid7"):
+        return str(uuid.uuid7())
+    return uuid7(time.time_ns() // 1_000_000, os.urandom(10))
 
 
-def _uuid7() -> str:
-    import os
-    import time
-
-    millis = time.time_ns() // 1_000_000
-    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
+def uuid7(unix_ms: int, entropy: bytes) -> str:
+    """The UUIDv7 (RFC 9562) of a Unix time in milliseconds and 10 bytes of entropy."""
+    raw = bytearray(unix_ms.to_bytes(6, "big") + entropy)
     raw[6] = (raw[6] & 0x0F) | 0x70
     raw[8] = (raw[8] & 0x3F) | 0x80
     return str(uuid.UUID(bytes=bytes(raw)))

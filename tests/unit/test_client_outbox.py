@@ -1,14 +1,25 @@
-"""The reference client's outbox (sync/client.py): what a push answer marks, and phone files made
-before the outbox index."""
+"""The reference client (sync/client.py): its change ids, what a push answer marks in its outbox,
+and phone files made before the outbox index."""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from contextlib import closing
 from pathlib import Path
 
 from schemas.protocol import ChangeResult, PushResponse
-from sync.client import Replica, SyncReport
+from sync.client import Replica, SyncReport, new_change_id, uuid7
+
+
+def test_change_ids_are_uuid7_ordered_by_the_time_they_were_made() -> None:
+    made = uuid.UUID(uuid7(1_764_000_000_123, bytes(range(10))))
+    assert (made.version, made.variant) == (7, uuid.RFC_4122)
+    assert made.int >> 80 == 1_764_000_000_123  # the first 48 bits are the Unix time in ms
+    # Whatever their entropy, a later millisecond sorts after: the log's id index grows at its end.
+    later = uuid7(1_764_000_000_124, b"\x00" * 10)
+    assert str(made) < later < uuid7(1_764_000_000_124, b"\xff" * 10)
+    assert uuid.UUID(new_change_id()).version == 7
 
 
 def test_a_push_answer_marks_exactly_its_changes(tmp_path: Path) -> None:
