@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 from sqlalchemy import Select, and_, bindparam, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from schemas.codec import MalformedChange
 from schemas.collections import COLLECTIONS, CollectionSpec
 from schemas.protocol import (
     Change,
@@ -43,8 +41,6 @@ from server.tables import changes, records
 from server.writer import PushOutcome, PushWriter
 from sync.hlc import HybridClock
 from sync.merge import (
-    RecordKey,
-    RecordState,
     op_name,
     record_view,
     state_codec,
@@ -177,6 +173,8 @@ class SyncStore:
         self.writer = PushWriter(
             engine, settings, self.collections, self.clock, self.conflict_tracker, self._cursor
         )
+        # Pushing is the writer's alone (server/writer.py): the store hands it out as it is.
+        self.push = self.writer.push
         # The hot reads need no transaction of their own: on PostgreSQL, autocommit spares them
         # a BEGIN and a ROLLBACK round trip each. (SQLite's driver opens none for a read.)
         self._reader = engine if self._sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -228,27 +226,6 @@ class SyncStore:
                 "that have no pending changes and start again from /v1/sync/snapshot",
             )
         return seq
-
-    # ------------------------------------------------------------------ push
-
-    async def push(
-        self,
-        device_id: str | None,
-        replica_id: str,
-        items: Sequence[Change | MalformedChange],
-        principal: Principal | None = None,
-        *,
-        check: Callable[[Mapping[RecordKey, RecordState]], None] | None = None,
-        via: str = "sync",
-    ) -> PushOutcome:
-        """Apply a batch, each change judged on its own. ``principal`` None means trusted
-        (server-side tools); otherwise every change is authorised against its scope.
-
-        ``check`` sees the loaded states under the write lock and may raise to abort the whole
-        push (the conflict inbox refuses a resolution whose heads moved); ``via`` names who
-        closed a conflict this push resolves (``sync``, ``admin``, ``bulk``). The work is the
-        writer's (server/writer.py)."""
-        return await self.writer.push(device_id, replica_id, items, principal, check=check, via=via)
 
     # ------------------------------------------------------------------ pull
 

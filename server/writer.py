@@ -410,7 +410,14 @@ class PushWriter:
         check: Callable[[Mapping[RecordKey, RecordState]], None] | None = None,
         via: str = "sync",
     ) -> PushOutcome:
-        """``SyncStore.push``: the batch is validated here, then waits for the writer."""
+        """Apply a batch (``SyncStore.push``), each change judged on its own. ``principal`` None
+        means trusted (server-side tools); otherwise every change is authorised against its
+        scope.
+
+        ``check`` sees the loaded states under the write lock and may raise to abort the whole
+        push (the conflict inbox refuses a resolution whose heads moved); ``via`` names who
+        closed a conflict this push resolves (``sync``, ``admin``, ``bulk``). The batch is
+        validated here, then waits for the writer."""
         results: list[ChangeResult | None] = [None] * len(items)
         candidates: list[tuple[int, Change]] = []
         for index, item in enumerate(items):
