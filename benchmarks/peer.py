@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from benchmarks.harness import Measure, enroll, fresh_database, next_port, serve, stop
 from benchmarks.scenarios import pull_all
 from benchmarks.workload import HouseholdWorkload, household_doc
-from schemas.protocol import AddChange, Change
+from schemas.protocol import AddChange, Change, PullResponse
 from sync.client import Replica
 
 __all__ = ["ensure_installed", "peer"]
@@ -34,6 +35,8 @@ __all__ = ["ensure_installed", "peer"]
 PEER = Path(__file__).resolve().parent / "peer"
 BATCH = 500
 PAGE = 1000
+
+_PULLED = msgspec.json.Decoder(PullResponse)
 
 
 def ensure_installed() -> None:
@@ -215,9 +218,8 @@ def _gridsync_write(http: httpx.Client, phone: Any) -> tuple[int, float, int]:
 
 
 def _gridsync_feed(http: httpx.Client) -> tuple[int, float]:
-    """Another phone reads the whole log by pull, decoding each page with the client's decoder."""
-    from sync.client import _PULLED
-
+    """Another phone reads the whole log by pull, decoding each page into the protocol's
+    PullResponse as the client does."""
     start = time.perf_counter()
     rows = pull_all(http, PAGE, _PULLED)
     return rows, time.perf_counter() - start

@@ -18,6 +18,7 @@ __all__ = [
     "ChangeResult",
     "ConflictHead",
     "DeleteChange",
+    "ExchangeResponse",
     "PullResponse",
     "PulledChange",
     "PushEnvelope",
@@ -131,6 +132,14 @@ class PullResponse(msgspec.Struct):
     more: bool
     # Records that left the caller's scope since the cursor: the phone drops them.
     left: list[RecordRef] = []
+
+
+class ExchangeResponse(msgspec.Struct):
+    """``POST /v1/sync/exchange``: the push's answer, then the page pulled after it, from one
+    request (one round trip for a phone on a weak signal)."""
+
+    push: PushResponse
+    pull: PullResponse
 
 
 class SnapshotRecord(msgspec.Struct):

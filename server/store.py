@@ -229,6 +229,12 @@ class SyncStore:
 
     # ------------------------------------------------------------------ pull
 
+    @staticmethod
+    def check_cursor_form(cursor: str | None) -> None:
+        """The pull's 400 ``bad_cursor`` for a cursor not of this server's form, raised before an
+        exchange writes its push (whether the cursor is still valid is judged with the page)."""
+        _cursor_seq(cursor)
+
     async def pull(
         self, since: str | None, limit: int, *, raw_json: bool = True, principal: Principal | None = None
     ) -> tuple[list[PulledChange], str, bool, list[RecordRef]]:

@@ -24,6 +24,7 @@ from schemas.protocol import (
     AddChange,
     Change,
     DeleteChange,
+    ExchangeResponse,
     PullResponse,
     PushRequest,
     PushResponse,
@@ -48,8 +49,8 @@ __all__ = ["Replica", "ResyncRequiredError", "SyncReport", "new_change_id", "uui
 _change_codec = msgspec.msgpack.Encoder()
 _change_decoder = msgspec.msgpack.Decoder(Change)
 _json_encoder = msgspec.json.Encoder()
-_PULLED = msgspec.json.Decoder(PullResponse)
 _PUSHED = msgspec.json.Decoder(PushResponse)
+_EXCHANGED = msgspec.json.Decoder(ExchangeResponse)
 _SNAPSHOT = msgspec.json.Decoder(SnapshotResponse)
 
 _SCHEMA = """
@@ -369,23 +370,32 @@ class Replica:
         return headers | (extra or {})
 
     def sync(self, http: httpx.Client, *, push_batch: int = 500, pull_limit: int = 1000) -> SyncReport:
-        """Push everything pending, then pull until caught up."""
+        """Push everything pending and pull until caught up. Each round trip is an exchange: the
+        next batch pushed (or none) and the page after the cursor pulled, in one request, so a
+        phone with a little to send and a page to take syncs in one round trip."""
         report = SyncReport()
-        self._push_pending(http, report, push_batch)
-        more = True
-        while more:
+        while True:
+            request = self.push_request(push_batch) or PushRequest(replica_id=self.replica_id, changes=[])
             params: dict[str, Any] = {"limit": pull_limit}
             if self.cursor:
                 params["since"] = self.cursor
-            reply = http.get("/v1/sync/pull", params=params, headers=self._headers())
+            reply = http.post(
+                "/v1/sync/exchange",
+                params=params,
+                content=_json_encoder.encode(request),
+                headers=self._headers({"content-type": "application/json"}),
+            )
             if reply.status_code == 409:
+                # The push may have been applied before the cursor was judged: its changes stay
+                # pending here, and the resync offers them again (answered ``duplicate``).
                 self._resync(http, report, scope_changed=reply.json().get("code") == "scope_changed")
                 return report
             reply.raise_for_status()
-            page = _PULLED.decode(reply.content)
-            self.accept_pull_response(page, report)
-            more = page.more
-        return report
+            answer = _EXCHANGED.decode(reply.content)
+            self.accept_push_response(request, answer.push, report)
+            self.accept_pull_response(answer.pull, report)
+            if not answer.pull.more and not self.pending(1):
+                return report
 
     def _push_pending(self, http: httpx.Client, report: SyncReport, push_batch: int = 500) -> None:
         while (request := self.push_request(push_batch)) is not None:

@@ -1,9 +1,10 @@
-"""Protocol v1: push, pull and snapshot."""
+"""Protocol v1: push, pull, the exchange of both in one request, and snapshot."""
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -14,7 +15,7 @@ from litestar.params import FromQuery
 from litestar.response import Stream
 
 from schemas.codec import JSON
-from schemas.protocol import PROTOCOL_VERSION, PullResponse, PushResponse, SnapshotResponse
+from schemas.protocol import PROTOCOL_VERSION, ExchangeResponse, PullResponse, PushResponse, SnapshotResponse
 from server.access import Principal
 from server.auth import SECURITY_REQUIREMENT
 from server.negotiation import request_codec, response_codec
@@ -98,7 +99,7 @@ def _pull_slices(rows: list[str], cursor: str, more: bool) -> Iterator[bytes]:
     yield b',"left":[]}'
 
 
-async def _pull_body(slices: Iterator[bytes], gzip: bool) -> AsyncIterator[bytes]:
+async def _pull_body(slices: Iterable[bytes], gzip: bool) -> AsyncIterator[bytes]:
     """Written out as it is made (and gzipped as it goes): the body is never held whole."""
     gzipper = _gzipper() if gzip else None
     for piece in slices:
@@ -107,6 +108,81 @@ async def _pull_body(slices: Iterator[bytes], gzip: bool) -> AsyncIterator[bytes
             yield out
     if gzipper:
         yield gzipper.flush()
+
+
+async def _pushed(request: Request[Principal, str, Any], store: SyncStore) -> PushResponse:
+    """The request's PushRequest body applied: one result per change, each judged on its own."""
+    codec = request_codec(request)
+    settings = store.settings
+    body = _inflate(request, await request.body(), settings.max_body_bytes)
+    try:
+        replica_id, protocol, items = codec.decode_push(body)
+    except msgspec.DecodeError as error:
+        raise problem(
+            400,
+            "malformed_body",
+            f"the push body is not a PushRequest ({error}); nothing in it was applied",
+        ) from None
+    if protocol != PROTOCOL_VERSION:
+        raise problem(
+            400,
+            "unsupported_protocol",
+            f"protocol {protocol} is not supported; this server speaks protocol {PROTOCOL_VERSION}",
+        )
+    if not REPLICA_ID_PATTERN.match(replica_id):
+        raise problem(400, "bad_replica_id", "replica_id must be 1-64 of A-Z a-z 0-9 _ . : -")
+    if len(items) > settings.max_changes_per_push:
+        raise problem(
+            413,
+            "batch_too_large",
+            f"{len(items)} changes in one push; send at most {settings.max_changes_per_push} "
+            "per request and push the rest in the next one",
+        )
+    outcome = await store.push(request.user.id, replica_id, items, request.user)
+    return PushResponse(
+        results=outcome.results,
+        server_hlc=outcome.server_hlc,
+        cursor=outcome.cursor,
+        clock_skew_ms=outcome.clock_skew_ms,
+    )
+
+
+def _pull_count(store: SyncStore, limit: int | None) -> int:
+    settings = store.settings
+    return _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
+
+
+async def _page_reply(
+    request: Request[Principal, str, Any],
+    store: SyncStore,
+    since: str | None,
+    count: int,
+    pushed: PushResponse | None = None,
+) -> Response[bytes] | Stream:
+    """The page after ``since``: a PullResponse, or with ``pushed`` an ExchangeResponse."""
+    codec = response_codec(request)
+    # The acknowledgement is written once the page is sent: the phone does not wait for it.
+    device_id = request.user.device_id
+    ack = None if device_id is None else BackgroundTask(store.acks.record, device_id, since)
+    if codec.media_type == JSON and not is_scoped(request.user):
+        rows, cursor, more = await store.pull_json(since, count, principal=request.user)
+        slices: Iterable[bytes] = _pull_slices(rows, cursor, more)
+        if pushed is not None:
+            slices = chain((b'{"push":' + codec.encode(pushed) + b',"pull":',), slices, (b"}",))
+        if len(rows) <= _PULL_SLICE:
+            # A page this small is cheaper whole (one gzip call, one write with its length)
+            # than streamed: a gzip stream's state alone is about 256 KiB while it is open.
+            return _encoded_reply(request, b"".join(slices), JSON, ack)
+        gzip = _accepts_gzip(request) and sum(map(len, rows)) >= _GZIP_FROM
+        body = _pull_body(slices, gzip)
+        return Stream(body, media_type=JSON, headers=_GZIP if gzip else None, background=ack)
+    changes, cursor, more, left = await store.pull(
+        since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
+    )
+    page = PullResponse(changes=changes, cursor=cursor, more=more, left=left)
+    return _reply(
+        request, page if pushed is None else ExchangeResponse(push=pushed, pull=page), background=ack
+    )
 
 
 class SyncController(Controller):
@@ -133,40 +209,7 @@ class SyncController(Controller):
         request: Request[Principal, str, Any],
         store: NamedDependency[SyncStore],
     ) -> Response[bytes]:
-        codec = request_codec(request)
-        settings = store.settings
-        body = _inflate(request, await request.body(), settings.max_body_bytes)
-        try:
-            replica_id, protocol, items = codec.decode_push(body)
-        except msgspec.DecodeError as error:
-            raise problem(
-                400,
-                "malformed_body",
-                f"the push body is not a PushRequest ({error}); nothing in it was applied",
-            ) from None
-        if protocol != PROTOCOL_VERSION:
-            raise problem(
-                400,
-                "unsupported_protocol",
-                f"protocol {protocol} is not supported; this server speaks protocol {PROTOCOL_VERSION}",
-            )
-        if not REPLICA_ID_PATTERN.match(replica_id):
-            raise problem(400, "bad_replica_id", "replica_id must be 1-64 of A-Z a-z 0-9 _ . : -")
-        if len(items) > settings.max_changes_per_push:
-            raise problem(
-                413,
-                "batch_too_large",
-                f"{len(items)} changes in one push; send at most {settings.max_changes_per_push} "
-                "per request and push the rest in the next one",
-            )
-        outcome = await store.push(request.user.id, replica_id, items, request.user)
-        response = PushResponse(
-            results=outcome.results,
-            server_hlc=outcome.server_hlc,
-            cursor=outcome.cursor,
-            clock_skew_ms=outcome.clock_skew_ms,
-        )
-        return _reply(request, response)
+        return _reply(request, await _pushed(request, store))
 
     @get("/pull", operation_id="pull", summary="Changes after a cursor, in server order")
     async def pull(
@@ -176,27 +219,31 @@ class SyncController(Controller):
         since: FromQuery[str | None] = None,
         limit: FromQuery[int | None] = None,
     ) -> Response[bytes] | Stream:
-        codec = response_codec(request)
-        settings = store.settings
-        count = _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
-        # The acknowledgement is written once the page is sent: the phone does not wait for it.
-        device_id = request.user.device_id
-        ack = None if device_id is None else BackgroundTask(store.acks.record, device_id, since)
-        if codec.media_type == JSON and not is_scoped(request.user):
-            rows, cursor, more = await store.pull_json(since, count, principal=request.user)
-            if len(rows) <= _PULL_SLICE:
-                # A page this small is cheaper whole (one gzip call, one write with its length)
-                # than streamed: a gzip stream's state alone is about 256 KiB while it is open.
-                content = b"".join(_pull_slices(rows, cursor, more))
-                return _encoded_reply(request, content, JSON, ack)
-            gzip = _accepts_gzip(request) and sum(map(len, rows)) >= _GZIP_FROM
-            body = _pull_body(_pull_slices(rows, cursor, more), gzip)
-            return Stream(body, media_type=JSON, headers=_GZIP if gzip else None, background=ack)
-        changes, cursor, more, left = await store.pull(
-            since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
-        )
-        page = PullResponse(changes=changes, cursor=cursor, more=more, left=left)
-        return _reply(request, page, background=ack)
+        return await _page_reply(request, store, since, _pull_count(store, limit))
+
+    @post(
+        "/exchange",
+        operation_id="exchange",
+        status_code=200,
+        summary="Push a batch, then pull the page after a cursor, in one request",
+        description=(
+            "Body: PushRequest, as for push; query: since and limit, as for pull. The push is "
+            "applied first, so the page holds it. Response: ExchangeResponse, the push's answer "
+            "and the page. See docs/protocol.md."
+        ),
+    )
+    async def exchange(
+        self,
+        request: Request[Principal, str, Any],
+        store: NamedDependency[SyncStore],
+        since: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
+    ) -> Response[bytes] | Stream:
+        # The pull's own arguments are judged before anything is written: a 400 applies nothing.
+        count = _pull_count(store, limit)
+        store.check_cursor_form(since)
+        pushed = await _pushed(request, store)
+        return await _page_reply(request, store, since, count, pushed)
 
     @get(
         "/snapshot",

@@ -9,7 +9,14 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 
-from schemas.protocol import PullResponse, PushRequest, PushResponse, RecordView, SnapshotResponse
+from schemas.protocol import (
+    ExchangeResponse,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    RecordView,
+    SnapshotResponse,
+)
 from server.store import SyncStore
 
 __all__ = ["health", "protocol_schema"]
@@ -25,7 +32,7 @@ async def health(store: NamedDependency[SyncStore]) -> dict[str, str]:
 
 
 _SCHEMA = msgspec.json.schema_components(
-    [PushRequest, PushResponse, PullResponse, SnapshotResponse, RecordView],
+    [PushRequest, PushResponse, PullResponse, ExchangeResponse, SnapshotResponse, RecordView],
     ref_template="#/$defs/{name}",
 )
 

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from schemas.protocol import Change
+from schemas.protocol import Change, ExchangeResponse
 from sync.hlc import format_hlc
 from tests.factories import add, change_id, delete, set_
 
@@ -205,5 +205,96 @@ def test_openapi_declares_the_bearer_scheme(client: Client) -> None:
     document = client.get("/schema/openapi.json").json()
     assert document["components"]["securitySchemes"]["deviceToken"]["scheme"] == "bearer"
     assert {"deviceToken": []} in document["paths"]["/v1/sync/push"]["post"]["security"]
+    assert {"deviceToken": []} in document["paths"]["/v1/sync/exchange"]["post"]["security"]
     schema = client.get("/v1/protocol/schema").json()
-    assert "PushRequest" in schema["$defs"]
+    assert {"PushRequest", "ExchangeResponse"} <= set(schema["$defs"])
+
+
+def exchange(client: Client, changes: list[dict[str, Any]], **params: Any) -> Any:
+    reply = client.post(
+        "/v1/sync/exchange", params=params, json={"replica_id": "phone-a", "changes": changes}
+    )
+    assert reply.status_code == 200, reply.text
+    return msgspec.json.decode(reply.content, type=ExchangeResponse)
+
+
+def test_an_exchange_pushes_then_pulls_the_page_after_the_cursor(client: Client) -> None:
+    push(client, wire(set_("notes", "before")))
+    _, cursor = pull_all(client)
+    mine = [set_("phone", "1", record="h2"), set_("members_count", -1)]
+    answer = exchange(client, wire(*mine), since=cursor, limit=10)
+    assert [(r.status, r.code) for r in answer.push.results] == [
+        ("applied", None),
+        ("rejected", "invalid_value"),
+    ]
+    # The page holds the push just applied, exactly as a pull after it would.
+    assert [c.id for c in answer.pull.changes] == [mine[0].id]
+    assert not answer.pull.more
+    tail, _ = pull_all(client, since=cursor)
+    assert [msgspec.to_builtins(c) for c in answer.pull.changes] == tail
+    assert pull_all(client, since=answer.pull.cursor)[0] == []
+    # Nothing to push: the exchange is a pull.
+    later = set_("notes", "later", record="h3")
+    push(client, wire(later))
+    again = exchange(client, [], since=answer.pull.cursor)
+    assert again.push.results == []
+    assert [c.id for c in again.pull.changes] == [later.id]
+
+
+def test_an_exchange_pages_like_a_pull_whole_or_streamed_and_gzipped(client: Client) -> None:
+    sent = [set_("notes", f"n{i}", record=f"h{i}") for i in range(700)]
+    answer = exchange(client, wire(*sent), limit=600)
+    assert len(answer.pull.changes) == 600
+    assert answer.pull.more
+    reply = client.post(
+        "/v1/sync/exchange",
+        params={"since": answer.pull.cursor},
+        json={"replica_id": "phone-a", "changes": []},
+        headers={"accept-encoding": "gzip"},
+    )
+    assert reply.headers["content-encoding"] == "gzip"
+    rest = msgspec.json.decode(reply.content, type=ExchangeResponse)
+    assert [c.id for c in answer.pull.changes + rest.pull.changes] == [c.id for c in sent]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=999999", "limit=abc", "since=garbage"])
+def test_an_exchange_with_bad_pull_parameters_applies_nothing(client: Client, query: str) -> None:
+    body = {"replica_id": "phone-a", "changes": wire(set_("notes", "x"))}
+    reply = client.post(f"/v1/sync/exchange?{query}", json=body)
+    assert reply.status_code == 400
+    assert reply.json()["detail"]
+    assert pull_all(client)[0] == []
+
+
+def test_an_exchange_from_another_history_keeps_its_push_and_asks_for_a_resync(client: Client) -> None:
+    change = set_("notes", "x")
+    body = {"replica_id": "phone-a", "changes": wire(change)}
+    reply = client.post("/v1/sync/exchange", params={"since": "otherepoch.1"}, json=body)
+    assert (reply.status_code, reply.json()["code"]) == (409, "resync_required")
+    # The push was applied before the cursor was judged: offered again, it is a duplicate.
+    assert push(client, wire(change))["results"][0]["status"] == "duplicate"
+
+
+def test_an_exchange_in_msgpack(client: Client) -> None:
+    change = add("tags", "elderly-alone")
+    body = msgspec.msgpack.encode({"replica_id": "phone-m", "changes": [change]})
+    headers = {"content-type": "application/msgpack", "accept": "application/msgpack"}
+    reply = client.post("/v1/sync/exchange", content=body, headers=headers)
+    assert reply.headers["content-type"].startswith("application/msgpack")
+    answer = msgspec.msgpack.decode(reply.content, type=ExchangeResponse)
+    assert answer.push.results[0].status == "applied"
+    assert [(c.id, c.value) for c in answer.pull.changes] == [(change.id, "elderly-alone")]
+
+
+def test_the_reference_client_syncs_a_little_work_in_one_round_trip(client: Client, phone: Any) -> None:
+    other = phone("other")
+    other.set("households", "h1", "notes", "from the other phone")
+    other.sync(client)
+    worker = phone("worker")
+    worker.set("households", "h2", "notes", "typed offline")
+    sent: list[str] = []
+    client.event_hooks["request"].append(lambda request: sent.append(request.url.path))
+    report = worker.sync(client)
+    assert sent == ["/v1/sync/exchange"]
+    assert (report.pushed, report.pulled) == (1, 1)
+    assert worker.record("households", "h1").fields["notes"] == "from the other phone"

@@ -34,10 +34,11 @@ def _document(base_url: str) -> dict[str, Any]:
     )
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update({f"Protocol{name}": schema for name, schema in definitions.items()})
-    document["paths"]["/v1/sync/push"]["post"]["requestBody"] = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProtocolPushRequest"}}},
-    }
+    for path in ("/v1/sync/push", "/v1/sync/exchange"):
+        document["paths"][path]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProtocolPushRequest"}}},
+        }
     return document
 
 
