@@ -1,6 +1,8 @@
 """Scenario 5: many devices at once. Run as its own process (``python -m benchmarks.devices``)
 so that the clients' CPU is not the server's: every device waits at a common start line, then
-opens its own connection, pushes a small batch of its own changes and pulls a small page on it.
+opens its own connection, pushes a small batch of its own changes and pulls a small page on it:
+in one exchange (``POST /v1/sync/exchange``, as the reference client syncs), or with
+``exchange`` off as a push then a pull, two requests.
 
 The devices speak HTTP/1.1 through a lean client on asyncio streams (one keep-alive connection
 per device, ``Content-Length`` bodies out, ``Content-Length`` or chunked bodies in, gzip as a
@@ -32,10 +34,11 @@ class Job(msgspec.Struct):
     changes_per_device: int = 10
     pull_limit: int = 100
     since: str | None = None
+    exchange: bool = True
 
 
 class Outcome(msgspec.Struct):
-    push_ms: list[float]
+    push_ms: list[float]  # the two parts of a device's sync, without the exchange
     pull_ms: list[float]
     device_ms: list[float]
     errors: list[str]
@@ -57,8 +60,14 @@ class _Pulled(msgspec.Struct):
     more: bool
 
 
+class _Exchanged(msgspec.Struct):
+    push: _Pushed
+    pull: _Pulled
+
+
 _pushed = msgspec.json.Decoder(_Pushed)
 _pulled = msgspec.json.Decoder(_Pulled)
+_exchanged = msgspec.json.Decoder(_Exchanged)
 
 
 class Reply(msgspec.Struct):
@@ -117,7 +126,7 @@ class Wire:
 
 
 async def _device(
-    number: int, job: Job, body: bytes, start_line: asyncio.Event, outcome: Outcome, pull_path: str
+    number: int, job: Job, body: bytes, start_line: asyncio.Event, outcome: Outcome, query: str
 ) -> None:
     headers = {
         "authorization": f"Bearer {job.tokens[number]}",
@@ -125,21 +134,33 @@ async def _device(
         "accept-encoding": "gzip",
     }
     await start_line.wait()
-    began = time.perf_counter()
+    began = pushed_at = time.perf_counter()
     wire: Wire | None = None
     try:
         wire = await Wire.open(job.base_url)
-        reply = await wire.request("POST", "/v1/sync/push", headers, body)
-        pushed = time.perf_counter()
-        if reply.status != 200 or any(r.status != "applied" for r in _pushed.decode(reply.body).results):
-            outcome.errors.append(f"push {reply.status}: {reply.body[:200]!r}")
+        if job.exchange:
+            reply = await wire.request("POST", f"/v1/sync/exchange?{query}", headers, body)
+            if reply.status != 200:
+                outcome.errors.append(f"exchange {reply.status}: {reply.body[:200]!r}")
+                return
+            answer = _exchanged.decode(reply.body)
+            pushed, page = answer.push, answer.pull
+        else:
+            reply = await wire.request("POST", "/v1/sync/push", headers, body)
+            pushed_at = time.perf_counter()
+            if reply.status != 200:
+                outcome.errors.append(f"push {reply.status}: {reply.body[:200]!r}")
+                return
+            pushed = _pushed.decode(reply.body)
+            reply = await wire.request("GET", f"/v1/sync/pull?{query}", headers)
+            if reply.status != 200:
+                outcome.errors.append(f"pull {reply.status}: {reply.body[:200]!r}")
+                return
+            page = _pulled.decode(reply.body)  # a whole, well-formed page, or it counts as an error
+        done = time.perf_counter()
+        if any(r.status != "applied" for r in pushed.results):
+            outcome.errors.append(f"push not applied: {reply.body[:200]!r}")
             return
-        reply = await wire.request("GET", pull_path, headers)
-        pulled = time.perf_counter()
-        if reply.status != 200:
-            outcome.errors.append(f"pull {reply.status}: {reply.body[:200]!r}")
-            return
-        page = _pulled.decode(reply.body)  # a whole, well-formed page, or it counts as an error
         if len(page.changes) != job.pull_limit:
             outcome.errors.append(f"pull gave {len(page.changes)} changes, not {job.pull_limit}")
             return
@@ -149,9 +170,10 @@ async def _device(
     finally:
         if wire is not None:
             await wire.close()
-    outcome.push_ms.append((pushed - began) * 1000)
-    outcome.pull_ms.append((pulled - pushed) * 1000)
-    outcome.device_ms.append((pulled - began) * 1000)
+    if not job.exchange:
+        outcome.push_ms.append((pushed_at - began) * 1000)
+        outcome.pull_ms.append((done - pushed_at) * 1000)
+    outcome.device_ms.append((done - began) * 1000)
 
 
 async def simulate(job: Job) -> Outcome:
@@ -159,12 +181,11 @@ async def simulate(job: Job) -> Outcome:
     for number in range(len(job.tokens)):
         workload = HouseholdWorkload(seed=1000 + number, replica_id=f"phone-{number}", prefix=f"d{number}")
         bodies.append(push_body(f"phone-{number}", workload.changes(job.changes_per_device)))
-    query = {"limit": job.pull_limit} | ({"since": job.since} if job.since else {})
-    pull_path = f"/v1/sync/pull?{urlencode(query)}"
+    query = urlencode({"limit": job.pull_limit} | ({"since": job.since} if job.since else {}))
     outcome = Outcome([], [], [], [], 0.0)
     start_line = asyncio.Event()
     tasks = [
-        asyncio.create_task(_device(n, job, bodies[n], start_line, outcome, pull_path))
+        asyncio.create_task(_device(n, job, bodies[n], start_line, outcome, query))
         for n in range(len(job.tokens))
     ]
     await asyncio.sleep(0)  # every device is waiting at the line

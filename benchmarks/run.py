@@ -238,14 +238,11 @@ def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
         path = scenario.split(".")
         return lambda b: f"{rate(*path, rates)(b)} ({_median(b, *path, ratio):.2f}x)"
 
-    def pair(scenario: str, first: str, second: str, fmt: str) -> Callable[[dict[str, Any]], str]:
-        """Two medians of one scenario, ``first / second``."""
-        return lambda b: (
-            f"{fmt.format(_median(b, scenario, first))} / {fmt.format(_median(b, scenario, second))}"
-        )
-
-    def devices(*keys: str) -> Callable[[dict[str, Any]], str]:
-        return lambda b: " / ".join(f"{_median(b, 'devices', key):,.0f}" for key in keys)
+    def medians(
+        *keys: str, of: tuple[str, ...] = ("devices",), fmt: str = "{:,.0f}"
+    ) -> Callable[[dict[str, Any]], str]:
+        """Several medians of one scenario (``of``, a path), ``a / b / c``."""
+        return lambda b: " / ".join(fmt.format(_median(b, *of, key)) for key in keys)
 
     return [
         ("push, changes/s", rate("throughput", "push_changes_per_s")),
@@ -272,19 +269,31 @@ def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
             rate("bootstrap", "snapshot_ms"),
         ),
         ("same, the phone's whole bootstrap, ms", rate("bootstrap", "phone_bootstrap_ms")),
-        ("500 devices p50 / p95 / p99, ms", devices("p50_ms", "p95_ms", "p99_ms")),
+        ("500 devices, one exchange each: p50 / p95 / p99, ms", medians("p50_ms", "p95_ms", "p99_ms")),
         (
             "500 devices p99 min-max, ms",
             lambda b: f"{b['devices']['p99_ms']['min']:,.0f}-{b['devices']['p99_ms']['max']:,.0f}",
         ),
-        ("500 devices push p99 / pull p99, ms", devices("push_p99_ms", "pull_p99_ms")),
         (
-            "500 devices errors; server peak RSS, MB",
+            "same as a push then a pull (two requests): p99 / push p99 / pull p99, ms",
+            medians("p99_ms", "push_p99_ms", "pull_p99_ms", of=("devices", "two_requests")),
+        ),
+        (
+            "500 devices errors (both kinds); server peak RSS, MB",
             lambda b: f"{b['devices']['errors']}; {_median(b, 'devices', 'server_peak_rss_mb'):,.0f}",
         ),
         (
-            "server / simulator CPU per device, ms",
-            pair("devices", "server_cpu_ms_per_device", "client_cpu_ms_per_device", "{:.1f}"),
+            "server / simulator CPU per device, ms: one exchange",
+            medians("server_cpu_ms_per_device", "client_cpu_ms_per_device", fmt="{:.1f}"),
+        ),
+        (
+            "same, two requests",
+            medians(
+                "server_cpu_ms_per_device",
+                "client_cpu_ms_per_device",
+                of=("devices", "two_requests"),
+                fmt="{:.1f}",
+            ),
         ),
         ("gridsync client writes, changes/s", rate("peer", "gridsync_changes_per_s")),
         ("pouchdb-server `_bulk_docs`, docs/s", rate("peer", "peer_docs_per_s")),
@@ -292,15 +301,17 @@ def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
         ("pouchdb-server `_changes`, rows/s", rate("peer", "peer_feed_rows_per_s")),
         (
             "bytes per change written (gridsync / peer)",
-            pair("peer", "bytes_per_gridsync_change_written", "bytes_per_peer_doc_written", "{:.0f}"),
+            medians(
+                "bytes_per_gridsync_change_written", "bytes_per_peer_doc_written", of=("peer",), fmt="{:.0f}"
+            ),
         ),
         (
             "bytes per change fed (gridsync / peer)",
-            pair("peer", "bytes_per_gridsync_feed_change", "bytes_per_peer_feed_row", "{:.0f}"),
+            medians("bytes_per_gridsync_feed_change", "bytes_per_peer_feed_row", of=("peer",), fmt="{:.0f}"),
         ),
         (
             "same household work, s (gridsync / peer)",
-            pair("peer", "gridsync_workload_s", "peer_workload_s", "{:.2f}"),
+            medians("gridsync_workload_s", "peer_workload_s", of=("peer",), fmt="{:.2f}"),
         ),
     ]
 

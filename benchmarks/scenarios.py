@@ -7,6 +7,7 @@ import datetime
 import sqlite3
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -441,58 +442,93 @@ def _percentile(values: list[float], share: float) -> float:
 
 async def many_devices(backend: str, workdir: Path, devices: int, runs: int) -> dict[str, Any]:
     """``devices`` phones push a small batch and pull a page at the same moment, from a separate
-    process; latency percentiles, errors and the server's peak memory (VmHWM from /proc)."""
+    process: in one exchange each (the targets' figures), and, in the runs between, as a push
+    then a pull; latency percentiles, errors and the server's peak memory (VmHWM from /proc)."""
+    storms = {True: _Storm(), False: _Storm()}
+    for run in range(runs):
+        for exchange, storm in storms.items():
+            await _storm(backend, workdir, devices, f"dev{run}{'x' if exchange else 'p'}", exchange, storm)
+    one, two = storms[True], storms[False]
+    peak = Measure()
+    for value in one.rss.values + two.rss.values:  # the memory target holds for either kind
+        peak.add(value)
+    return {
+        "devices": devices,
+        "changes_per_device": 10,
+        "pull_limit": 100,
+        "latency": "one device = its exchange (or its push then its pull), from the common start line",
+        **one.summary(),
+        "errors": len(one.errors) + len(two.errors),  # the two-request storms count too
+        "error_samples": (one.errors + two.errors)[:5],
+        "server_peak_rss_mb": peak.summary(),
+        "two_requests": {
+            **two.summary(),
+            "push_p99_ms": two.push_p99.summary() if two.push_p99.values else None,
+            "pull_p99_ms": two.pull_p99.summary() if two.pull_p99.values else None,
+        },
+    }
+
+
+@dataclass
+class _Storm:
+    """The figures of several storms of one kind."""
+
+    p50: Measure = field(default_factory=Measure)
+    p95: Measure = field(default_factory=Measure)
+    p99: Measure = field(default_factory=Measure)
+    push_p99: Measure = field(default_factory=Measure)
+    pull_p99: Measure = field(default_factory=Measure)
+    rss: Measure = field(default_factory=Measure)
+    server_cpu: Measure = field(default_factory=Measure)
+    client_cpu: Measure = field(default_factory=Measure)
+    wall: Measure = field(default_factory=Measure)
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "p50_ms": self.p50.summary() if self.p50.values else None,
+            "p95_ms": self.p95.summary() if self.p95.values else None,
+            "p99_ms": self.p99.summary() if self.p99.values else None,
+            "storm_seconds": self.wall.summary(),
+            "server_cpu_ms_per_device": self.server_cpu.summary(),
+            "client_cpu_ms_per_device": self.client_cpu.summary(),
+        }
+
+
+async def _storm(
+    backend: str, workdir: Path, devices: int, label: str, exchange: bool, storm: _Storm
+) -> None:
     import subprocess
     import sys
 
     from benchmarks.devices import Job, Outcome
 
-    p50, p95, p99, push_p99, pull_p99, rss = Measure(), Measure(), Measure(), Measure(), Measure(), Measure()
-    server_cpu, client_cpu, wall = Measure(), Measure(), Measure()
-    errors: list[str] = []
-    for run in range(runs):
-        async with fresh_database(backend, workdir, f"dev{run}") as database:
-            tokens = [token for _, token in await enroll(database, devices)]
-            with serve(database, workdir) as server, _client(server.base_url, tokens[0]) as http:
-                # A district already synced for a while: each phone is a page behind.
-                _push_all(http, [push_body("bench-seed", HouseholdWorkload(seed=19).changes(2000))])
-                since = _position(http)
-                epoch, _, last = since.rpartition(".")
-                job = Job(server.base_url, tokens, since=f"{epoch}.{int(last) - 100}")
-                cpu_before = server.cpu_seconds()
-                finished = subprocess.run(
-                    [sys.executable, "-m", "benchmarks.devices"],
-                    input=msgspec.json.encode(job),
-                    capture_output=True,
-                    timeout=600,
-                    check=True,
-                )
-                outcome = msgspec.json.decode(finished.stdout, type=Outcome)
-                rss.add(server.peak_rss_mb())
-                server_cpu.add((server.cpu_seconds() - cpu_before) * 1000 / devices)
-                client_cpu.add(outcome.cpu_seconds * 1000 / devices)
-                wall.add(outcome.wall_seconds)
-        errors += outcome.errors
-        if outcome.device_ms:
-            p50.add(_percentile(outcome.device_ms, 0.50))
-            p95.add(_percentile(outcome.device_ms, 0.95))
-            p99.add(_percentile(outcome.device_ms, 0.99))
-            push_p99.add(_percentile(outcome.push_ms, 0.99))
-            pull_p99.add(_percentile(outcome.pull_ms, 0.99))
-    return {
-        "devices": devices,
-        "changes_per_device": 10,
-        "pull_limit": 100,
-        "latency": "one device = its push then its pull, from the common start line",
-        "p50_ms": p50.summary() if p50.values else None,
-        "p95_ms": p95.summary() if p95.values else None,
-        "p99_ms": p99.summary() if p99.values else None,
-        "push_p99_ms": push_p99.summary() if push_p99.values else None,
-        "pull_p99_ms": pull_p99.summary() if pull_p99.values else None,
-        "errors": len(errors),
-        "error_samples": errors[:5],
-        "server_peak_rss_mb": rss.summary(),
-        "storm_seconds": wall.summary(),
-        "server_cpu_ms_per_device": server_cpu.summary(),
-        "client_cpu_ms_per_device": client_cpu.summary(),
-    }
+    async with fresh_database(backend, workdir, label) as database:
+        tokens = [token for _, token in await enroll(database, devices)]
+        with serve(database, workdir) as server, _client(server.base_url, tokens[0]) as http:
+            # A district already synced for a while: each phone is a page behind.
+            _push_all(http, [push_body("bench-seed", HouseholdWorkload(seed=19).changes(2000))])
+            since = _position(http)
+            epoch, _, last = since.rpartition(".")
+            job = Job(server.base_url, tokens, since=f"{epoch}.{int(last) - 100}", exchange=exchange)
+            cpu_before = server.cpu_seconds()
+            finished = subprocess.run(
+                [sys.executable, "-m", "benchmarks.devices"],
+                input=msgspec.json.encode(job),
+                capture_output=True,
+                timeout=600,
+                check=True,
+            )
+            outcome = msgspec.json.decode(finished.stdout, type=Outcome)
+            storm.rss.add(server.peak_rss_mb())
+            storm.server_cpu.add((server.cpu_seconds() - cpu_before) * 1000 / devices)
+            storm.client_cpu.add(outcome.cpu_seconds * 1000 / devices)
+            storm.wall.add(outcome.wall_seconds)
+    storm.errors += outcome.errors
+    if outcome.device_ms:
+        storm.p50.add(_percentile(outcome.device_ms, 0.50))
+        storm.p95.add(_percentile(outcome.device_ms, 0.95))
+        storm.p99.add(_percentile(outcome.device_ms, 0.99))
+    if outcome.push_ms:
+        storm.push_p99.add(_percentile(outcome.push_ms, 0.99))
+        storm.pull_p99.add(_percentile(outcome.pull_ms, 0.99))
