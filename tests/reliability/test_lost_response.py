@@ -1,5 +1,6 @@
-"""Fault 2: the connection drops after the server committed a batch, before the phone read the
-answer. The retry is answered `duplicate` for every change; nothing is lost or doubled."""
+"""Fault 2: the connection drops after the server committed a batch (pushed alone or in an
+exchange), before the phone read the answer. The retry is answered `duplicate` for every change;
+nothing is lost or doubled."""
 
 from __future__ import annotations
 
@@ -54,6 +55,19 @@ def test_lost_push_and_pull_responses_are_retried_safely(
                         replica.sync(http)
                     assert replica.cursor == cursor
                     walker.sync_until_done(replica, http)
+                    # A lost exchange answer, a push and a page at once: the server committed the
+                    # push; the phone keeps its changes pending and its cursor, and asks again.
+                    walker.edit(replica, rng, 10)
+                    pending, cursor = {c.id for c in replica.pending(200)}, replica.cursor
+                    proxy.drop_next = 1
+                    with pytest.raises(httpx.TransportError):
+                        replica.sync(http)
+                    assert replica.cursor == cursor
+                    assert {c.id for c in replica.pending(200)} == pending
+                    assert pending <= check_log_and_states(database_url).stored_ids
+                    lost_changes += len(pending)
+                    walker.sync_until_done(replica, http)
+                    assert replica.pending(200) == []
 
                 check = check_log_and_states(database_url)
                 assert check.stored_ids == walker.made | other.made
