@@ -26,6 +26,9 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
     assert found["bootstrap"]["households"] == 24  # community c1 of a 100-household demo district
     assert found["bootstrap"]["records"]["residents"] > 0
     assert found["devices"]["errors"] == 0
+    # Both kinds of storm ran: one exchange a device, and a push then a pull.
+    assert found["devices"]["p99_ms"]["runs"] == found["devices"]["two_requests"]["p99_ms"]["runs"] > 0
+    assert found["devices"]["two_requests"]["pull_p99_ms"]["median"] > 0
     assert {t["figure"] for t in results["targets"]} >= {"push / raw executemany", "pull / raw scan"}
     # The grid worker's push: every change of its placed households applied (else it raises).
     assert found["floor"]["grid_worker"]["grid_worker_changes_per_s"]["median"] > 0
