@@ -159,7 +159,7 @@ async def _device(
             page = _pulled.decode(reply.body)  # a whole, well-formed page, or it counts as an error
         done = time.perf_counter()
         if any(r.status != "applied" for r in pushed.results):
-            outcome.errors.append(f"push not applied: {reply.body[:200]!r}")
+            outcome.errors.append(f"push not applied: {[r.status for r in pushed.results]}")
             return
         if len(page.changes) != job.pull_limit:
             outcome.errors.append(f"pull gave {len(page.changes)} changes, not {job.pull_limit}")
