@@ -221,6 +221,22 @@ def _span(node: Any, fmt: str = "{:,.0f}") -> str:
     return fmt.format(node)
 
 
+def _push_budget(found: dict[str, Any]) -> str:
+    """One push of ``BATCH`` changes in milliseconds, taken apart (section 1 of docs/benchmarks.md),
+    and what a push at exactly half the raw rate would leave our code (decoding, validation, the
+    merge, HTTP) once its own SQL has run: the bound of the push / raw target."""
+    floor = found["floor"]
+
+    def ms(rate: float) -> float:
+        return scenarios.BATCH / rate * 1000
+
+    raw = ms(_median(floor, "raw_executemany_rows_per_s"))
+    sql = ms(_median(floor, "floor_changes_per_s"))
+    in_process = ms(_median(floor, "in_process_changes_per_s"))
+    http = ms(_median(found, "throughput", "push_changes_per_s"))
+    return f"{raw:.1f} / {sql:.1f} / {in_process:.1f} / {http:.1f} ({2 * raw - sql:.1f})"
+
+
 def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
     """Each row of the figures table: its label, and its cell from one backend's results."""
 
@@ -254,6 +270,11 @@ def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
         (
             "push in-process, no HTTP, changes/s (ratio to raw)",
             with_ratio("floor", "in_process_changes_per_s", "in_process_ratio"),
+        ),
+        (
+            "a push of 500, ms: raw batch / the push's SQL alone / in-process / over HTTP "
+            "(at 0.5x the raw rate, what the SQL leaves for everything else)",
+            _push_budget,
         ),
         (
             "same, as a grid worker, households placed in its grid, changes/s (ratio to a district device)",
