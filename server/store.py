@@ -73,11 +73,18 @@ _PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value
 # the epoch, the last seq and the compaction floor, then each change as ready JSON text, made by
 # the database from its row (value and pred are stored as JSON already), with the keys of
 # PulledChange in order and ``seq`` last (``_seq_of`` reads it back for the cursor).
+# The page's seqs are bounded on both sides besides its LIMIT (``after < seq <= after + limit
+# + 1``, one more than the page to tell whether there is more): above the compaction floor the
+# log has no gaps (seqs are taken under the counter's lock, and only compaction deletes, below
+# the floor) and a cursor below the floor is refused, so the bound drops no row. It lets
+# PostgreSQL plan the prepared statement once: priced for an unknown cursor and limit alone, the
+# generic plan looked dearer than each custom one, and the statement was planned afresh on
+# every pull (tests/reliability/test_young_database.py).
 _PULL_JSON_SQLITE = (
     "SELECT json_array(epoch, last_seq, compacted_seq) FROM sync_counter WHERE id = 1 UNION ALL "
     "SELECT * FROM (SELECT json_object('id', id, 'collection', collection, 'record_id', "
     "record_id, 'field', field, 'op', op, 'value', json(value), 'hlc', hlc, 'pred', json(pred), "
-    "'seq', seq) FROM changes WHERE seq > ? ORDER BY seq LIMIT ?)"
+    "'seq', seq) FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)"
 )
 # Concatenated rather than row_to_json: value and pred go in as stored, unparsed.
 _PULL_JSON_POSTGRES = (
@@ -86,7 +93,7 @@ _PULL_JSON_POSTGRES = (
     """|| to_json(collection)::text || ',"record_id":' || to_json(record_id)::text """
     """|| ',"field":' || coalesce(to_json(field)::text, 'null') || ',"op":' || to_json(op)::text """
     """|| ',"value":' || value || ',"hlc":' || to_json(hlc)::text || ',"pred":' || pred """
-    """|| ',"seq":' || seq::text || '}' FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2)"""
+    """|| ',"seq":' || seq::text || '}' FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3)"""
 )
 _position_decode = msgspec.json.Decoder(tuple[str, int, int]).decode
 
@@ -307,7 +314,10 @@ class SyncStore:
         # One round trip: the page after the cursor's seq, and the position to judge the cursor
         # by (its epoch, the last seq, the compaction floor); a page of a cursor judged wrong is
         # dropped unsent.
-        found = await pooled_rows(self._reader, self._pull_json, min(_cursor_seq(since), _MAX_SEQ), limit + 1)
+        after = min(_cursor_seq(since), _MAX_SEQ)
+        found = await pooled_rows(
+            self._reader, self._pull_json, after, min(after + limit + 1, _MAX_SEQ), limit + 1
+        )
         rows = [row[0] for row in found]
         # The counter's row is the only one that is not an object (the union keeps it first).
         at = 0 if rows[0][0] == "[" else next(i for i, row in enumerate(rows) if row[0] == "[")
