@@ -49,6 +49,18 @@ async def _generic_plan(engine: AsyncEngine, store: SyncStore) -> str:
         return text
 
 
+async def _fill(store: SyncStore, *, pushes: int, size: int) -> None:
+    """``pushes`` pushes of ``size`` new changes, each to a record of its own, then the writer's
+    upkeep (the analyses of a young log) done."""
+    for n in range(pushes):
+        batch = [set_("notes", f"v{n}-{i}", record=f"h{n}-{i}") for i in range(size)]
+        outcome = await store.push(None, "phone-1", batch)
+        assert {r.status for r in outcome.results} == {"applied"}
+    await store.writer.idle()
+    assert store.writer.upkeep is not None
+    await store.writer.upkeep.idle()
+
+
 async def test_the_log_is_analysed_as_it_grows_and_lookups_use_the_index(young_database: str) -> None:
     engine = create_engine(young_database)
     store = SyncStore(engine, Settings(database_url=young_database))
@@ -56,13 +68,7 @@ async def test_the_log_is_analysed_as_it_grows_and_lookups_use_the_index(young_d
         assert "Seq Scan on changes" in await _generic_plan(engine, store)
         # 5,000 changes: analysed at 1,000, 2,000 and 4,000 (a table of 1,000 changes is still
         # read fastest by a scan; at 4,000 the index wins).
-        for n in range(10):
-            batch = [set_("notes", f"v{n}-{i}", record=f"h{n}-{i}") for i in range(500)]
-            outcome = await store.push(None, "phone-1", batch)
-            assert {r.status for r in outcome.results} == {"applied"}
-        await store.writer.idle()
-        assert store.writer.upkeep is not None
-        await store.writer.upkeep.idle()
+        await _fill(store, pushes=10, size=500)
         async with engine.connect() as connection:
             analysed = (
                 await connection.exec_driver_sql(
@@ -87,19 +93,13 @@ _CURSORS = range(_LOGGED - 200, _LOGGED, 20)
 async def test_the_pull_is_planned_once_and_its_plan_reused(young_database: str) -> None:
     """PostgreSQL plans the unscoped pull's prepared statement once and reuses that plan. A page
     bounded by its LIMIT alone was planned afresh on every pull: its generic plan, priced for an
-    unknown cursor and limit, looked dearer than each custom one (a fifth of PostgreSQL's CPU in
-    a storm of phones, docs/benchmarks.md)."""
+    unknown cursor and limit, looked dearer than each custom one (the planner was a fifth of
+    PostgreSQL's CPU in a storm of phones, docs/benchmarks.md)."""
     engine = create_engine(young_database)
     store = SyncStore(engine, Settings(database_url=young_database))
     try:
         # A log of some size: on a small one the generic plan looks cheap enough either way.
-        for n in range(_LOGGED // 1_000):
-            batch = [set_("notes", f"v{n}-{i}", record=f"h{n}-{i % 100}") for i in range(1_000)]
-            outcome = await store.push(None, "phone-1", batch)
-            assert {r.status for r in outcome.results} == {"applied"}
-        await store.writer.idle()
-        assert store.writer.upkeep is not None
-        await store.writer.upkeep.idle()
+        await _fill(store, pushes=_LOGGED // 1_000, size=1_000)
         async with engine.connect() as connection:
             await connection.exec_driver_sql(f"PREPARE pull(bigint, bigint, bigint) AS {store._pull_json}")
             pages = []
