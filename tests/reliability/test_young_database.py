@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.database import create_engine
+from server.database import create_engine, pooled_rows
 from server.settings import Settings
 from server.store import SyncStore
 from tests.conftest import POSTGRES_URL, _admin, _migrate
@@ -86,6 +86,7 @@ async def test_the_log_is_analysed_as_it_grows_and_lookups_use_the_index(young_d
 
 
 _LOGGED = 20_000
+_LIMIT = 100
 # Phones a little behind, the last few near the end of the log.
 _CURSORS = range(_LOGGED - 200, _LOGGED, 20)
 
@@ -96,25 +97,32 @@ async def test_the_pull_is_planned_once_and_its_plan_reused(young_database: str)
     unknown cursor and limit, looked dearer than each custom one (the planner was a fifth of
     PostgreSQL's CPU in a storm of phones, docs/benchmarks.md)."""
     engine = create_engine(young_database)
-    store = SyncStore(engine, Settings(database_url=young_database))
     try:
         # A log of some size: on a small one the generic plan looks cheap enough either way.
-        await _fill(store, pushes=_LOGGED // 1_000, size=1_000)
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(f"PREPARE pull(bigint, bigint, bigint) AS {store._pull_json}")
-            pages = []
-            for since in _CURSORS:
-                found = await connection.exec_driver_sql(f"EXECUTE pull({since}, {since + 101}, 101)")
-                pages.append(len(found.all()))
-            plans = await connection.exec_driver_sql(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'pull'"
-            )
-            generic, custom = plans.one()
-            await connection.rollback()
-        # The counter's row and the changes after the cursor, up to the end of the log.
-        assert pages == [1 + min(101, _LOGGED - since) for since in _CURSORS]
-        # PostgreSQL tries five custom plans before it weighs the generic one.
-        assert custom <= 5
-        assert generic == len(pages) - custom
+        await _fill(
+            SyncStore(engine, Settings(database_url=young_database)), pushes=_LOGGED // 1_000, size=1_000
+        )
     finally:
         await engine.dispose()
+    # The pulls on an engine of their own: its one pooled connection prepares the statement and
+    # is the session whose prepared statements are counted after.
+    engine = create_engine(young_database)
+    store = SyncStore(engine, Settings(database_url=young_database))
+    try:
+        _, end, _ = await store.pull_json(None, 1)
+        epoch = end.partition(".")[0]
+        pages = []
+        for since in _CURSORS:
+            rows, _, more = await store.pull_json(store._cursor(epoch, since), _LIMIT)
+            pages.append((len(rows), more))
+        [(generic, custom)] = await pooled_rows(
+            store._reader,
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            store._pull_json,
+        )
+    finally:
+        await engine.dispose()
+    assert pages == [(min(_LIMIT, _LOGGED - since), _LOGGED - since > _LIMIT) for since in _CURSORS]
+    # PostgreSQL tries five custom plans before it weighs the generic one.
+    assert custom <= 5
+    assert generic == 1 + len(pages) - custom
