@@ -1,15 +1,60 @@
-"""Helpers to make changes in tests without repeating every field."""
+"""Helpers shared by the tests: changes without repeating every field, users, sign-ins and tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from typing import Any
 
+from litestar.testing import TestClient
+
 from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
+from server.access import UserScope
+from server.accounts import AccountStore
+from server.database import create_engine
+from server.settings import Settings
 from sync.hlc import format_hlc
 
 _counter = itertools.count(1)
+PASSWORD = "correct horse battery"
+
+
+async def _create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await AccountStore(engine).create_user(name, role, UserScope(communities=communities), PASSWORD)
+    finally:
+        await engine.dispose()
+
+
+def create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
+    """Create a user who signs in with ``PASSWORD``."""
+    asyncio.run(_create_user(settings, name, role, communities))
+
+
+def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> str:  # type: ignore[type-arg]
+    """Sign in through the admin API; returns the session token."""
+    reply = client.post("/v1/admin/login", json={"name": name, "password": password})
+    assert reply.status_code == 200, reply.text
+    token: str = reply.json()["token"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def enroll_user(settings: Settings, name: str, role: str, scope: UserScope) -> str:
+    """Create a user with that role and scope and enrol a phone for them; returns its token."""
+    engine = create_engine(settings.database_url)
+    try:
+        accounts = AccountStore(engine)
+        user = await accounts.create_user(name, role, scope)
+        _, token = await accounts.enroll_device(user.id, f"{name}'s phone")
+    finally:
+        await engine.dispose()
+    return token
 
 
 def change_id() -> str:

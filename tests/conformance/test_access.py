@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -12,37 +11,11 @@ from dataclasses import replace
 import pytest
 from litestar.testing import TestClient
 
-from server.access import UserScope
-from server.accounts import AccountStore
 from server.app import create_app
-from server.database import create_engine
 from server.settings import Settings
+from tests.factories import PASSWORD, bearer, create_user, sign_in
 
 Client = TestClient  # type: ignore[type-arg]
-PASSWORD = "correct horse battery"
-
-
-async def _create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
-    engine = create_engine(settings.database_url)
-    try:
-        await AccountStore(engine).create_user(name, role, UserScope(communities=communities), PASSWORD)
-    finally:
-        await engine.dispose()
-
-
-def create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
-    asyncio.run(_create_user(settings, name, role, communities))
-
-
-def sign_in(client: Client, name: str, password: str = PASSWORD) -> str:
-    reply = client.post("/v1/admin/login", json={"name": name, "password": password})
-    assert reply.status_code == 200, reply.text
-    token: str = reply.json()["token"]
-    return token
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

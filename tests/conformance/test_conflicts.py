@@ -17,8 +17,8 @@ from server.app import create_app
 from server.database import create_engine
 from server.settings import Settings
 from sync.client import Replica
-from tests.conformance.test_access import PASSWORD, bearer, create_user, sign_in
 from tests.domain.district import build
+from tests.factories import PASSWORD, bearer, create_user, sign_in
 
 Client = TestClient  # type: ignore[type-arg]
 Phone = Callable[[str], Replica]

@@ -17,7 +17,7 @@ from server.accounts import AccountStore
 from server.database import create_engine
 from server.settings import Settings
 from sync.client import Replica
-from tests.factories import set_
+from tests.factories import enroll_user, set_
 
 Client = TestClient  # type: ignore[type-arg]
 ID_NUMBER = "110101199001011234"
@@ -64,17 +64,6 @@ EXPECTED = {
 }
 
 
-async def _enroll(settings: Settings, name: str, role: str, scope: UserScope) -> str:
-    engine = create_engine(settings.database_url)
-    try:
-        accounts = AccountStore(engine)
-        user = await accounts.create_user(name, role, scope)
-        _, token = await accounts.enroll_device(user.id, f"{name}'s phone")
-    finally:
-        await engine.dispose()
-    return token
-
-
 def held(replica: Replica) -> set[str]:
     rows = replica.db.execute("SELECT collection, record_id FROM records").fetchall()
     return {f"{c}/{r}" for c, r in rows}
@@ -94,7 +83,7 @@ def district(
     report = admin.sync(client)
     assert report.rejected == []
     phones = {
-        name: Replica(tmp_path / f"{name}.db", name, token=asyncio.run(_enroll(settings, name, *scope)))
+        name: Replica(tmp_path / f"{name}.db", name, token=asyncio.run(enroll_user(settings, name, *scope)))
         for name, scope in SCOPES.items()
     }
     yield admin, phones

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from server.access import UserScope
 from server.settings import Settings
 from sync.client import Replica
-from tests.conformance.test_scopes import _enroll
 from tests.domain.district import ID_NUMBER, Client, build, write
+from tests.factories import enroll_user
 
 NOON = "2026-11-25T12:00:00+08:00"
 
@@ -25,10 +25,10 @@ def test_lists_and_reports_hold_only_the_callers_grids(
         write(office, "points", f"{record_id}a", {"resident_id": resident, "kind": "redeemed", "points": 5})
     assert office.sync(client).rejected == []
     worker = {
-        "authorization": f"Bearer {asyncio.run(_enroll(settings, 'w', 'grid_worker', UserScope(('c1',), ('g1',))))}"
+        "authorization": f"Bearer {asyncio.run(enroll_user(settings, 'w', 'grid_worker', UserScope(('c1',), ('g1',))))}"
     }
     admin = {
-        "authorization": f"Bearer {asyncio.run(_enroll(settings, 'a', 'community_admin', UserScope(('c1',))))}"
+        "authorization": f"Bearer {asyncio.run(enroll_user(settings, 'a', 'community_admin', UserScope(('c1',))))}"
     }
 
     households = client.get("/v1/records/households", headers=worker).json()["records"]
