@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             SyncController,
             RecordsController,
-            # The registry (issue 3): docs/domain.md
+            # The registry: docs/domain.md
             RecordListController,
             ReportsController,
             AttachmentsController,
