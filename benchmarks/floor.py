@@ -34,8 +34,8 @@ from benchmarks.harness import (
 from benchmarks.scenarios import BATCH, raw_postgres_push, raw_sqlite_push
 from benchmarks.workload import HouseholdWorkload, change_row, place_of
 from schemas.protocol import Change
-from server import writer
-from server.access import Principal, UserScope
+from server.access.principals import Principal, UserScope
+from server.sync import push as writer
 
 __all__ = ["push_floor"]
 

@@ -26,10 +26,10 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from server.accounts import AccountStore
-from server.database import create_engine, migrate
+from server.access.accounts import AccountStore
+from server.db.engine import create_engine, migrate
 from server.settings import Settings
-from server.store import SyncStore
+from server.sync.store import SyncStore
 
 __all__ = [
     "Backend",

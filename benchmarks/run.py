@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import floor, harness, peer, scenarios
-from server.demo import DemoPlan
+from server.registry.demo import DemoPlan
 
 __all__ = ["SIZES", "Target", "evaluate", "main"]
 

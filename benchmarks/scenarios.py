@@ -29,10 +29,10 @@ from benchmarks.harness import (
 )
 from benchmarks.workload import HouseholdWorkload, change_row, push_body
 from schemas.protocol import Change, SetChange
-from server.access import UserScope
-from server.accounts import AccountStore
-from server.database import create_engine
-from server.demo import DemoPlan, demo_changes, load_demo
+from server.access.accounts import AccountStore
+from server.access.principals import UserScope
+from server.db.engine import create_engine
+from server.registry.demo import DemoPlan, demo_changes, load_demo
 
 __all__ = [
     "bootstrap",
@@ -48,7 +48,7 @@ BATCH = 500
 PAGE = 5000
 _COLUMNS = "seq, id, collection, record_id, field, op, value, hlc, pred, device_id, received_at_ms"
 _READ = "seq, id, collection, record_id, field, op, value, hlc, pred"
-# The server's changes table (server/tables.py): same columns, primary key, unique id, index.
+# The server's changes table (server/db/tables.py): same columns, primary key, unique id, index.
 _RAW_TABLE = """
 CREATE TABLE changes (
     seq BIGINT NOT NULL PRIMARY KEY, id VARCHAR(36) NOT NULL UNIQUE,

@@ -6,12 +6,12 @@ Adding a collection is a matter of declaring it here. Two merge policies exist:
   values are kept as a conflict, and the value shown is the head with the greatest hlc.
 * ``set``: add-wins observed-remove set. ``add`` and ``remove`` write it; never a conflict.
 
-A declaration also says what the server checks beyond a value's type (``server/rules.py``):
+A declaration also says what the server checks beyond a value's type (``server/sync/rules.py``):
 ``ref`` (the record a link field names must exist), ``transitions`` (a status that moves
 through a state machine), ``exclusive`` (at most one of these fields holds a value) and
 ``append_only`` (every field of a record is written once; the record never changes or goes).
 ``scope_self`` and ``scope_links`` place a record in the community > grid > building > household
-tree that the ``records`` table's scope columns index (``server/scope.py``). docs/domain.md
+tree that the ``records`` table's scope columns index (``server/access/places.py``). docs/domain.md
 lists every collection.
 """
 

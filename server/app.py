@@ -13,22 +13,22 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
-from server.accounts import AccountStore
-from server.auth import SECURITY_COMPONENTS, TokenMiddleware
-from server.controllers.admin import AdminController, SignInController
-from server.controllers.attachments import AttachmentsController
-from server.controllers.conflicts import ConflictsController
-from server.controllers.records import RecordsController
-from server.controllers.registry import RecordListController, ReportsController
-from server.controllers.sync import SyncController
-from server.controllers.system import health, protocol_schema
-from server.database import create_engine
-from server.inbox import ConflictInbox
-from server.pages import STATIC, admin_pages, template_config
-from server.problems import problem_details_plugin
-from server.ratelimit import RateLimits
+from server.access.accounts import AccountStore
+from server.access.controller import AdminController, SignInController
+from server.access.rate_limits import RateLimits
+from server.access.tokens import SECURITY_COMPONENTS, TokenMiddleware
+from server.db.engine import create_engine
+from server.errors import problem_details_plugin
+from server.inbox.controller import ConflictsController
+from server.inbox.service import ConflictInbox
+from server.pages.admin import STATIC, admin_pages, template_config
+from server.registry.attachments_controller import AttachmentsController
+from server.registry.controller import RecordListController, ReportsController
+from server.registry.records_controller import RecordsController
 from server.settings import Settings, get_settings
-from server.store import SyncStore
+from server.sync.controller import SyncController
+from server.sync.store import SyncStore
+from server.system import health, protocol_schema
 
 __all__ = ["create_app"]
 

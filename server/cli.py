@@ -19,13 +19,14 @@ from typing import TypeVar
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.access import ROLES, Principal, UserScope
-from server.accounts import AccountError, AccountStore
-from server.backup import BackupError, backup, restore
-from server.database import create_engine, migrate
-from server.horizon import compact
+from server.access.accounts import AccountStore
+from server.access.principals import ROLES, Principal, UserScope
+from server.db.backup import BackupError, backup, restore
+from server.db.engine import create_engine, migrate
+from server.errors import GridsyncError
 from server.settings import Settings, get_settings
-from server.store import SyncStore
+from server.sync.horizon import compact
+from server.sync.store import SyncStore
 
 __all__ = ["main"]
 
@@ -174,7 +175,7 @@ def _device_revoke(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from server.demo import DemoPlan, demo_command
+    from server.registry.demo import DemoPlan, demo_command
 
     plan = DemoPlan(seed=args.seed, households=args.households)
     settings = _settings(args)
@@ -199,7 +200,7 @@ def _admin_create(args: argparse.Namespace) -> int:
 
     try:
         print(json.dumps(asyncio.run(_with_engine(_settings(args), create))))
-    except AccountError as error:
+    except GridsyncError as error:
         print(error.message, file=sys.stderr)
         return 1
     return 0

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request
 
 from schemas.codec import JSON, MSGPACK, WireCodec, codec_for
-from server.problems import problem
+from server.errors import problem
 
 __all__ = ["request_codec", "response_codec"]
 

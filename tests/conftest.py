@@ -18,11 +18,11 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy.engine import make_url
 
-from server.accounts import AccountStore
+from server.access.accounts import AccountStore
 from server.app import create_app
-from server.database import create_engine, migrate
+from server.db.engine import create_engine, migrate
 from server.settings import Settings
-from server.store import SyncStore
+from server.sync.store import SyncStore
 from sync.client import Replica
 
 POSTGRES_URL = os.environ.get("GRIDSYNC_TEST_POSTGRES_URL")

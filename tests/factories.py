@@ -10,9 +10,9 @@ from typing import Any
 from litestar.testing import TestClient
 
 from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
-from server.access import UserScope
-from server.accounts import AccountStore
-from server.database import create_engine
+from server.access.accounts import AccountStore
+from server.access.principals import UserScope
+from server.db.engine import create_engine
 from server.settings import Settings
 from sync.hlc import format_hlc
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.access import UserScope
-from server.accounts import AccountStore
+from server.access.accounts import AccountStore
+from server.access.principals import UserScope
 from server.app import create_app
-from server.database import create_engine
+from server.db.engine import create_engine
 from server.settings import Settings
 from sync.client import Replica
 from tests.domain.district import build
@@ -524,8 +524,8 @@ async def test_the_migration_opens_conflicts_a_database_already_holds(settings: 
     from alembic import command
     from sqlalchemy import text
 
-    from server.database import alembic_config, migrate
-    from server.store import SyncStore
+    from server.db.engine import alembic_config, migrate
+    from server.sync.store import SyncStore
     from tests.factories import set_
 
     engine = create_engine(settings.database_url)

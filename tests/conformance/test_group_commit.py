@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import event, func, select
 
 from schemas.protocol import Change
-from server.store import SyncStore
-from server.tables import changes
+from server.db.tables import changes
+from server.sync.store import SyncStore
 from sync.merge import RecordKey, RecordState
 from tests.factories import set_
 
@@ -135,7 +135,7 @@ async def test_a_push_failing_while_the_log_is_written_leaves_nothing(
 ) -> None:
     # The group's log rows are written while its last push's merge runs: a failure there (the
     # last push, position 6) must wait for that write and still leave nothing of the group.
-    from server import writer
+    from server.sync import push as writer
 
     original = writer.resolve_scopes
 

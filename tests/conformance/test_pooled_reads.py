@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from server import database
-from server.database import pooled_rows
-from server.store import SyncStore
+from server.db import engine as database
+from server.db.engine import pooled_rows
+from server.sync.store import SyncStore
 
 
 async def test_hot_reads_give_their_connections_back(store: SyncStore) -> None:

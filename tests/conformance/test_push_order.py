@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server.store import SyncStore
+from server.sync.store import SyncStore
 from tests.factories import set_
 
 

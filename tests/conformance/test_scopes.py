@@ -12,9 +12,9 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from server.access import UserScope
-from server.accounts import AccountStore
-from server.database import create_engine
+from server.access.accounts import AccountStore
+from server.access.principals import UserScope
+from server.db.engine import create_engine
 from server.settings import Settings
 from sync.client import Replica
 from tests.factories import enroll_user, set_

@@ -8,9 +8,9 @@ import random
 from sqlalchemy import select
 
 from schemas.protocol import Change
-from server.accounts import AccountStore
-from server.store import SyncStore, change_from_row
-from server.tables import changes, devices, records
+from server.access.accounts import AccountStore
+from server.db.tables import changes, devices, records
+from server.sync.store import SyncStore, change_from_row
 from sync.merge import RecordState, apply_batch, state_codec
 from tests.factories import add, delete, set_
 

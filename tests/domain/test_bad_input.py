@@ -13,9 +13,9 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 
 from server.app import create_app
-from server.database import create_engine
+from server.db.engine import create_engine
+from server.db.tables import attachments
 from server.settings import Settings
-from server.tables import attachments
 from sync.client import Replica
 from tests.domain.district import Client, build, change, push, view
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 
 from schemas.collections import COLLECTIONS
-from server.database import create_engine
-from server.tables import records
+from server.db.engine import create_engine
+from server.db.tables import records
 from sync.client import Replica
 from tests.domain.district import Client, as_dict, build, view, write
 

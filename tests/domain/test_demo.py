@@ -14,9 +14,9 @@ from litestar.testing import TestClient
 from schemas.collections import COLLECTIONS
 from server.app import create_app
 from server.cli import main
-from server.demo import CHINA, DemoPlan, demo_changes, load_demo
+from server.registry.demo import CHINA, DemoPlan, demo_changes, load_demo
 from server.settings import Settings
-from server.store import SyncStore
+from server.sync.store import SyncStore
 
 NOW = datetime.datetime(2026, 11, 25, 15, 30, tzinfo=CHINA)
 SMALL = DemoPlan(households=150)

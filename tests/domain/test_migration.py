@@ -6,7 +6,7 @@ from alembic import command
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from server.database import alembic_config, create_engine, migrate
+from server.db.engine import alembic_config, create_engine, migrate
 
 
 async def test_the_domain_migration_goes_down_and_up_again(database_url: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from server.access import UserScope
+from server.access.principals import UserScope
 from server.settings import Settings
 from sync.client import Replica
 from tests.domain.district import ID_NUMBER, Client, build, write

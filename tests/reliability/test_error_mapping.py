@@ -1,4 +1,4 @@
-"""The one place that maps database faults to answers (server/problems.py), fed real errors."""
+"""The one place that maps database faults to answers (server/errors.py), fed real errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
-from server.database import classify_database_error, create_engine, driver_rows
+from server.db.engine import classify_database_error, create_engine, driver_rows
 from server.settings import Settings
 from tests.conftest import POSTGRES_URL
 from tests.reliability.harness import free_port

@@ -23,9 +23,9 @@ from litestar.testing import TestClient
 from schemas.codec import JSON, MSGPACK, MalformedChange, codec_for
 from schemas.collections import COLLECTIONS
 from server.app import create_app
-from server.database import create_engine
+from server.db.engine import create_engine
 from server.settings import Settings
-from server.store import SyncStore
+from server.sync.store import SyncStore
 from sync.validate import validate_batch, validate_change
 from tests.reliability.harness import record_figures
 

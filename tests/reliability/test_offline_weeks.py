@@ -19,10 +19,10 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select, update
 
 from server.app import create_app
-from server.database import create_engine
-from server.horizon import CompactionReport, compact
+from server.db.engine import create_engine
+from server.db.tables import changes, compacted_changes, devices, records
 from server.settings import Settings
-from server.tables import changes, compacted_changes, devices, records
+from server.sync.horizon import CompactionReport, compact
 from sync.client import Replica
 from sync.merge import state_codec
 from tests.reliability.harness import ROOT, H, record_figures, views

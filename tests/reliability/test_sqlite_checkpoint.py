@@ -1,5 +1,5 @@
 """On SQLite, what a push commits is copied from the WAL into the database file by a checkpoint
-in a thread of its own (server/upkeep.py), not inside a later push's commit."""
+in a thread of its own (server/db/upkeep.py), not inside a later push's commit."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from server.database import create_engine
+from server.db.engine import create_engine
+from server.db.upkeep import WalCheckpointer
 from server.settings import Settings
-from server.store import SyncStore
-from server.upkeep import WalCheckpointer
+from server.sync.store import SyncStore
 from tests.factories import set_
 
 

@@ -1,6 +1,6 @@
 """On a SQLite file the hot reads (a token lookup, an unscoped pull) run on a read-only
 connection in the event loop's thread, which must never wait for a lock: a read SQLite would
-make wait goes through the pool's thread instead (server/database.py, pooled_rows). The push
+make wait goes through the pool's thread instead (server/db/engine.py, pooled_rows). The push
 writer's statements run there too, but only while its transaction holds the write lock
 (write_locked); taking that lock waits in the pool's thread."""
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.database import create_engine, driver_rows, driver_write, pooled_rows, write_locked
+from server.db.engine import create_engine, driver_rows, driver_write, pooled_rows, write_locked
 
 
 class _Clock:

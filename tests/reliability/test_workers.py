@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from server.accounts import AccountStore
-from server.database import create_engine
+from server.access.accounts import AccountStore
+from server.db.engine import create_engine
 from tests.reliability.harness import ServerProcess
 
 WORKERS = 2

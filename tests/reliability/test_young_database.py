@@ -2,7 +2,7 @@
 PostgreSQL plans them generically after a few runs. A generic plan made while the tables were
 nearly empty is a sequential scan that it kept as the log grew, until autovacuum analysed the
 table. The writer has the tables analysed each time the log doubles while it is young
-(server/upkeep.py), which replaces that plan by one that uses the index."""
+(server/db/upkeep.py), which replaces that plan by one that uses the index."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.database import create_engine, pooled_rows
+from server.db.engine import create_engine, pooled_rows
 from server.settings import Settings
-from server.store import SyncStore
+from server.sync.store import SyncStore
 from tests.conftest import POSTGRES_URL, _admin, _migrate
 from tests.factories import set_
 

@@ -10,9 +10,9 @@ import pytest
 
 from schemas.collections import COLLECTIONS, REQUEST_STATUSES, REQUEST_TRANSITIONS
 from schemas.protocol import DeleteChange
-from server.attachments import sniff_media_type
-from server.reports import LedgerEntry, walk_ledger
-from server.rules import legal_moves
+from server.registry.attachments import sniff_media_type
+from server.registry.reports import LedgerEntry, walk_ledger
+from server.sync.rules import legal_moves
 from sync.validate import validate_change
 from tests.factories import set_
 

@@ -1,8 +1,8 @@
-"""The rate limit's windows (server/ratelimit.py): Litestar's fixed window, kept as a count."""
+"""The rate limit's windows (server/access/rate_limits.py): Litestar's fixed window, kept as a count."""
 
 from __future__ import annotations
 
-from server.ratelimit import CountedLimit, WindowCounter
+from server.access.rate_limits import CountedLimit, WindowCounter
 
 
 def test_a_window_admits_its_limit_then_refuses_until_it_resets() -> None:

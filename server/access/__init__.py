@@ -1,0 +1,1 @@
+"""Who calls and what they may touch: principals, tokens, accounts, places, policy, rate limits."""

@@ -1,0 +1,406 @@
+"""Users, credentials (device tokens and admin sign-ins) and the audit log.
+
+Tokens are 256 random bits shown once and stored only as SHA-256 hashes; passwords are hashed
+with argon2. Every request looks its credential up, so revocation takes effect on the very next
+request on every app process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.access.principals import ROLES, Principal, UserScope
+from server.db.engine import pooled_rows
+from server.db.tables import audit_log, devices, users
+from server.errors import GridsyncError
+
+__all__ = [
+    "AccountStore",
+    "AuditEntry",
+    "DeviceInfo",
+    "UserInfo",
+    "hash_token",
+]
+
+SESSION_LIFETIME_MS = 12 * 3600 * 1000
+# After this many wrong passwords in a row, each further attempt waits twice as long as the last.
+FREE_ATTEMPTS = 5
+MAX_LOCK_MS = 15 * 60 * 1000
+
+_hasher = PasswordHasher()
+_json = msgspec.json.Encoder()
+# Every request runs this: one statement on the unique token_hash index, sent to the driver as
+# it is (asyncpg keeps it prepared per connection). Only the placeholder differs by driver.
+_CREDENTIAL = (
+    "SELECT d.id, d.name, d.kind, d.expires_at_ms, u.id, u.name, u.role, u.scope, u.disabled_at_ms "
+    "FROM devices d LEFT JOIN users u ON u.id = d.user_id "
+    "WHERE d.token_hash = {} AND d.revoked_at_ms IS NULL"
+)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def hash_token(token: str) -> str:
+    # 256 random bits need no slow hash: SHA-256 makes a leaked table useless.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _scope_json(scope: UserScope) -> str:
+    return _json.encode(asdict(scope)).decode()
+
+
+def _scope_from_json(raw: str) -> UserScope:
+    data = msgspec.json.decode(raw)
+    return UserScope(
+        communities=tuple(data.get("communities", ())),
+        grids=tuple(data.get("grids", ())),
+        buildings=tuple(data.get("buildings", ())),
+        company=data.get("company"),
+    )
+
+
+def sign_in_slowed(retry_after_s: int) -> GridsyncError:
+    """The 429 of an account slowed by wrong passwords."""
+    return GridsyncError(
+        429,
+        "sign_in_slowed",
+        f"too many wrong passwords for this account; try again in {retry_after_s} s",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+class UserInfo(msgspec.Struct):
+    id: str
+    name: str
+    role: str
+    communities: list[str]
+    grids: list[str]
+    buildings: list[str]
+    company: str | None
+    created_at_ms: int
+    disabled: bool
+
+    @property
+    def home_community(self) -> str | None:
+        """The community an admin action on this user is filed under in the audit log."""
+        return self.communities[0] if self.communities else None
+
+
+class DeviceInfo(msgspec.Struct):
+    id: str
+    name: str
+    user_id: str | None
+    user_name: str | None
+    role: str | None
+    created_at_ms: int
+    revoked_at_ms: int | None
+    last_seen_at_ms: int | None
+    clock_skew_ms: int | None
+    clock_flagged_at_ms: int | None
+
+
+class AuditEntry(msgspec.Struct):
+    id: int
+    at_ms: int
+    actor_user_id: str | None
+    actor_name: str | None
+    actor_device_id: str | None
+    address: str | None
+    action: str
+    target: str | None
+    community_id: str | None
+    detail: dict[str, Any]
+
+
+def _user_info(row: Any) -> UserInfo:
+    scope = _scope_from_json(row.scope)
+    return UserInfo(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        communities=list(scope.communities),
+        grids=list(scope.grids),
+        buildings=list(scope.buildings),
+        company=scope.company,
+        created_at_ms=row.created_at_ms,
+        disabled=row.disabled_at_ms is not None,
+    )
+
+
+class AccountStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._credential = _CREDENTIAL.format("?" if engine.dialect.name == "sqlite" else "$1")
+
+    # ------------------------------------------------------------------ users
+
+    async def create_user(
+        self, name: str, role: str, scope: UserScope, password: str | None = None
+    ) -> UserInfo:
+        if role not in ROLES:
+            raise GridsyncError(400, "unknown_role", f"role {role!r} is not one of: {', '.join(ROLES)}")
+        user_id = str(uuid.uuid4())
+        row = {
+            "id": user_id,
+            "name": name,
+            "role": role,
+            "scope": _scope_json(scope),
+            "password_hash": None if password is None else _hasher.hash(password),
+            "failed_logins": 0,
+            "created_at_ms": _now_ms(),
+        }
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(users.insert().values(**row))
+        except IntegrityError:
+            raise GridsyncError(409, "user_exists", f"a user named {name!r} already exists") from None
+        return await self.user(user_id)
+
+    async def user(self, user_id: str) -> UserInfo:
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(users).where(users.c.id == user_id))).one_or_none()
+        if row is None:
+            raise GridsyncError(404, "not_found", f"no user {user_id!r}")
+        return _user_info(row)
+
+    async def user_by_name(self, name: str) -> UserInfo | None:
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(users).where(users.c.name == name))).one_or_none()
+        return None if row is None else _user_info(row)
+
+    async def list_users(self) -> list[UserInfo]:
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(users).order_by(users.c.name))).all()
+        return [_user_info(row) for row in rows]
+
+    async def update_user(self, user_id: str, role: str, scope: UserScope) -> UserInfo:
+        if role not in ROLES:
+            raise GridsyncError(400, "unknown_role", f"role {role!r} is not one of: {', '.join(ROLES)}")
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(users).where(users.c.id == user_id).values(role=role, scope=_scope_json(scope))
+            )
+        if not result.rowcount:
+            raise GridsyncError(404, "not_found", f"no user {user_id!r}")
+        return await self.user(user_id)
+
+    async def set_password(self, user_id: str, password: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(users).where(users.c.id == user_id).values(password_hash=_hasher.hash(password))
+            )
+
+    # ------------------------------------------------------------------ credentials
+
+    async def enroll_device(self, user_id: str | None, name: str, *, kind: str = "device") -> tuple[str, str]:
+        """Create a credential; returns (id, token). The token is shown only this once."""
+        device_id = str(uuid.uuid4())
+        token = f"gs_{secrets.token_urlsafe(32)}"
+        now = _now_ms()
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                devices.insert().values(
+                    id=device_id,
+                    name=name,
+                    user_id=user_id,
+                    kind=kind,
+                    token_hash=hash_token(token),
+                    created_at_ms=now,
+                    expires_at_ms=now + SESSION_LIFETIME_MS if kind == "session" else None,
+                )
+            )
+        return device_id, token
+
+    async def add_user(
+        self, actor: Principal, name: str, role: str, scope: UserScope, password: str | None, address: str
+    ) -> UserInfo:
+        """Create a user and write the audit entry (the admin API and the CLI both come here)."""
+        user = await self.create_user(name, role, scope, password)
+        await self.audit(
+            actor,
+            "user_create",
+            user.id,
+            address=address,
+            community_id=user.home_community,
+            name=user.name,
+            role=user.role,
+        )
+        return user
+
+    async def enroll_phone(
+        self, actor: Principal, user: UserInfo, name: str, address: str
+    ) -> tuple[str, str]:
+        """Enrol a phone for ``user`` and write the audit entry; returns (device id, token)."""
+        device_id, token = await self.enroll_device(user.id, name)
+        await self.audit(
+            actor,
+            "device_enroll",
+            device_id,
+            address=address,
+            community_id=user.home_community,
+            device_name=name,
+            user_id=user.id,
+            role=user.role,
+            grids=user.grids,
+        )
+        return device_id, token
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """The caller behind a token, looked up on every request (so a revocation holds from
+        the next request on, in every process); None for an unknown, revoked or expired token
+        or a disabled user."""
+        found = await pooled_rows(self.engine, self._credential, hash_token(token))
+        if not found:
+            return None
+        device_id, name, kind, expires_at_ms, user_id, user_name, role, scope, disabled_at_ms = found[0]
+        if disabled_at_ms is not None:
+            return None
+        if expires_at_ms is not None and expires_at_ms < _now_ms():
+            return None
+        if user_id is None:
+            # A device enrolled without a user (protocol-level tooling): district-wide access.
+            return Principal(user_id=device_id, user_name=name, role="district_admin", device_id=device_id)
+        return Principal(
+            user_id=user_id,
+            user_name=user_name,
+            role=role,
+            scope=_scope_from_json(scope),
+            device_id=device_id,
+            credential_kind=kind,
+        )
+
+    async def sign_in(self, name: str, password: str) -> tuple[UserInfo, str]:
+        """Check a password; returns (user, session token). Wrong passwords slow the account."""
+        now = _now_ms()
+        async with self.engine.begin() as connection:
+            row = (await connection.execute(select(users).where(users.c.name == name))).one_or_none()
+            if row is not None and row.locked_until_ms is not None and row.locked_until_ms > now:
+                raise sign_in_slowed(max(1, (row.locked_until_ms - now + 999) // 1000))
+            valid = False
+            if row is not None and row.password_hash and row.disabled_at_ms is None:
+                try:
+                    valid = _hasher.verify(row.password_hash, password)
+                except (VerificationError, InvalidHashError):
+                    valid = False
+            if row is not None and not valid:
+                failures = row.failed_logins + 1
+                lock = None
+                if failures >= FREE_ATTEMPTS:
+                    lock = now + min(MAX_LOCK_MS, 1000 * 2 ** (failures - FREE_ATTEMPTS))
+                await connection.execute(
+                    update(users)
+                    .where(users.c.id == row.id)
+                    .values(failed_logins=failures, locked_until_ms=lock)
+                )
+            elif row is not None:
+                await connection.execute(
+                    update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until_ms=None)
+                )
+        if row is None or not valid:
+            raise GridsyncError(401, "bad_credentials", "unknown user name or wrong password")
+        _, token = await self.enroll_device(row.id, "admin sign-in", kind="session")
+        return _user_info(row), token
+
+    async def revoke(self, device_id: str) -> bool:
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(devices)
+                .where(devices.c.id == device_id, devices.c.revoked_at_ms.is_(None))
+                .values(revoked_at_ms=_now_ms())
+            )
+        return bool(result.rowcount)
+
+    async def device(self, device_id: str) -> DeviceInfo:
+        found = await self.list_devices(device_ids=[device_id])
+        if not found:
+            raise GridsyncError(404, "not_found", f"no device {device_id!r}")
+        return found[0]
+
+    async def list_devices(self, *, device_ids: Sequence[str] | None = None) -> list[DeviceInfo]:
+        query = (
+            select(
+                devices.c.id,
+                devices.c.name,
+                devices.c.user_id,
+                users.c.name.label("user_name"),
+                users.c.role,
+                devices.c.created_at_ms,
+                devices.c.revoked_at_ms,
+                devices.c.last_seen_at_ms,
+                devices.c.clock_skew_ms,
+                devices.c.clock_flagged_at_ms,
+            )
+            .select_from(devices.outerjoin(users, users.c.id == devices.c.user_id))
+            .where(devices.c.kind == "device")
+            .order_by(devices.c.created_at_ms)
+        )
+        if device_ids is not None:
+            query = query.where(devices.c.id.in_(device_ids))
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [DeviceInfo(**row._mapping) for row in rows]
+
+    # ------------------------------------------------------------------ audit
+
+    async def audit(
+        self,
+        actor: Principal | None,
+        action: str,
+        target: str | None = None,
+        *,
+        address: str | None = None,
+        community_id: str | None = None,
+        **detail: Any,
+    ) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                audit_log.insert().values(
+                    at_ms=_now_ms(),
+                    actor_user_id=actor.user_id if actor else None,
+                    actor_name=actor.user_name if actor else None,
+                    actor_device_id=actor.device_id if actor else None,
+                    address=address,
+                    action=action,
+                    target=target,
+                    community_id=community_id,
+                    detail=_json.encode(detail).decode(),
+                )
+            )
+
+    async def audit_entries(
+        self,
+        *,
+        action: str | None = None,
+        actor_user_id: str | None = None,
+        communities: Sequence[str] | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Newest first; page with ``before_id`` set to the last id of the previous page."""
+        query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+        if action is not None:
+            query = query.where(audit_log.c.action == action)
+        if actor_user_id is not None:
+            query = query.where(audit_log.c.actor_user_id == actor_user_id)
+        if communities is not None:
+            query = query.where(audit_log.c.community_id.in_(communities))
+        if before_id is not None:
+            query = query.where(audit_log.c.id < before_id)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [AuditEntry(**{**row._mapping, "detail": msgspec.json.decode(row.detail)}) for row in rows]

@@ -1,0 +1,351 @@
+"""What each role may read and write (docs/security.md), applied to push, pull, snapshot and
+record reads.
+
+A record's *place* is its scope columns (community, grid, building, household; derived by
+``server/access/places.py``) and, for requests, the company they are dispatched to. One rule decides
+whether a principal may see a place; it exists twice, as SQL over the ``records`` columns
+(``reads_filter``) and in Python (``can_read``), both built from ``_assigned`` so they agree
+(tests/conformance/test_scopes.py checks them against each other).
+
+When a record's place changes, the push logs a *move* (``scope_moves``, at the push's last seq),
+so a phone whose scope the record left is told to drop it and the record with everything under
+it, and a phone whose scope it entered receives their current heads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.collections import CollectionSpec
+from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange
+from server.access.places import Scope, ScopeRow, resolve_scopes
+from server.access.principals import Principal
+from server.db.tables import SCOPE_COLUMNS, records, scope_moves
+from sync.merge import RecordKey, RecordState, apply_batch, copy_state, scalar_value
+
+__all__ = [
+    "COMPANY_FIELDS",
+    "Place",
+    "authorize_batch",
+    "can_read",
+    "company_of",
+    "is_scoped",
+    "log_moves",
+    "mask_change",
+    "mask_fields",
+    "mask_text",
+    "mask_value",
+    "moves_for",
+    "reads_filter",
+    "scope_fingerprint",
+]
+
+# The field that names the company a record is dispatched to (what a handler reads by).
+COMPANY_FIELDS = {"requests": "dispatched_to"}
+# Roles that write only the field records of their buildings (the registry is read-only to them).
+FIELD_RECORDS = frozenset({"visits", "checkins", "hazards", "requests"})
+# A handler moves a dispatched request through the company's part of the loop, nothing more.
+HANDLER_FIELDS = frozenset({"status", "handler", "done_at", "photos"})
+HANDLER_STATUSES = frozenset({"accepted", "done"})
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    collection: str
+    scope: Scope
+    company: str | None = None
+
+
+def company_of(collection: str, state: RecordState) -> str | None:
+    field = COMPANY_FIELDS.get(collection)
+    value = scalar_value(state, field) if field else None
+    return value if isinstance(value, str) else None
+
+
+def _assigned(principal: Principal) -> dict[str, tuple[str, ...]]:
+    """Per scope column, the ids that column must hold for this user to read a record."""
+    role, scope = principal.role, principal.scope
+    if role == "community_admin":
+        return {"community_id": scope.communities}
+    if role == "grid_worker":
+        return {"grid_id": scope.grids}
+    if role in ("building_leader", "volunteer"):
+        return {"building_id": scope.buildings}
+    return {}
+
+
+def is_scoped(principal: Principal | None) -> bool:
+    return principal is not None and not principal.is_district_admin
+
+
+def scope_fingerprint(principal: Principal | None) -> str:
+    """Changes when the user's role or assignment changes; carried in scoped cursors."""
+    if not is_scoped(principal):
+        return ""
+    assert principal is not None
+    raw = _json.encode(
+        [
+            principal.role,
+            principal.scope.communities,
+            principal.scope.grids,
+            principal.scope.buildings,
+            principal.scope.company,
+        ]
+    )
+    return hashlib.sha256(raw).hexdigest()[:10]
+
+
+def reads_filter(principal: Principal | None) -> ColumnElement[bool]:
+    """SQL condition on ``records`` for the rows the principal may read."""
+    if not is_scoped(principal):
+        return true()
+    assert principal is not None
+    conditions: list[ColumnElement[bool]] = [
+        records.c[column].in_(ids) for column, ids in _assigned(principal).items() if ids
+    ]
+    if principal.role == "handler" and principal.scope.company:
+        conditions.append(
+            and_(records.c.collection == "requests", records.c.company == principal.scope.company)
+        )
+    if principal.role == "grid_worker" and principal.scope.communities:
+        # The phone shows its community's name, though it works in its grids only.
+        conditions.append(
+            and_(
+                records.c.collection == "communities",
+                records.c.community_id.in_(principal.scope.communities),
+            )
+        )
+    return or_(*conditions) if conditions else false()
+
+
+def can_read(principal: Principal | None, place: Place) -> bool:
+    if not is_scoped(principal):
+        return True
+    assert principal is not None
+    if any(getattr(place.scope, column) in ids for column, ids in _assigned(principal).items()):
+        return True
+    if principal.role == "handler":
+        return (
+            place.collection == "requests"
+            and bool(place.company)
+            and place.company == principal.scope.company
+        )
+    return (
+        principal.role == "grid_worker"
+        and place.collection == "communities"
+        and place.scope.community_id in principal.scope.communities
+    )
+
+
+def _may_write(
+    principal: Principal, change: Change, before: Place | None, after: Place
+) -> tuple[str, str] | None:
+    role = principal.role
+    where = f"{change.collection}/{change.record_id}"
+    if role == "handler":
+        if change.collection != "requests" or before is None or not can_read(principal, before):
+            return ("out_of_scope", f"{where}: a handler updates only requests dispatched to their company")
+        if isinstance(change, DeleteChange) or change.field not in HANDLER_FIELDS:
+            allowed = ", ".join(sorted(HANDLER_FIELDS))
+            return ("forbidden_field", f"{where}: a handler may change only {allowed} of a request")
+        if (
+            isinstance(change, SetChange)
+            and change.field == "status"
+            and change.value not in HANDLER_STATUSES
+        ):
+            return ("forbidden_field", f"{where}: a handler moves a request to accepted or done only")
+        return None
+    if role in ("building_leader", "volunteer") and change.collection not in FIELD_RECORDS:
+        return ("out_of_scope", f"{where}: a {role} records visits, checkins, hazards and requests only")
+    if before is not None and not can_read(principal, before):
+        return ("out_of_scope", f"{where} is outside the grids and buildings assigned to you")
+    if not can_read(principal, after):
+        if before is None and after.scope == Scope():
+            return (
+                "out_of_scope",
+                f"{where} is not placed yet: link it to a household, building or grid of yours "
+                "in the same push",
+            )
+        return ("out_of_scope", f"{where} would move outside the grids and buildings assigned to you")
+    return None
+
+
+def _may_link(
+    principal: Principal,
+    collections: Mapping[str, CollectionSpec],
+    change: Change,
+    after_scopes: Mapping[RecordKey, Scope],
+    scope_rows: Mapping[RecordKey, ScopeRow],
+) -> tuple[str, str] | None:
+    """A link (a household's building, a visit's household ...) must name a place the user may
+    write, even when a concurrent write keeps another value on top."""
+    spec = collections[change.collection]
+    if not isinstance(change, SetChange) or change.field not in spec.scope_links or change.value is None:
+        return None
+    target_collection = spec.fields[change.field].ref
+    if target_collection is None:
+        return None
+    target = (target_collection, change.value)
+    scope = after_scopes.get(target) or (scope_rows[target].scope if target in scope_rows else None)
+    if scope is not None and can_read(principal, Place(target_collection, scope)):
+        return None
+    return (
+        "out_of_scope",
+        f"{change.collection}/{change.record_id}: {change.field} names {target_collection}/{change.value}, "
+        "which is outside the grids and buildings assigned to you",
+    )
+
+
+def authorize_batch(
+    principal: Principal | None,
+    collections: Mapping[str, CollectionSpec],
+    states: Mapping[RecordKey, RecordState],
+    fresh: list[tuple[int, Change]],
+    scope_rows: Mapping[RecordKey, ScopeRow],
+    known: set[str],
+    results: list[ChangeResult | None],
+) -> list[tuple[int, Change]]:
+    """Reject (in ``results``) each change the principal may not make; return the others.
+
+    A change is judged by where its record is now and where the whole batch would put it (so a
+    new household and its building link may come in one push)."""
+    if not is_scoped(principal) or not fresh:
+        return fresh
+    assert principal is not None
+    tentative = {key: copy_state(state) for key, state in states.items()}
+    apply_batch(tentative, [c for _, c in fresh], known)
+    after_scopes = resolve_scopes(collections, tentative, scope_rows)
+    allowed: list[tuple[int, Change]] = []
+    for index, change in fresh:
+        key = (change.collection, change.record_id)
+        row = scope_rows.get(key)
+        before = None if row is None else Place(key[0], row.scope, company_of(key[0], states[key]))
+        after = Place(key[0], after_scopes[key], company_of(key[0], tentative[key]))
+        refusal = _may_write(principal, change, before, after) or _may_link(
+            principal, collections, change, after_scopes, scope_rows
+        )
+        if refusal is None:
+            allowed.append((index, change))
+        else:
+            results[index] = ChangeResult(
+                id=change.id, status="rejected", code=refusal[0], message=refusal[1]
+            )
+    return allowed
+
+
+async def log_moves(
+    connection: AsyncConnection,
+    collections: Mapping[str, CollectionSpec],
+    states: Mapping[RecordKey, RecordState],
+    before: Mapping[RecordKey, ScopeRow],
+    before_companies: Mapping[RecordKey, str | None],
+    after: Mapping[RecordKey, Scope],
+    seq: int,
+) -> None:
+    """Record every record of the batch whose place changed (not new records)."""
+    rows: list[dict[str, Any]] = []
+    for key, scope in after.items():
+        old = before.get(key)
+        if old is None:
+            continue
+        company = company_of(key[0], states[key])
+        if old.scope == scope and before_companies.get(key) == company:
+            continue
+        rows.append(
+            {
+                "seq": seq,
+                "collection": key[0],
+                "record_id": key[1],
+                "level": collections[key[0]].scope_self,
+                "old_scope": _json.encode([*old.scope, before_companies.get(key)]).decode(),
+                "new_scope": _json.encode([*scope, company]).decode(),
+            }
+        )
+    if rows:
+        await connection.execute(scope_moves.insert(), rows)
+
+
+def _place(collection: str, raw: str) -> Place:
+    *columns, company = msgspec.json.decode(raw)
+    return Place(collection, Scope(*columns), company)
+
+
+async def moves_for(
+    connection: AsyncConnection, principal: Principal, after_seq: int, until_seq: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, bytes]]]:
+    """(records that left the principal's scope, records that entered it with their states)
+    for the moves in (after_seq, until_seq]. A record that moved takes everything under it."""
+    query = (
+        select(scope_moves)
+        .where(scope_moves.c.seq > after_seq, scope_moves.c.seq <= until_seq)
+        .order_by(scope_moves.c.seq, scope_moves.c.id)
+    )
+    left: dict[tuple[str, str], None] = {}
+    entered: dict[tuple[str, str], bytes] = {}
+    for move in (await connection.execute(query)).all():
+        old, new = _place(move.collection, move.old_scope), _place(move.collection, move.new_scope)
+        was, now = can_read(principal, old), can_read(principal, new)
+        if was == now:
+            continue
+        under = select(records.c.collection, records.c.record_id, records.c.state)
+        if move.level in SCOPE_COLUMNS:
+            under = under.where(records.c[move.level] == move.record_id)
+        else:
+            under = under.where(
+                records.c.collection == move.collection, records.c.record_id == move.record_id
+            )
+        found = (await connection.execute(under)).all()
+        for row in found:
+            key = (row.collection, row.record_id)
+            if was:
+                entered.pop(key, None)
+                left[key] = None
+            else:
+                left.pop(key, None)
+                entered[key] = row.state
+    return list(left), [(c, r, s) for (c, r), s in entered.items()]
+
+
+def mask_text(value: str) -> str:
+    """``110101199001011234`` -> ``1101**********1234``."""
+    return value[:4] + "*" * (len(value) - 8) + value[-4:] if len(value) > 8 else "*" * len(value)
+
+
+def mask_value(
+    principal: Principal | None,
+    collections: Mapping[str, CollectionSpec],
+    collection: str,
+    field: str | None,
+    value: Any,
+) -> Any:
+    if principal is None or principal.is_admin or field is None or not isinstance(value, str):
+        return value
+    spec = collections.get(collection)
+    field_spec = spec.fields.get(field) if spec else None
+    return mask_text(value) if field_spec is not None and field_spec.masked else value
+
+
+def mask_change(
+    principal: Principal | None, collections: Mapping[str, CollectionSpec], change: Change
+) -> Change:
+    masked = mask_value(principal, collections, change.collection, change.field, change.value)
+    return change if masked is change.value else msgspec.structs.replace(change, value=masked)
+
+
+def mask_fields(
+    principal: Principal | None,
+    collections: Mapping[str, CollectionSpec],
+    collection: str,
+    fields: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        name: mask_value(principal, collections, collection, name, value) for name, value in fields.items()
+    }

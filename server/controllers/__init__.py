@@ -1,1 +1,0 @@
-"""HTTP controllers: thin, they negotiate, authorise and hand over to the store."""

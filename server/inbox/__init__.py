@@ -1,0 +1,1 @@
+"""The conflict inbox: conflicts recorded by the push, listed, shown and resolved."""

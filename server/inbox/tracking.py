@@ -1,0 +1,225 @@
+"""Conflict records, kept by the push that changes a record's conflict state.
+
+A record is *in conflict* when the merge shows it so (``sync.merge.conflicts``): a scalar field
+with concurrent heads that disagree, or a delete with edits made concurrently with it. The
+inbox needs more than the ``records.conflict`` flag: when a conflict opened, which heads it had
+as it grew, and who closed it with which change. ``ConflictTracker.track`` writes that in the
+push's own transaction, with a handful of batched statements for the whole push, and only for
+the records that are in conflict now or were before it (usually none: zero statements).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.collections import CollectionSpec, per_schema
+from schemas.protocol import Change, ConflictHead, DeleteChange
+from server.db.tables import conflict_events, conflicts
+from sync.hlc import parse_hlc
+from sync.merge import DELETE_CONFLICT_KEY, RecordKey, RecordState
+from sync.merge import conflicts as merge_conflicts
+
+__all__ = [
+    "KINDS",
+    "ConflictTracker",
+    "conflict_kinds",
+    "fenced",
+    "head_ids",
+    "heads_by_key",
+    "record_conflicts",
+]
+
+# What a conflict can hold: concurrent values of a field, a delete concurrent with edits, two
+# concurrent legal moves of a state-machine field (a request's status), and an overspent
+# points balance.
+KINDS = ("field", "delete", "transition", "overspend")
+_CHUNK = 900
+_json_encode = msgspec.json.Encoder().encode
+
+
+def fenced(names: Iterable[str]) -> str:
+    """``",a,b,"``: a list one ``LIKE '%,a,%'`` can search."""
+    return "," + ",".join(sorted(set(names))) + ","
+
+
+def conflict_kinds(found: Mapping[str, Sequence[ConflictHead]], spec: CollectionSpec) -> set[str]:
+    kinds: set[str] = set()
+    for name in found:
+        if name == DELETE_CONFLICT_KEY:
+            kinds.add("delete")
+        elif getattr(spec.fields.get(name), "transitions", None):
+            kinds.add("transition")
+        else:
+            kinds.add("field")
+    return kinds
+
+
+def record_conflicts(state: RecordState, spec: CollectionSpec) -> dict[str, list[ConflictHead]]:
+    """What the inbox shows for a record: the merge's conflicts, and every state-machine field
+    (a request's status) that two devices moved concurrently, even to the same value (two
+    handlers accepting one request): the merge keeps both moves, a person decides."""
+    found = merge_conflicts(state, spec)
+    for name, field_spec in spec.fields.items():
+        if name in found or not getattr(field_spec, "transitions", None):
+            continue
+        heads = [h for h in state.heads.values() if not isinstance(h, DeleteChange) and h.field == name]
+        if len(heads) > 1:
+            found[name] = [
+                ConflictHead(
+                    change_id=h.id,
+                    value=h.value,
+                    hlc=h.hlc,
+                    replica_id=parse_hlc(h.hlc).replica_id,
+                    op="set",
+                    field=name,
+                )
+                for h in sorted(heads, key=lambda c: (c.hlc, c.id), reverse=True)
+            ]
+    return found
+
+
+@per_schema
+def _state_machine_fields(collections: Mapping[str, CollectionSpec]) -> frozenset[tuple[str, str]]:
+    """The (collection, field) pairs with transitions (a request's status)."""
+    return frozenset(
+        (collection, name)
+        for collection, spec in collections.items()
+        for name, field_spec in spec.fields.items()
+        if field_spec.transitions
+    )
+
+
+def transition_keys(batch: Iterable[Change], collections: Mapping[str, CollectionSpec]) -> set[RecordKey]:
+    """Records whose state-machine field this batch wrote: their transition conflicts may have
+    opened or closed, which the ``records.conflict`` flag does not show."""
+    pairs = _state_machine_fields(collections)
+    return {(c.collection, c.record_id) for c in batch if (c.collection, c.field) in pairs}
+
+
+def heads_by_key(found: Mapping[str, Sequence[ConflictHead]]) -> dict[str, list[str]]:
+    """Each conflicting key (a field, or ``_deleted``) with the ids of its heads, sorted."""
+    return {key: sorted(head.change_id for head in heads) for key, heads in sorted(found.items())}
+
+
+def head_ids(heads: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every head id of a conflict once: what an admin sends back as the heads they saw."""
+    return sorted({change_id for ids in heads.values() for change_id in ids})
+
+
+class ConflictTracker:
+    """Opens, updates and closes conflict rows inside the push transaction."""
+
+    def __init__(self, collections: Mapping[str, CollectionSpec]) -> None:
+        self.collections = collections
+
+    async def track(
+        self,
+        connection: AsyncConnection,
+        states: Mapping[RecordKey, RecordState],
+        conflicting: set[RecordKey],
+        flagged_before: set[RecordKey],
+        batch: Sequence[Change],
+        *,
+        seq: int,
+        now_ms: int,
+        device_id: str | None,
+        via: str,
+    ) -> None:
+        """``conflicting``: the touched records in conflict after the push; ``flagged_before``:
+        those whose ``records.conflict`` flag was set before it."""
+        keys = sorted(conflicting | flagged_before | transition_keys(batch, self.collections))
+        if not keys:
+            return
+        open_rows: dict[RecordKey, Any] = {}
+        for start in range(0, len(keys), _CHUNK):
+            query = select(
+                conflicts.c.id, conflicts.c.collection, conflicts.c.record_id, conflicts.c.heads
+            ).where(
+                conflicts.c.status == "open",
+                tuple_(conflicts.c.collection, conflicts.c.record_id).in_(keys[start : start + _CHUNK]),
+            )
+            open_rows.update(
+                ((row.collection, row.record_id), row) for row in await connection.execute(query)
+            )
+
+        batch_ids: dict[RecordKey, list[str]] = {}
+        for change in batch:
+            batch_ids.setdefault((change.collection, change.record_id), []).append(change.id)
+
+        opened: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        closed: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for key in keys:
+            row = open_rows.get(key)
+            found = record_conflicts(states[key], self.collections[key[0]])
+            if found:
+                heads = heads_by_key(found)
+                heads_json = _json_encode(heads).decode()
+                shape = {
+                    "kinds": fenced(conflict_kinds(found, self.collections[key[0]])),
+                    "fields": fenced(found),
+                    "heads": heads_json,
+                    "updated_at_ms": now_ms,
+                    "updated_seq": seq,
+                }
+                if row is None:
+                    conflict_id = str(uuid.uuid4())
+                    opened.append(
+                        {
+                            "id": conflict_id,
+                            "collection": key[0],
+                            "record_id": key[1],
+                            "status": "open",
+                            "opened_at_ms": now_ms,
+                            "opened_seq": seq,
+                            **shape,
+                        }
+                    )
+                    events.append(self._event(conflict_id, "opened", now_ms, seq, device_id, heads_json))
+                elif row.heads != heads_json:
+                    changed.append({"b_id": row.id, **shape})
+                    events.append(self._event(row.id, "updated", now_ms, seq, device_id, heads_json))
+            elif row is not None:
+                closed.append(
+                    {
+                        "b_id": row.id,
+                        "status": "resolved",
+                        "resolved_at_ms": now_ms,
+                        "resolved_seq": seq,
+                        "resolved_by_device_id": device_id,
+                        "resolved_via": via,
+                        "resolved_changes": _json_encode(batch_ids.get(key, [])).decode(),
+                    }
+                )
+                events.append(self._event(row.id, "resolved", now_ms, seq, device_id, row.heads))
+
+        if opened:
+            await connection.execute(conflicts.insert(), opened)
+        by_id = conflicts.c.id == bindparam("b_id")
+        if changed:
+            # Core derives the SET clause from the parameter keys.
+            await connection.execute(update(conflicts).where(by_id), changed)
+        if closed:
+            await connection.execute(update(conflicts).where(by_id), closed)
+        if events:
+            await connection.execute(conflict_events.insert(), events)
+
+    @staticmethod
+    def _event(
+        conflict_id: str, event: str, now_ms: int, seq: int, device_id: str | None, heads: str
+    ) -> dict[str, Any]:
+        return {
+            "conflict_id": conflict_id,
+            "event": event,
+            "at_ms": now_ms,
+            "seq": seq,
+            "device_id": device_id,
+            "heads": heads,
+        }

@@ -1,0 +1,1 @@
+"""The admin web pages under /admin: templates, labels in two languages."""

@@ -1,0 +1,1 @@
+"""The household registry read back: lists, reports, attachments, the demo district."""

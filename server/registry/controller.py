@@ -1,0 +1,164 @@
+"""The registry's read API: record lists, flags, points balances, no-signal list, summary."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.middleware.rate_limit import get_remote_address
+from litestar.params import FromPath, FromQuery
+
+from schemas.collections import Moment
+from schemas.views import FlagList, NoSignalList, PointsBalance, RecordPage, Summary
+from server.access.accounts import AccountStore
+from server.access.principals import Principal
+from server.access.tokens import SECURITY_REQUIREMENT
+from server.errors import GridsyncError
+from server.registry.lists import Registry, ScopeFilter
+from server.registry.reports import Reports
+from server.settings import Settings
+from server.sync.controller import _limit
+
+__all__ = ["RecordListController", "ReportsController"]
+
+
+def _registry(state: State) -> Registry:
+    return Registry(state.store)
+
+
+def _reports(state: State) -> Reports:
+    return Reports(Registry(state.store), state.settings)
+
+
+def _moment(at: str | None) -> datetime.datetime | None:
+    if at is None:
+        return None
+    try:
+        moment: datetime.datetime = msgspec.convert(at, Moment)
+    except msgspec.ValidationError:
+        raise GridsyncError(400, "bad_time", f"at={at!r} is not an RFC 3339 time with an offset") from None
+    return moment
+
+
+class RecordListController(Controller):
+    path = "/v1/records"
+    tags = ["records"]
+    security = SECURITY_REQUIREMENT
+    dependencies = {"registry": Provide(_registry, sync_to_thread=False)}
+
+    @get(
+        "/{collection:str}",
+        operation_id="listRecords",
+        summary="Records of a collection, filtered and paged by id",
+        description=(
+            "Each record has the shape of GET /v1/records/{collection}/{id}; ID numbers are masked. "
+            "`updated_since` takes a pull or push cursor. Page with `cursor` while `more`."
+        ),
+    )
+    async def list_records(
+        self,
+        request: Request[Principal, str, Any],
+        collection: FromPath[str],
+        registry: NamedDependency[Registry],
+        accounts: NamedDependency[AccountStore],
+        settings: NamedDependency[Settings],
+        limit: FromQuery[int | None] = None,
+        cursor: FromQuery[str | None] = None,
+        community: FromQuery[str | None] = None,
+        grid: FromQuery[str | None] = None,
+        building: FromQuery[str | None] = None,
+        household: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        tag: FromQuery[str | None] = None,
+        updated_since: FromQuery[str | None] = None,
+        include_deleted: FromQuery[bool] = False,
+    ) -> RecordPage:
+        page = await registry.page(
+            collection,
+            limit=_limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit),
+            cursor=cursor,
+            where=ScopeFilter(community, grid, building, household, request.user),
+            status=status,
+            tag=tag,
+            updated_since=updated_since,
+            include_deleted=include_deleted,
+        )
+        spec = registry.collections.get(collection)
+        if request.user.is_admin and spec is not None and any(f.masked for f in spec.fields.values()):
+            # Admins read personal data whole (ID numbers): each such page is an export, audited.
+            await accounts.audit(
+                request.user,
+                "export",
+                collection,
+                address=get_remote_address(request),
+                community_id=community,
+                filters={"community": community, "grid": grid, "building": building, "household": household},
+                records=len(page.records),
+            )
+        return page
+
+
+class ReportsController(Controller):
+    path = "/v1"
+    tags = ["reports"]
+    security = SECURITY_REQUIREMENT
+    dependencies = {"reports": Provide(_reports, sync_to_thread=False)}
+
+    @get("/reports/summary", operation_id="summary", summary="The community office's figures")
+    async def summary(
+        self,
+        request: Request[Principal, str, Any],
+        reports: NamedDependency[Reports],
+        community: FromQuery[str | None] = None,
+        at: FromQuery[str | None] = None,
+        days: FromQuery[int] = 30,
+    ) -> Summary:
+        if not 1 <= days <= 366:
+            raise GridsyncError(400, "bad_limit", f"days must be between 1 and 366, got {days}")
+        return await reports.summary(ScopeFilter(community, principal=request.user), _moment(at), days)
+
+    @get(
+        "/checkins/no-signal",
+        operation_id="noSignal",
+        summary="Elderly-alone households with no signal today (after the cutoff hour)",
+    )
+    async def no_signal(
+        self,
+        request: Request[Principal, str, Any],
+        reports: NamedDependency[Reports],
+        community: FromQuery[str | None] = None,
+        grid: FromQuery[str | None] = None,
+        building: FromQuery[str | None] = None,
+        at: FromQuery[str | None] = None,
+    ) -> NoSignalList:
+        return await reports.no_signal(
+            ScopeFilter(community, grid, building, principal=request.user), _moment(at)
+        )
+
+    @get("/flags", operation_id="flags", summary="Overspent balances and concurrent status moves")
+    async def flags(
+        self,
+        request: Request[Principal, str, Any],
+        reports: NamedDependency[Reports],
+        community: FromQuery[str | None] = None,
+        grid: FromQuery[str | None] = None,
+        kind: FromQuery[str | None] = None,
+    ) -> FlagList:
+        return await reports.flags(ScopeFilter(community, grid, principal=request.user), kind)
+
+    @get(
+        "/points/{resident_id:str}",
+        operation_id="pointsBalance",
+        summary="A volunteer's points balance, derived from the ledger",
+    )
+    async def balance(
+        self,
+        request: Request[Principal, str, Any],
+        resident_id: FromPath[str],
+        reports: NamedDependency[Reports],
+    ) -> PointsBalance:
+        return await reports.balance(resident_id, ScopeFilter(principal=request.user))

@@ -1,0 +1,323 @@
+"""Figures derived from the registry at read time: points balances and overspends, the elderly
+with no signal today, and the community office's summary. Nothing here is cached or stored:
+every answer is computed from the merged records of one scoped scan per collection.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.views import (
+    ElderlyFigures,
+    Flag,
+    FlagList,
+    GridCoverage,
+    HazardFigures,
+    NoSignalHousehold,
+    NoSignalList,
+    PointsBalance,
+    RequestFigures,
+    Summary,
+)
+from server.errors import GridsyncError
+from server.registry.lists import Registry, Scoped, ScopeFilter, scan
+from server.settings import Settings
+from sync.hlc import parse_hlc
+from sync.merge import RecordState, scalar_value
+
+__all__ = ["ELDERLY_TAG", "LedgerEntry", "Reports", "elements", "walk_ledger"]
+
+ELDERLY_TAG = "elderly-alone"
+OPEN_HAZARD = frozenset({"open", "in-hand"})
+COMPLETED = frozenset({"done", "rated"})
+CLOSED = COMPLETED | {"cancelled"}
+AGE_BUCKETS = (("0-7d", 7), ("8-30d", 30), ("31-90d", 90), ("91d+", None))
+
+
+def elements(state: RecordState, name: str) -> set[Any]:
+    """The elements of a set field (its add heads)."""
+    return {h.value for h in state.heads.values() if h.field == name}
+
+
+def _moment(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _first_written(state: RecordState) -> datetime.datetime:
+    wall = min((parse_hlc(h.hlc).wall_ms for h in state.heads.values()), default=0)
+    return datetime.datetime.fromtimestamp(wall / 1000, tz=datetime.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: str
+    resident_id: str
+    kind: str
+    points: int
+    at: datetime.datetime
+
+    @classmethod
+    def of(cls, row: Scoped) -> LedgerEntry | None:
+        state = row.state
+        resident, kind, points = (scalar_value(state, n) for n in ("resident_id", "kind", "points"))
+        if resident is None or kind is None or not isinstance(points, int):
+            return None  # an entry whose fields have not all arrived yet counts once they have
+        at = _moment(scalar_value(state, "at")) or _first_written(state)
+        return cls(row.record_id, resident, kind, points, at)
+
+
+def walk_ledger(entries: Iterable[LedgerEntry]) -> tuple[int, int, list[str]]:
+    """(earned, redeemed, redemptions that took the running balance below zero), in time order."""
+    earned = redeemed = 0
+    overspending: list[str] = []
+    for entry in sorted(entries, key=lambda e: (e.at, e.id)):
+        if entry.kind == "earned":
+            earned += entry.points
+        else:
+            redeemed += entry.points
+            if earned - redeemed < 0:
+                overspending.append(entry.id)
+    return earned, redeemed, overspending
+
+
+class Reports:
+    def __init__(self, registry: Registry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.zone = ZoneInfo(settings.timezone)
+
+    def now(self, at: datetime.datetime | None) -> datetime.datetime:
+        return (at or datetime.datetime.now(datetime.UTC)).astimezone(self.zone)
+
+    # ------------------------------------------------------------------ points
+
+    async def balance(self, resident_id: str, where: ScopeFilter) -> PointsBalance:
+        resident = await self.registry.values("residents", resident_id, where)
+        if resident is None:
+            raise GridsyncError(404, "not_found", f"no resident {resident_id!r}")
+        household = resident.get("household_id")
+        async with self.registry.engine.connect() as connection:
+            entries = [
+                entry
+                async for row in scan(connection, "points", replace(where, household=household))
+                if (entry := LedgerEntry.of(row)) is not None and entry.resident_id == resident_id
+            ]
+        earned, redeemed, overspending = walk_ledger(entries)
+        return PointsBalance(
+            resident_id=resident_id,
+            earned=earned,
+            redeemed=redeemed,
+            balance=earned - redeemed,
+            overspent=bool(overspending),
+            overspending_entries=overspending,
+            entries=sorted(e.id for e in entries),
+        )
+
+    # ------------------------------------------------------------------ flags
+
+    async def flags(self, where: ScopeFilter, kind: str | None = None) -> FlagList:
+        """What the merge kept but an admin should see: overspent points balances, and requests
+        whose status two devices moved concurrently."""
+        if kind not in (None, "overspend", "concurrent_transition"):
+            raise GridsyncError(400, "bad_filter", "kind is overspend or concurrent_transition")
+        found: list[Flag] = []
+        async with self.registry.engine.connect() as connection:
+            if kind in (None, "overspend"):
+                found += await self._overspends(connection, where)
+            if kind in (None, "concurrent_transition"):
+                async for row in scan(connection, "requests", where):
+                    heads = [h for h in row.state.heads.values() if h.field == "status"]
+                    if len(heads) > 1:
+                        values = ", ".join(sorted({repr(h.value) for h in heads}))
+                        found.append(
+                            Flag(
+                                kind="concurrent_transition",
+                                collection="requests",
+                                record_id=row.record_id,
+                                message=f"two devices moved this request's status at once ({values}); "
+                                "the newest is shown until an admin decides",
+                                records=sorted(h.id for h in heads),
+                                community_id=row.community_id,
+                                grid_id=row.grid_id,
+                            )
+                        )
+        return FlagList(flags=found)
+
+    async def _overspends(self, connection: AsyncConnection, where: ScopeFilter) -> list[Flag]:
+        ledgers: dict[str, list[LedgerEntry]] = defaultdict(list)
+        places: dict[str, Scoped] = {}
+        async for row in scan(connection, "points", where):
+            entry = LedgerEntry.of(row)
+            if entry is not None:
+                ledgers[entry.resident_id].append(entry)
+                places[entry.resident_id] = row
+        flags: list[Flag] = []
+        for resident_id, entries in sorted(ledgers.items()):
+            earned, redeemed, overspending = walk_ledger(entries)
+            if overspending:
+                flags.append(
+                    Flag(
+                        kind="overspend",
+                        collection="residents",
+                        record_id=resident_id,
+                        message=f"redemptions overspent the points balance: earned {earned}, "
+                        f"redeemed {redeemed}, balance {earned - redeemed}; all entries are kept",
+                        records=overspending,
+                        community_id=places[resident_id].community_id,
+                        grid_id=places[resident_id].grid_id,
+                    )
+                )
+        return flags
+
+    # ------------------------------------------------------------------ checkins
+
+    async def _no_signal(
+        self, connection: AsyncConnection, where: ScopeFilter, now: datetime.datetime
+    ) -> tuple[list[Scoped], list[Scoped], bool]:
+        """(elderly-alone households living here, those with no signal today, past the cutoff)."""
+        day = now.date().isoformat()
+        elderly = [
+            row
+            async for row in scan(connection, "households", where)
+            if ELDERLY_TAG in elements(row.state, "tags") and not scalar_value(row.state, "moved_out")
+        ]
+        seen = {
+            scalar_value(row.state, "household_id")
+            async for row in scan(connection, "checkins", where)
+            if scalar_value(row.state, "signal") is True and scalar_value(row.state, "day") == day
+        }
+        missing = [row for row in elderly if row.record_id not in seen]
+        return elderly, missing, now.hour >= self.settings.checkin_cutoff_hour
+
+    async def no_signal(self, where: ScopeFilter, at: datetime.datetime | None = None) -> NoSignalList:
+        now = self.now(at)
+        async with self.registry.engine.connect() as connection:
+            _, missing, past_cutoff = await self._no_signal(connection, where, now)
+        households = [
+            NoSignalHousehold(
+                id=row.record_id,
+                address=scalar_value(row.state, "address"),
+                head_name=scalar_value(row.state, "head_name"),
+                phone=scalar_value(row.state, "phone"),
+                grid_id=row.grid_id,
+                building_id=row.building_id,
+            )
+            for row in sorted(missing, key=lambda r: r.record_id)
+        ]
+        return NoSignalList(
+            day=now.date().isoformat(),
+            cutoff=f"{self.settings.checkin_cutoff_hour:02d}:00 {self.settings.timezone}",
+            past_cutoff=past_cutoff,
+            waiting=0 if past_cutoff else len(households),
+            households=households if past_cutoff else [],
+        )
+
+    # ------------------------------------------------------------------ summary
+
+    async def summary(
+        self, where: ScopeFilter, at: datetime.datetime | None = None, window_days: int = 30
+    ) -> Summary:
+        now = self.now(at)
+        since = now - datetime.timedelta(days=window_days)
+        async with self.registry.engine.connect() as connection:
+            names = {
+                row.record_id: scalar_value(row.state, "name")
+                async for row in scan(connection, "grids", where)
+            }
+            living: dict[str, str | None] = {}
+            async for row in scan(connection, "households", where):
+                if not scalar_value(row.state, "moved_out"):
+                    living[row.record_id] = row.grid_id
+            visited: set[str] = set()
+            async for row in scan(connection, "visits", where):
+                when = _moment(scalar_value(row.state, "visited_at"))
+                if when is not None and since <= when <= now:
+                    visited.add(scalar_value(row.state, "household_id"))
+            hazards = await self._hazards(connection, where, now)
+            requests = await self._requests(connection, where, now, since)
+            elderly, missing, past_cutoff = await self._no_signal(connection, where, now)
+        per_grid: Counter[str | None] = Counter(living.values())
+        seen_per_grid: Counter[str | None] = Counter(grid for h, grid in living.items() if h in visited)
+        coverage = [
+            GridCoverage(
+                grid_id=grid,
+                name=names.get(grid),
+                households=per_grid[grid],
+                visited=seen_per_grid[grid],
+                coverage=round(seen_per_grid[grid] / per_grid[grid], 4) if per_grid[grid] else 0.0,
+            )
+            for grid in sorted(set(names) | {g for g in per_grid if g is not None})
+        ]
+        return Summary(
+            community=where.community,
+            at=now.isoformat(),
+            window_days=window_days,
+            visit_coverage=coverage,
+            hazards=hazards,
+            requests=requests,
+            elderly=ElderlyFigures(
+                elderly_alone=len(elderly), no_signal_today=len(missing), past_cutoff=past_cutoff
+            ),
+        )
+
+    async def _hazards(
+        self, connection: AsyncConnection, where: ScopeFilter, now: datetime.datetime
+    ) -> HazardFigures:
+        by_severity: Counter[str] = Counter()
+        by_age: Counter[str] = Counter({name: 0 for name, _ in AGE_BUCKETS})
+        async for row in scan(connection, "hazards", where):
+            if scalar_value(row.state, "status") not in OPEN_HAZARD:
+                continue
+            by_severity[scalar_value(row.state, "severity") or "unknown"] += 1
+            reported = _moment(scalar_value(row.state, "reported_at")) or _first_written(row.state)
+            age = (now - reported).days
+            by_age[next(name for name, limit in AGE_BUCKETS if limit is None or age <= limit)] += 1
+        return HazardFigures(
+            open=sum(by_severity.values()), by_severity=dict(by_severity), by_age=dict(by_age)
+        )
+
+    async def _requests(
+        self,
+        connection: AsyncConnection,
+        where: ScopeFilter,
+        now: datetime.datetime,
+        since: datetime.datetime,
+    ) -> RequestFigures:
+        opened = completed = cancelled = overdue = 0
+        scores: list[int] = []
+        today = now.date().isoformat()
+        async for row in scan(connection, "requests", where):
+            status = scalar_value(row.state, "status")
+            due = scalar_value(row.state, "due_date")
+            if status not in CLOSED and isinstance(due, str) and due < today:
+                overdue += 1
+            submitted = _moment(scalar_value(row.state, "submitted_at")) or _first_written(row.state)
+            if not since <= submitted <= now:
+                continue
+            opened += 1
+            completed += status in COMPLETED
+            cancelled += status == "cancelled"
+            score = scalar_value(row.state, "satisfaction")
+            if isinstance(score, int):
+                scores.append(score)
+        decided = opened - cancelled
+        return RequestFigures(
+            opened=opened,
+            completed=completed,
+            cancelled=cancelled,
+            overdue=overdue,
+            completion_rate=round(completed / decided, 4) if decided else None,
+            mean_satisfaction=round(sum(scores) / len(scores), 2) if scores else None,
+        )

@@ -1,0 +1,449 @@
+"""The sync store: push, pull, snapshot and record reads over SQLAlchemy Core.
+
+The hot paths batch their database work: one statement per step for a whole push or page, no
+ORM object per change. The merge itself is ``sync.merge``; pushes are written by
+``server.sync.push``, and this module serves the reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import msgspec
+from sqlalchemy import Select, and_, bindparam, func, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from schemas.collections import COLLECTIONS, CollectionSpec
+from schemas.protocol import (
+    Change,
+    PulledChange,
+    RecordRef,
+    RecordView,
+    SnapshotRecord,
+)
+from server.access.policy import (
+    is_scoped,
+    mask_change,
+    mask_fields,
+    mask_value,
+    moves_for,
+    reads_filter,
+    scope_fingerprint,
+)
+from server.access.principals import Principal
+from server.db.engine import driver_rows, pooled_rows
+from server.db.tables import changes, records
+from server.errors import GridsyncError
+from server.inbox.tracking import ConflictTracker
+from server.settings import Settings
+from server.sync.horizon import PullAcknowledgements
+from server.sync.push import PushOutcome, PushWriter
+from sync.hlc import HybridClock
+from sync.merge import (
+    op_name,
+    record_view,
+    state_codec,
+)
+from sync.validate import RECORD_ID_PATTERN
+
+__all__ = ["PushOutcome", "SyncStore", "change_from_row"]
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+# The single counter row, read straight from the driver (same text for both).
+_POSITION = "SELECT epoch, last_seq, compacted_seq FROM sync_counter WHERE id = 1"
+
+
+_PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value", "hlc", "pred")
+# An unscoped pull in one statement of one text column (one column a row instead of four: about
+# a sixth less of SQLite's read of a 5,000-change page): first the counter's row, a JSON array of
+# the epoch, the last seq and the compaction floor, then each change as ready JSON text, made by
+# the database from its row (value and pred are stored as JSON already), with the keys of
+# PulledChange in order and ``seq`` last (``_seq_of`` reads it back for the cursor).
+# The page's seqs are bounded on both sides besides its LIMIT (``after < seq <= after + limit
+# + 1``, one more than the page to tell whether there is more): above the compaction floor the
+# log has no gaps (seqs are taken under the counter's lock, and only compaction deletes, below
+# the floor) and a cursor below the floor is refused, so the bound drops no row. It lets
+# PostgreSQL plan the prepared statement once: priced for an unknown cursor and limit alone, the
+# generic plan looked dearer than each custom one, and the statement was planned afresh on
+# every pull (tests/reliability/test_young_database.py).
+_PULL_JSON_SQLITE = (
+    "SELECT json_array(epoch, last_seq, compacted_seq) FROM sync_counter WHERE id = 1 UNION ALL "
+    "SELECT * FROM (SELECT json_object('id', id, 'collection', collection, 'record_id', "
+    "record_id, 'field', field, 'op', op, 'value', json(value), 'hlc', hlc, 'pred', json(pred), "
+    "'seq', seq) FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)"
+)
+# Concatenated rather than row_to_json: value and pred go in as stored, unparsed.
+_PULL_JSON_POSTGRES = (
+    "(SELECT json_build_array(epoch, last_seq, compacted_seq)::text FROM sync_counter WHERE id = 1) "
+    """UNION ALL (SELECT '{"id":' || to_json(id)::text || ',"collection":' """
+    """|| to_json(collection)::text || ',"record_id":' || to_json(record_id)::text """
+    """|| ',"field":' || coalesce(to_json(field)::text, 'null') || ',"op":' || to_json(op)::text """
+    """|| ',"value":' || value || ',"hlc":' || to_json(hlc)::text || ',"pred":' || pred """
+    """|| ',"seq":' || seq::text || '}' FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3)"""
+)
+_position_decode = msgspec.json.Decoder(tuple[str, int, int]).decode
+
+
+def _seq_of(pulled: str) -> int:
+    """The seq of a change as the pull query writes it: its last key, an integer, so the last
+    colon comes right before it."""
+    return int(pulled[pulled.rindex(":") + 1 : -1])
+
+
+# The greatest seq either database takes: a cursor naming more is judged (409), not queried.
+_MAX_SEQ = 2**63 - 1
+
+
+def _cursor_seq(cursor: str | None) -> int:
+    """The seq a pull cursor names (0 for none), read without judging it; a cursor that is not
+    of this server's form is a 400."""
+    if not cursor:
+        return 0
+    raw_seq = cursor.partition(".")[2].partition(".")[0]
+    # isascii: str.isdigit also accepts digits that int() refuses (superscripts).
+    if not (raw_seq.isascii() and raw_seq.isdigit()):
+        raise GridsyncError(400, "bad_cursor", f"cursor {cursor!r} was not issued by this server")
+    return int(raw_seq)
+
+
+def _as_pulled(change: Change, seq: int) -> PulledChange:
+    return PulledChange(
+        id=change.id,
+        collection=change.collection,
+        record_id=change.record_id,
+        field=change.field,
+        op=op_name(change),
+        value=change.value,
+        hlc=change.hlc,
+        pred=list(change.pred),
+        seq=seq,
+    )
+
+
+def change_from_row(row: Any) -> Change:
+    """A change as pushed, from its row in the ``changes`` log."""
+    change: Change = msgspec.convert(
+        {
+            "id": row.id,
+            "collection": row.collection,
+            "record_id": row.record_id,
+            "field": row.field,
+            "op": row.op,
+            "value": _json_decode(row.value),
+            "hlc": row.hlc,
+            "pred": _json_decode(row.pred),
+        },
+        Change,
+    )
+    return change
+
+
+class SyncStore:
+    """Everything the sync protocol reads and writes. One instance per app, shared by requests."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        collections: dict[str, CollectionSpec] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.collections = COLLECTIONS if collections is None else collections
+        # The server's own clock never follows a device that is far ahead.
+        self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
+        # Each device's acknowledged pull position, which bounds history compaction.
+        self.acks = PullAcknowledgements(engine, settings.ack_interval_ms)
+        self.conflict_tracker = ConflictTracker(self.collections)
+        self._masked = frozenset(
+            (spec.name, field.name)
+            for spec in self.collections.values()
+            for field in spec.fields.values()
+            if field.masked
+        )
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._pull_json = _PULL_JSON_SQLITE if self._sqlite else _PULL_JSON_POSTGRES
+        self.writer = PushWriter(
+            engine, settings, self.collections, self.clock, self.conflict_tracker, self._cursor
+        )
+        # Pushing is the writer's alone (server/sync/push.py): the store hands it out as it is.
+        self.push = self.writer.push
+        # The hot reads need no transaction of their own: on PostgreSQL, autocommit spares them
+        # a BEGIN and a ROLLBACK round trip each. (SQLite's driver opens none for a read.)
+        self._reader = engine if self._sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    # ------------------------------------------------------------------ cursors
+
+    @staticmethod
+    def _cursor(epoch: str, seq: int, fingerprint: str = "") -> str:
+        return f"{epoch}.{seq}.{fingerprint}" if fingerprint else f"{epoch}.{seq}"
+
+    async def _position(self, connection: AsyncConnection) -> tuple[str, int, int]:
+        """(epoch, last seq, compaction floor), for the reads (every pull and snapshot page)."""
+        [(epoch, last_seq, floor)] = await driver_rows(connection, _POSITION)
+        return epoch, last_seq, floor
+
+    def _parse_cursor(
+        self,
+        cursor: str | None,
+        epoch: str,
+        last_seq: int,
+        principal: Principal | None = None,
+        floor: int = 0,
+    ) -> int:
+        if not cursor:
+            if floor > 0:
+                raise GridsyncError(
+                    409,
+                    "resync_required",
+                    "the change log before this server's compaction point is gone: start from "
+                    "/v1/sync/snapshot and pull from its sync_cursor",
+                )
+            return 0
+        cursor_epoch, _, rest = cursor.partition(".")
+        fingerprint = rest.partition(".")[2]
+        seq = _cursor_seq(cursor)
+        if cursor_epoch != epoch or seq > last_seq or seq < floor:
+            raise GridsyncError(
+                409,
+                "resync_required",
+                "this cursor belongs to another history of the database (it was restored or "
+                "compacted): start again from /v1/sync/snapshot; pending local changes are kept "
+                "and can be pushed as they are",
+            )
+        if fingerprint != scope_fingerprint(principal):
+            raise GridsyncError(
+                409,
+                "scope_changed",
+                "the grids or buildings assigned to this user changed: drop the records you hold "
+                "that have no pending changes and start again from /v1/sync/snapshot",
+            )
+        return seq
+
+    # ------------------------------------------------------------------ pull
+
+    @staticmethod
+    def check_cursor_form(cursor: str | None) -> None:
+        """The pull's 400 ``bad_cursor`` for a cursor not of this server's form, raised before an
+        exchange writes its push (whether the cursor is still valid is judged with the page)."""
+        _cursor_seq(cursor)
+
+    async def pull(
+        self, since: str | None, limit: int, *, raw_json: bool = True, principal: Principal | None = None
+    ) -> tuple[list[PulledChange], str, bool, list[RecordRef]]:
+        """Changes after ``since`` in server order, limited to the principal's scope, and the
+        records that left that scope. With ``raw_json`` the values stay as the stored JSON text
+        (for a JSON response: no decode and re-encode)."""
+        scoped = is_scoped(principal)
+        columns = [getattr(changes.c, name) for name in _PULLED_COLUMNS]
+        query = select(*columns).where(changes.c.seq > bindparam("after")).order_by(changes.c.seq)
+        if scoped:
+            on_record = and_(
+                records.c.collection == changes.c.collection, records.c.record_id == changes.c.record_id
+            )
+            query = query.select_from(changes.join(records, on_record)).where(
+                changes.c.seq <= bindparam("until"), reads_filter(principal)
+            )
+        left: list[RecordRef] = []
+        entered: list[tuple[str, str, bytes]] = []
+        async with self.engine.connect() as connection:
+            epoch, last_seq, floor = await self._position(connection)
+            after = self._parse_cursor(since, epoch, last_seq, principal, floor)
+            params = {"after": after, "until": last_seq, "limit": limit + 1}
+            rows = (await connection.execute(query.limit(bindparam("limit")), params)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            if scoped:
+                assert principal is not None
+                # Scoped pulls skip rows outside the scope, so without more rows the cursor
+                # moves to the end of the log as it was read.
+                end = rows[-1].seq if more else last_seq
+                gone, entered = await moves_for(connection, principal, after, end)
+                left = [RecordRef(collection=c, id=r) for c, r in gone]
+            else:
+                end = rows[-1].seq if rows else after
+        wrap = (lambda raw: msgspec.Raw(raw.encode())) if raw_json else _json_decode
+        masked = self._masked if scoped and principal is not None and not principal.is_admin else frozenset()
+        pulled = []
+        for row in rows:
+            value = wrap(row.value)
+            if (row.collection, row.field) in masked:
+                shown = mask_value(
+                    principal, self.collections, row.collection, row.field, _json_decode(row.value)
+                )
+                value = msgspec.Raw(_json_encode(shown)) if raw_json else shown
+            pulled.append(
+                PulledChange(
+                    id=row.id,
+                    collection=row.collection,
+                    record_id=row.record_id,
+                    field=row.field,
+                    op=row.op,
+                    value=value,
+                    hlc=row.hlc,
+                    pred=wrap(row.pred),
+                    seq=row.seq,
+                )
+            )
+        for _, _, blob in entered:
+            for head in state_codec.decode(blob).heads.values():
+                pulled.append(_as_pulled(mask_change(principal, self.collections, head), end))
+        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left
+
+    async def pull_json(
+        self, since: str | None, limit: int, *, principal: Principal | None = None
+    ) -> tuple[list[str], str, bool]:
+        """``pull`` for an unscoped caller and a JSON response: each change as its JSON text, made
+        by the database, so the response is the rows joined, with no object per change and
+        nothing re-encoded. Scoped callers go through ``pull`` (filters, masks, moves)."""
+        assert not is_scoped(principal), "scoped pulls filter and mask: use pull()"
+        # One round trip: the page after the cursor's seq, and the position to judge the cursor
+        # by (its epoch, the last seq, the compaction floor); a page of a cursor judged wrong is
+        # dropped unsent.
+        after = min(_cursor_seq(since), _MAX_SEQ)
+        found = await pooled_rows(
+            self._reader, self._pull_json, after, min(after + limit + 1, _MAX_SEQ), limit + 1
+        )
+        rows = [row[0] for row in found]
+        # The counter's row is the only one that is not an object (the union keeps it first).
+        at = 0 if rows[0][0] == "[" else next(i for i, row in enumerate(rows) if row[0] == "[")
+        epoch, last_seq, floor = _position_decode(rows.pop(at))
+        after = self._parse_cursor(since, epoch, last_seq, principal, floor)
+        more = len(rows) > limit
+        del rows[limit:]
+        end = _seq_of(rows[-1]) if rows else after
+        return rows, self._cursor(epoch, end, scope_fingerprint(principal)), more
+
+    # ------------------------------------------------------------------ snapshot
+
+    def _encode_page(self, epoch: str, sync_seq: int, collection: str, record_id: str) -> str:
+        raw = _json_encode([epoch, sync_seq, collection, record_id])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _decode_page(self, page: str) -> tuple[str, int, str, str]:
+        try:
+            raw = base64.urlsafe_b64decode(page + "=" * (-len(page) % 4))
+            epoch, sync_seq, collection, record_id = msgspec.json.decode(raw, type=tuple[str, int, str, str])
+        except (ValueError, msgspec.DecodeError):
+            raise GridsyncError(400, "bad_cursor", "snapshot cursor was not issued by this server") from None
+        # A forged page must not carry text the database refuses (PostgreSQL: NUL) into a query.
+        if (collection and collection not in self.collections) or (
+            record_id and not RECORD_ID_PATTERN.match(record_id)
+        ):
+            raise GridsyncError(400, "bad_cursor", "snapshot cursor was not issued by this server")
+        return epoch, sync_seq, collection, record_id
+
+    def _with_states(self, page_keys: Select[tuple[str, str]]) -> Select[tuple[str, str, bytes]]:
+        """The page's records with their states, in key order."""
+        if not self._sqlite:
+            # PostgreSQL's top-N sort carries the states cheaply; a join back costs more here.
+            return page_keys.add_columns(records.c.state)
+        # SQLite would sort whole rows, states included, of everything after the cursor (the
+        # scope's OR of indexes comes unordered): sort the keys alone, then fetch the page's
+        # states by primary key.
+        found = page_keys.subquery()
+        same = and_(records.c.collection == found.c.collection, records.c.record_id == found.c.record_id)
+        return (
+            select(records.c.collection, records.c.record_id, records.c.state)
+            .select_from(records.join(found, same))
+            .order_by(records.c.collection, records.c.record_id)
+        )
+
+    async def snapshot(
+        self, collection: str | None, page: str | None, limit: int, principal: Principal | None = None
+    ) -> tuple[list[SnapshotRecord], str, bool, str]:
+        """One page of current record heads: (records, next page cursor, more, pull cursor).
+
+        The pull cursor is read before the first page and carried in the page cursor, so every
+        page names the same one; pulling from it afterwards catches all later changes."""
+        if collection is not None and collection not in self.collections:
+            known = ", ".join(sorted(self.collections))
+            raise GridsyncError(
+                404, "unknown_collection", f"unknown collection {collection!r}; known: {known}"
+            )
+        async with self.engine.connect() as connection:
+            epoch, last_seq, floor = await self._position(connection)
+            if page:
+                page_epoch, sync_seq, after_collection, after_id = self._decode_page(page)
+                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq, floor=floor)
+            else:
+                sync_seq, after_collection, after_id = last_seq, collection or "", ""
+            key = tuple_(records.c.collection, records.c.record_id)
+            page_keys = select(records.c.collection, records.c.record_id).where(
+                key > tuple_(bindparam("after_collection"), bindparam("after_id"))
+            )
+            if collection is not None:
+                page_keys = page_keys.where(records.c.collection == collection)
+            if is_scoped(principal):
+                page_keys = page_keys.where(reads_filter(principal))
+            page_keys = page_keys.order_by(records.c.collection, records.c.record_id).limit(limit + 1)
+            query = self._with_states(page_keys)
+            params = {"after_collection": after_collection, "after_id": after_id}
+            rows = (await connection.execute(query, params)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        # Only the heads of masked fields go through the mask (most heads of a page are not).
+        masked = self._masked if principal is not None and not principal.is_admin else frozenset()
+        page_records = []
+        for row in rows:
+            heads = list(state_codec.decode(row.state).heads.values())
+            if masked:
+                heads = [
+                    mask_change(principal, self.collections, head)
+                    if (head.collection, head.field) in masked
+                    else head
+                    for head in heads
+                ]
+            page_records.append(SnapshotRecord(collection=row.collection, id=row.record_id, heads=heads))
+        last_collection, last_id = (
+            (rows[-1].collection, rows[-1].record_id)
+            if rows
+            else (
+                after_collection,
+                after_id,
+            )
+        )
+        next_page = self._encode_page(epoch, sync_seq, last_collection, last_id)
+        return page_records, next_page, more, self._cursor(epoch, sync_seq, scope_fingerprint(principal))
+
+    # ------------------------------------------------------------------ records
+
+    async def record(self, collection: str, record_id: str, principal: Principal | None = None) -> RecordView:
+        spec = self.collections.get(collection)
+        if spec is None:
+            known = ", ".join(sorted(self.collections))
+            raise GridsyncError(
+                404, "unknown_collection", f"unknown collection {collection!r}; known: {known}"
+            )
+        if not RECORD_ID_PATTERN.match(record_id):
+            # No such id can exist, and PostgreSQL refuses some of them (NUL) in a query.
+            raise GridsyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
+        async with self.engine.connect() as connection:
+            query = select(records.c.state).where(
+                records.c.collection == collection, records.c.record_id == record_id, reads_filter(principal)
+            )
+            blob = (await connection.execute(query)).scalar_one_or_none()
+        if blob is None:
+            # Out of scope answers like a missing record: existence itself is not disclosed.
+            raise GridsyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
+        view = record_view(state_codec.decode(blob), spec, record_id)
+        if principal is None or principal.is_admin:
+            return view
+        view.fields = mask_fields(principal, self.collections, collection, view.fields)
+        for heads in view.conflicts.values():
+            for head in heads:
+                head.value = mask_value(principal, self.collections, collection, head.field, head.value)
+        return view
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def change_count(self) -> int:
+        async with self.engine.connect() as connection:
+            return int((await connection.execute(select(func.count()).select_from(changes))).scalar_one())
