@@ -9,7 +9,6 @@ written and the caller gets 409 with the current state.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from schemas.protocol import Change, ChangeResult, DeleteChange, RecordView, Set
 from schemas.views import Flag
 from server.access.accounts import AccountStore
 from server.access.principals import Principal
+from server.db.paging import chunks, decode_page_cursor, encode_page_cursor
 from server.db.tables import changes, conflict_events, conflicts, devices, records, users
 from server.errors import GridsyncError
 from server.inbox.tracking import KINDS, head_ids, heads_by_key, record_conflicts
@@ -55,7 +55,6 @@ __all__ = [
     "audit_resolution",
 ]
 
-_CHUNK = 900
 _json_decode = msgspec.json.Decoder().decode
 # Where a conflict's record sits (kept current by the push, server/access/places.py): the filters.
 _SCOPE = {"community_id": records.c.community_id, "grid_id": records.c.grid_id}
@@ -235,17 +234,11 @@ def _unfence(raw: str) -> list[str]:
 
 
 def _encode_cursor(opened_seq: int, conflict_id: str) -> str:
-    raw = msgspec.json.encode([opened_seq, conflict_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_page_cursor([opened_seq, conflict_id])
 
 
 def _decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        seq, conflict_id = msgspec.json.decode(raw, type=tuple[int, str])
-    except (ValueError, msgspec.DecodeError):
-        raise GridsyncError(400, "bad_cursor", "this cursor was not issued by the conflict list") from None
-    return seq, conflict_id
+    return decode_page_cursor(cursor, tuple[int, str], "conflict list")
 
 
 def _writer(row: Any, cls: type[Writer] = Writer) -> Any:
@@ -479,8 +472,8 @@ class ConflictInbox:
     async def _writers(self, connection: Any, ids: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         unique = sorted(set(ids))
-        for start in range(0, len(unique), _CHUNK):
-            query = _change_query().where(changes.c.id.in_(unique[start : start + _CHUNK]))
+        for chunk in chunks(unique):
+            query = _change_query().where(changes.c.id.in_(chunk))
             found.update((row.id, row) for row in await connection.execute(query))
         return found
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec, per_schema
 from schemas.protocol import Change, ConflictHead, DeleteChange
+from server.db.paging import chunks
 from server.db.tables import conflict_events, conflicts
 from sync.hlc import parse_hlc
 from sync.merge import DELETE_CONFLICT_KEY, RecordKey, RecordState
@@ -39,7 +40,6 @@ __all__ = [
 # concurrent legal moves of a state-machine field (a request's status), and an overspent
 # points balance.
 KINDS = ("field", "delete", "transition", "overspend")
-_CHUNK = 900
 _json_encode = msgspec.json.Encoder().encode
 
 
@@ -137,12 +137,12 @@ class ConflictTracker:
         if not keys:
             return
         open_rows: dict[RecordKey, Any] = {}
-        for start in range(0, len(keys), _CHUNK):
+        for chunk in chunks(keys):
             query = select(
                 conflicts.c.id, conflicts.c.collection, conflicts.c.record_id, conflicts.c.heads
             ).where(
                 conflicts.c.status == "open",
-                tuple_(conflicts.c.collection, conflicts.c.record_id).in_(keys[start : start + _CHUNK]),
+                tuple_(conflicts.c.collection, conflicts.c.record_id).in_(chunk),
             )
             open_rows.update(
                 ((row.collection, row.record_id), row) for row in await connection.execute(query)

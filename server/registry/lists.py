@@ -7,10 +7,9 @@ the state blobs of the rows the scope selects.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +19,7 @@ from schemas.protocol import RecordView
 from schemas.views import RecordPage
 from server.access.policy import is_scoped, mask_fields, mask_value, reads_filter
 from server.access.principals import Principal
+from server.db.paging import decode_page_cursor, encode_page_cursor
 from server.db.tables import records
 from server.errors import GridsyncError
 from server.sync.store import SyncStore
@@ -113,21 +113,13 @@ async def scan(
 
 
 # A list cursor is the last record id of the page, marked so another kind of cursor is refused.
-_LIST_MARK = "list:"
-
-
 def _encode_cursor(record_id: str) -> str:
-    return base64.urlsafe_b64encode((_LIST_MARK + record_id).encode()).decode().rstrip("=")
+    return encode_page_cursor(["list", record_id])
 
 
 def _decode_cursor(cursor: str) -> str:
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        raw = ""
-    if not raw.startswith(_LIST_MARK):
-        raise GridsyncError(400, "bad_cursor", "list cursor was not issued by this server")
-    return raw.removeprefix(_LIST_MARK)
+    _, record_id = decode_page_cursor(cursor, tuple[Literal["list"], str], "list")
+    return record_id
 
 
 class Registry:

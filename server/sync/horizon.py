@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.db.engine import classify_database_error, driver_rows
+from server.db.paging import chunks
 from server.db.tables import changes, compacted_changes, devices, records, sync_counter
 from server.settings import Settings
 from sync.merge import state_codec
@@ -41,7 +42,6 @@ __all__ = [
     "plan_horizon",
 ]
 
-_CHUNK = 900
 _PAGE = 2_000
 _digest_encode = msgspec.json.Encoder(order="sorted").encode
 
@@ -61,8 +61,7 @@ def change_digest(
 async def compacted_digests(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
     """Digests of the compacted changes among ``ids``."""
     found: dict[str, str] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    for chunk in chunks(ids):
         query = select(compacted_changes.c.id, compacted_changes.c.digest).where(
             compacted_changes.c.id.in_(chunk)
         )
@@ -229,10 +228,8 @@ async def compact(
                     ],
                 )
                 seqs = [row.seq for row in gone]
-                for start in range(0, len(seqs), _CHUNK):
-                    await connection.execute(
-                        delete(changes).where(changes.c.seq.in_(seqs[start : start + _CHUNK]))
-                    )
+                for chunk in chunks(seqs):
+                    await connection.execute(delete(changes).where(changes.c.seq.in_(chunk)))
     return CompactionReport(
         horizon=horizon,
         old_seq=old_seq,
@@ -249,10 +246,8 @@ async def compact(
 async def _head_ids(connection: AsyncConnection, keys: set[tuple[str, str]]) -> set[str]:
     found: set[str] = set()
     ordered = sorted(keys)
-    for start in range(0, len(ordered), _CHUNK):
-        query = select(records.c.state).where(
-            tuple_(records.c.collection, records.c.record_id).in_(ordered[start : start + _CHUNK])
-        )
+    for chunk in chunks(ordered):
+        query = select(records.c.state).where(tuple_(records.c.collection, records.c.record_id).in_(chunk))
         for blob in (await connection.execute(query)).scalars():
             found.update(state_codec.decode(blob).heads)
     return found

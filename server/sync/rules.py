@@ -32,12 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.collections import CollectionSpec, FieldSpec, per_schema
 from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange
 from server.access.places import ScopeRow
+from server.db.paging import chunks
 from server.db.tables import changes
 from sync.merge import RecordKey, RecordState, scalar_value
 
 __all__ = ["judge_batch", "legal_moves", "transition_values"]
 
-_CHUNK = 900
 _json_decode = msgspec.json.Decoder().decode
 
 
@@ -57,8 +57,8 @@ def _rejected(change: Change, code: str, message: str) -> ChangeResult:
 
 async def _values_of(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for start in range(0, len(ids), _CHUNK):
-        query = select(changes.c.id, changes.c.value).where(changes.c.id.in_(ids[start : start + _CHUNK]))
+    for chunk in chunks(ids):
+        query = select(changes.c.id, changes.c.value).where(changes.c.id.in_(chunk))
         found.update((row.id, _json_decode(row.value)) for row in await connection.execute(query))
     return found
 

@@ -7,7 +7,6 @@ ORM object per change. The merge itself is ``sync.merge``; pushes are written by
 
 from __future__ import annotations
 
-import base64
 import uuid
 from typing import Any
 
@@ -34,6 +33,7 @@ from server.access.policy import (
 )
 from server.access.principals import Principal
 from server.db.engine import driver_rows, pooled_rows
+from server.db.paging import decode_page_cursor, encode_page_cursor
 from server.db.tables import changes, records
 from server.errors import GridsyncError
 from server.inbox.tracking import ConflictTracker
@@ -322,15 +322,12 @@ class SyncStore:
     # ------------------------------------------------------------------ snapshot
 
     def _encode_page(self, epoch: str, sync_seq: int, collection: str, record_id: str) -> str:
-        raw = _json_encode([epoch, sync_seq, collection, record_id])
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return encode_page_cursor([epoch, sync_seq, collection, record_id])
 
     def _decode_page(self, page: str) -> tuple[str, int, str, str]:
-        try:
-            raw = base64.urlsafe_b64decode(page + "=" * (-len(page) % 4))
-            epoch, sync_seq, collection, record_id = msgspec.json.decode(raw, type=tuple[str, int, str, str])
-        except (ValueError, msgspec.DecodeError):
-            raise GridsyncError(400, "bad_cursor", "snapshot cursor was not issued by this server") from None
+        epoch, sync_seq, collection, record_id = decode_page_cursor(
+            page, tuple[str, int, str, str], "snapshot"
+        )
         # A forged page must not carry text the database refuses (PostgreSQL: NUL) into a query.
         if (collection and collection not in self.collections) or (
             record_id and not RECORD_ID_PATTERN.match(record_id)
