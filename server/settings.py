@@ -24,6 +24,9 @@ class Settings:
     max_snapshot_limit: int = 5_000
     # A change stamped further ahead of the server's clock than this flags its device.
     max_clock_ahead_ms: int = 5 * 60 * 1000
+    # A change stamped further ahead than this is refused (clock_too_far_ahead): an absurd hlc
+    # would otherwise win every conflict it meets for as long as it stays ahead.
+    max_hlc_ahead_ms: int = 7 * 24 * 3600 * 1000
     # PostgreSQL connections each app process keeps open at most (SQLite: always 2).
     database_pool_size: int = 20
     # Seconds a PostgreSQL connection attempt may take before the request is answered 503.

@@ -2,6 +2,10 @@
 
 An hlc is ``<wall ms, 15 digits>-<counter, 6 digits>-<replica_id>``: fixed-width numbers make
 string order equal to clock order, and the replica id breaks ties between devices.
+
+No replica's clock (the server's, a phone's) ever stands more than ``MAX_FOLLOW_AHEAD_MS`` past
+its own wall time, whatever hlcs it receives: one device with a wrong date cannot drag the
+others into the future (docs/protocol.md, "Clocks").
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import NamedTuple
 
 __all__ = [
     "HLC_PATTERN",
+    "MAX_FOLLOW_AHEAD_MS",
     "REPLICA_ID_PATTERN",
     "HybridClock",
     "Timestamp",
@@ -26,6 +31,10 @@ COUNTER_DIGITS = 6
 MAX_COUNTER = 10**COUNTER_DIGITS - 1
 REPLICA_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 HLC_PATTERN = re.compile(r"^(\d{15})-(\d{6})-([A-Za-z0-9_.:-]{1,64})$")
+# How far past its own wall time a replica's clock may be moved by the hlcs it receives. Well
+# below the server's ``clock_ahead`` flag (5 minutes by default), so a phone with a correct clock
+# that followed a fast one is never flagged itself.
+MAX_FOLLOW_AHEAD_MS = 60_000
 
 
 class Timestamp(NamedTuple):
@@ -53,12 +62,13 @@ def _wall_clock_ms() -> int:
 
 
 class HybridClock:
-    """A replica's clock: never goes backwards, and moves past every hlc it observes.
+    """A replica's clock: moves past every hlc it issues or observes, but never more than
+    ``max_ahead_ms`` past its own wall time.
 
-    ``max_ahead_ms`` bounds how far a remote hlc may drag this clock past its own wall time;
-    a remote hlc beyond that (a phone with a wrong date) is reported and otherwise ignored,
-    so one bad device cannot push everyone's clock into the future. ``None`` means no bound,
-    which is what a phone uses: it follows the server, whatever the server says.
+    A received hlc beyond that bound is followed only up to the bound (``observe`` says so), and
+    a clock found beyond it when it ticks (persisted while the wall clock was wrong, or dragged
+    there by an older client) is set back to it: local writes never inherit another device's
+    wrong date, and never overflow the hlc's 15 digits.
     """
 
     def __init__(
@@ -67,7 +77,7 @@ class HybridClock:
         *,
         wall_ms: int = 0,
         counter: int = 0,
-        max_ahead_ms: int | None = None,
+        max_ahead_ms: int = MAX_FOLLOW_AHEAD_MS,
         now_ms: Callable[[], int] = _wall_clock_ms,
     ) -> None:
         if not REPLICA_ID_PATTERN.match(replica_id):
@@ -79,15 +89,18 @@ class HybridClock:
         self._now_ms = now_ms
 
     def _advance(self, wall_ms: int, counter: int) -> None:
-        # The counter is finite: on overflow the clock borrows a millisecond rather than fail,
-        # so even a clock stuck far in the future keeps issuing increasing hlcs.
+        # The counter is finite: on overflow the clock borrows a millisecond rather than fail.
         if counter > MAX_COUNTER:
             wall_ms, counter = wall_ms + 1, 0
         self.wall_ms, self.counter = wall_ms, counter
 
     def now(self) -> str:
-        """A new hlc for a local event, greater than every hlc issued or observed before."""
+        """A new hlc for a local event: greater than every hlc issued or observed before, unless
+        the clock stood beyond its bound (then it is set back to wall time + bound first)."""
         physical = self._now_ms()
+        bound = physical + self.max_ahead_ms
+        if self.wall_ms > bound:
+            self.wall_ms, self.counter = bound, 0
         if physical > self.wall_ms:
             self._advance(physical, 0)
         else:
@@ -102,13 +115,15 @@ class HybridClock:
         return parse_hlc(hlc).wall_ms - self._now_ms()
 
     def observe(self, hlc: str) -> bool:
-        """Move past a received hlc. Returns False when it was too far ahead to follow."""
+        """Move past a received hlc, but not past wall time + bound. Returns False when the hlc
+        was beyond the bound (the clock then moved only up to the bound)."""
         remote = parse_hlc(hlc)
-        if self.max_ahead_ms is not None and remote.wall_ms - self._now_ms() > self.max_ahead_ms:
-            return False
-        if (remote.wall_ms, remote.counter) >= (self.wall_ms, self.counter):
-            self._advance(remote.wall_ms, remote.counter + 1)
-        return True
+        bound = self._now_ms() + self.max_ahead_ms
+        within = remote.wall_ms <= bound
+        wall_ms, counter = (remote.wall_ms, remote.counter) if within else (bound, 0)
+        if (wall_ms, counter) >= (self.wall_ms, self.counter):
+            self._advance(wall_ms, counter + 1)
+        return within
 
 
 def hlc_wall_ms(hlc: str) -> int:

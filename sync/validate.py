@@ -13,9 +13,18 @@ import msgspec
 
 from schemas.collections import CollectionSpec, FieldSpec
 from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
-from sync.hlc import HLC_PATTERN
+from sync.hlc import HLC_PATTERN, hlc_wall_ms
 
-__all__ = ["MAX_PRED", "RECORD_ID_PATTERN", "UUID_PATTERN", "Rejection", "validate_batch", "validate_change"]
+__all__ = [
+    "MAX_PRED",
+    "RECORD_ID_PATTERN",
+    "UUID_PATTERN",
+    "ClockBound",
+    "Rejection",
+    "check_clock",
+    "validate_batch",
+    "validate_change",
+]
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RECORD_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -34,6 +43,35 @@ MAX_PRED = 1_000
 class Rejection(NamedTuple):
     code: str
     message: str
+
+
+class ClockBound(NamedTuple):
+    """The server's wall time, and how far past it an hlc may be stamped and still accepted."""
+
+    now_ms: int
+    max_ahead_ms: int
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("days", 86_400_000), ("hours", 3_600_000), ("minutes", 60_000)):
+        if ms >= 2 * size:
+            return f"{ms // size} {unit}"
+    return f"{ms // 1000} seconds"
+
+
+def check_clock(hlc: str, bound: ClockBound) -> Rejection | None:
+    """An hlc of valid shape judged against the server's clock: ``clock_too_far_ahead`` when it
+    is stamped more than the bound ahead (a wrong date; an absurd hlc would win every conflict
+    it meets and drag clocks that follow it)."""
+    ahead_ms = hlc_wall_ms(hlc) - bound.now_ms
+    if ahead_ms <= bound.max_ahead_ms:
+        return None
+    return Rejection(
+        "clock_too_far_ahead",
+        f"this change is stamped {_duration(ahead_ms)} ahead of the server's clock, more than the "
+        f"{_duration(bound.max_ahead_ms)} allowed: set the phone's date, time and time zone, "
+        "then make the change again",
+    )
 
 
 def _check_pred(change: Change, *, patterns_checked: bool) -> Rejection | None:

@@ -50,7 +50,7 @@ from sync.merge import (
     preds_to_look_up,
     state_codec,
 )
-from sync.validate import validate_batch
+from sync.validate import ClockBound, check_clock, validate_batch
 
 __all__ = ["PushOutcome", "PushWriter"]
 
@@ -69,6 +69,25 @@ class PushOutcome:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _within_clock(
+    fresh: list[tuple[int, Change]], results: list[ChangeResult | None], bound: ClockBound
+) -> list[tuple[int, Change]]:
+    """The new changes whose hlc is within ``bound`` of the server's clock; the others are
+    refused ``clock_too_far_ahead``. Judged after the duplicates are known, like a rule: a change
+    stored before is answered ``duplicate`` whatever its hlc."""
+    # Validated hlcs: the greatest string carries the greatest wall time (a fixed-width prefix).
+    if not fresh or hlc_wall_ms(max(c.hlc for _, c in fresh)) - bound.now_ms <= bound.max_ahead_ms:
+        return fresh
+    kept: list[tuple[int, Change]] = []
+    for index, change in fresh:
+        rejection = check_clock(change.hlc, bound)
+        if rejection is None:
+            kept.append((index, change))
+        else:
+            results[index] = _rejected(change.id, rejection.code, rejection.message)
+    return kept
 
 
 _CHANGE_COLUMNS = (
@@ -572,6 +591,7 @@ class PushWriter:
         if hoped:
             await self._log(connection, view, batch, device_id, now, last=last)
         judged = len(fresh)
+        fresh = _within_clock(fresh, results, ClockBound(now, self.settings.max_hlc_ahead_ms))
         fresh = judge_batch(self.collections, states, fresh, results, scope_rows, logged)
         fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
         if hoped and len(fresh) < judged:

@@ -155,8 +155,9 @@ class SyncStore:
         self.engine = engine
         self.settings = settings
         self.collections = COLLECTIONS if collections is None else collections
-        # The server's own clock never follows a device that is far ahead.
-        self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}", max_ahead_ms=settings.max_clock_ahead_ms)
+        # Like every replica's, the server's clock never moves more than the protocol's bound
+        # past its own wall time (sync.hlc.MAX_FOLLOW_AHEAD_MS), whatever a device stamps.
+        self.clock = HybridClock(f"server-{uuid.uuid4().hex[:8]}")
         # Each device's acknowledged pull position, which bounds history compaction.
         self.acks = PullAcknowledgements(engine, settings.ack_interval_ms)
         self.conflict_tracker = ConflictTracker(self.collections)

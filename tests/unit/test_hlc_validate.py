@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import sqlite3
+import time
 import uuid
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -8,8 +12,9 @@ from hypothesis import strategies as st
 
 from schemas.collections import COLLECTIONS
 from schemas.protocol import Change
-from sync.hlc import HybridClock, format_hlc, parse_hlc
-from sync.validate import validate_batch, validate_change
+from sync.client import Replica
+from sync.hlc import MAX_FOLLOW_AHEAD_MS, HybridClock, format_hlc, hlc_wall_ms, parse_hlc
+from sync.validate import ClockBound, check_clock, validate_batch, validate_change
 from tests.factories import add, delete, remove, set_
 
 
@@ -32,12 +37,69 @@ def test_clock_never_goes_backwards_and_moves_past_what_it_sees() -> None:
     assert clock.now() > format_hlc(9_000, 7, "other")
 
 
-def test_clock_ahead_of_its_bound_is_not_followed() -> None:
+def test_clock_ahead_of_its_bound_is_followed_only_up_to_the_bound() -> None:
     server = HybridClock("server", max_ahead_ms=60_000, now_ms=lambda: 1_000_000)
     before = server.now()
     assert server.observe(format_hlc(1_000_000 + 3_600_000, 0, "bad-phone")) is False
-    assert parse_hlc(server.now()).wall_ms < 1_000_000 + 60_000
+    assert parse_hlc(server.now()).wall_ms <= 1_000_000 + 60_000
     assert server.now() > before
+
+
+@pytest.mark.parametrize(
+    "received",
+    [
+        "999999999999999-999999-x",  # the largest hlc there is
+        format_hlc(1_764_000_000_000 + 24 * 3600 * 1000, 0, "phone-a-day-ahead"),
+        format_hlc(1_764_000_000_000 + MAX_FOLLOW_AHEAD_MS + 1, 0, "just-past-the-bound"),
+    ],
+)
+def test_no_received_hlc_moves_a_phone_clock_past_its_bound(received: str) -> None:
+    wall = [1_764_000_000_000]
+    phone = HybridClock("phone", now_ms=lambda: wall[0])
+    phone.observe(received)
+    for _ in range(3):
+        made = parse_hlc(phone.now())  # a valid 15-digit hlc: it parses
+        assert made.wall_ms <= wall[0] + MAX_FOLLOW_AHEAD_MS
+        wall[0] += 1
+
+
+def test_a_received_hlc_within_the_bound_is_followed() -> None:
+    phone = HybridClock("phone", now_ms=lambda: 1_764_000_000_000)
+    ahead = format_hlc(1_764_000_000_000 + 30_000, 5, "slightly-fast")
+    assert phone.observe(ahead) is True
+    assert phone.now() > ahead
+
+
+def test_a_clock_persisted_far_ahead_is_set_back_to_its_bound() -> None:
+    """A phone whose stored clock was dragged to the largest hlc keeps making valid hlcs (a
+    16-digit overflow was refused ``bad_hlc``), within the bound of its own wall time."""
+    phone = HybridClock("phone", wall_ms=10**15 - 1, counter=999_999, now_ms=lambda: 1_764_000_000_000)
+    first, second = parse_hlc(phone.now()), parse_hlc(phone.now())
+    assert first.wall_ms == second.wall_ms == 1_764_000_000_000 + MAX_FOLLOW_AHEAD_MS
+    assert second.counter > first.counter
+
+
+def test_a_reference_client_with_a_clock_stored_far_ahead_still_edits(tmp_path: Path) -> None:
+    path = tmp_path / "phone.db"
+    Replica(path, "phone-1").close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', '999999999999999:999999')")
+    phone = Replica(path, "phone-1")
+    change = phone.set("households", "h1", "notes", "written after the clock was poisoned")
+    assert hlc_wall_ms(change.hlc) <= time.time_ns() // 1_000_000 + MAX_FOLLOW_AHEAD_MS
+    assert phone.record("households", "h1").fields["notes"].startswith("written")
+    phone.close()
+
+
+def test_an_hlc_too_far_ahead_of_the_server_is_refused_with_a_code() -> None:
+    bound = ClockBound(now_ms=1_764_000_000_000, max_ahead_ms=7 * 24 * 3600 * 1000)
+    assert check_clock(format_hlc(bound.now_ms + bound.max_ahead_ms, 0, "p"), bound) is None
+    assert check_clock(format_hlc(bound.now_ms - 10**9, 0, "p"), bound) is None  # behind: fine
+    refused = check_clock("999999999999999-999999-x", bound)
+    assert refused is not None
+    assert refused.code == "clock_too_far_ahead"
+    assert "7 days allowed" in refused.message
+    assert check_clock(format_hlc(bound.now_ms + bound.max_ahead_ms + 1, 0, "p"), bound) is not None
 
 
 def test_counter_overflow_borrows_a_millisecond_instead_of_failing() -> None:
