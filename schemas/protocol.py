@@ -142,10 +142,17 @@ class ExchangeResponse(msgspec.Struct):
     pull: PullResponse
 
 
-class SnapshotRecord(msgspec.Struct):
+class SnapshotRecord(msgspec.Struct, omit_defaults=True):
+    """One record's merge state: its heads, and what supersession knows beyond them (both
+    usually empty, and then left out): the heads some delete named (``covered``), and the ids
+    named in a pred that the server has not received, with the kind of each namer (the field,
+    ``""`` for a delete), so that such a change is born superseded when it arrives."""
+
     collection: str
     id: str
     heads: list[Change]
+    covered: list[str] = []
+    pending: dict[str, list[str]] = {}
 
 
 class SnapshotResponse(msgspec.Struct):

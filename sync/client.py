@@ -31,12 +31,14 @@ from schemas.protocol import (
     RecordView,
     RemoveChange,
     SetChange,
+    SnapshotRecord,
     SnapshotResponse,
 )
 from sync.hlc import HybridClock
 from sync.merge import (
     RecordKey,
     RecordState,
+    absorb_snapshot,
     apply_batch,
     preds_to_look_up,
     record_view,
@@ -176,18 +178,27 @@ class Replica:
             )
         return found
 
-    def _fold(self, incoming: list[Change], status: str) -> int:
-        """Store and merge changes this replica has not seen yet; returns how many were new."""
+    def _fold(self, incoming: list[Change], status: str, snapshot: Iterable[SnapshotRecord] = ()) -> int:
+        """Store and merge changes this replica has not seen yet; returns how many were new.
+        ``snapshot``: the records the changes are the heads of, whose facts beyond their heads
+        (covered heads, ids named before they arrived) are folded in as well."""
         already = self._known(c.id for c in incoming)
         fresh: list[Change] = []
         for change in incoming:
             if change.id not in already:
                 already.add(change.id)
                 fresh.append(change)
-        if not fresh:
+        facts = {(r.collection, r.id): r for r in snapshot if r.covered or r.pending}
+        if not fresh and not facts:
             return 0
-        states = {key: self._state(key) for key in {(c.collection, c.record_id) for c in fresh}}
+        keys = {(c.collection, c.record_id) for c in fresh} | set(facts)
+        states = {key: self._state(key) for key in keys}
         apply_batch(states, fresh, self._known(preds_to_look_up(states, fresh)))
+        if facts:
+            named = {named for record in facts.values() for named in record.pending}
+            held = self._known(named) | {c.id for c in fresh}
+            for key, record in facts.items():
+                absorb_snapshot(states[key], record.covered, record.pending, held.__contains__)
         self.db.execute("BEGIN")
         try:
             self.db.executemany(
@@ -353,7 +364,7 @@ class Replica:
         incoming = [head for record in response.records for head in record.heads]
         for change in incoming:
             self.clock.observe(change.hlc)
-        report.pulled += self._fold(incoming, "synced")
+        report.pulled += self._fold(incoming, "synced", response.records)
         if not response.more:
             self._set_meta("cursor", response.sync_cursor)
 

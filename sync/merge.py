@@ -16,7 +16,7 @@ from its store (the server's change log, the phone's local database).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -37,6 +37,7 @@ __all__ = [
     "DELETE_CONFLICT_KEY",
     "RecordKey",
     "RecordState",
+    "absorb_snapshot",
     "apply_batch",
     "apply_change",
     "conflicts",
@@ -49,6 +50,7 @@ __all__ = [
     "record_heads",
     "record_view",
     "scalar_value",
+    "snapshot_facts",
     "state_codec",
 ]
 
@@ -111,13 +113,7 @@ def apply_change(state: RecordState, change: Change, known: Callable[[str], bool
             if not known(named):
                 pending.setdefault(named, set()).add(kind)
             continue
-        if isinstance(head, DeleteChange) or (kind != DELETE_KIND and head.field == kind):
-            # Any change that saw a delete supersedes it (a restore); a field change
-            # supersedes the heads of its own field only.
-            del heads[named]
-            covered.discard(named)
-        elif kind == DELETE_KIND:
-            covered.add(named)
+        _name_head(state, head, kind)
 
     if isinstance(change, RemoveChange):
         return
@@ -129,6 +125,54 @@ def apply_change(state: RecordState, change: Change, known: Callable[[str], bool
         heads[change.id] = change
         if DELETE_KIND in namers:
             covered.add(change.id)
+
+
+def _name_head(state: RecordState, head: Change, kind: str) -> None:
+    """What a change of ``kind`` naming the present ``head`` in its pred does to it."""
+    if isinstance(head, DeleteChange) or (kind != DELETE_KIND and head.field == kind):
+        # Any change that saw a delete supersedes it (a restore); a field change
+        # supersedes the heads of its own field only.
+        del state.heads[head.id]
+        state.covered.discard(head.id)
+    elif kind == DELETE_KIND:
+        state.covered.add(head.id)
+
+
+def absorb_snapshot(
+    state: RecordState,
+    covered: Iterable[str],
+    pending: Mapping[str, Iterable[str]],
+    known: Callable[[str], bool],
+) -> None:
+    """Fold into ``state``, which holds a snapshot's heads of the record (and whatever this
+    replica had), what the server's state knows beyond its heads: ``covered`` (heads a delete
+    named, possibly a delete no longer a head) and ``pending`` (ids named before they arrived,
+    with their namers' kinds). The state is then the one a replica replaying the whole log
+    holds. ``known(id)``: whether this replica already holds that change."""
+    for head_id in covered:
+        head = state.heads.get(head_id)
+        if head is not None and not isinstance(head, DeleteChange):
+            state.covered.add(head_id)
+    for named, kinds in pending.items():
+        head = state.heads.get(named)
+        if head is not None:
+            # This replica holds it already (its own change, not yet pushed): the changes that
+            # named it supersede it now, as they will on the server when it arrives there.
+            for kind in sorted(kinds):
+                if named in state.heads:
+                    _name_head(state, head, kind)
+        elif not known(named):
+            state.pending.setdefault(named, set()).update(kinds)
+
+
+def snapshot_facts(state: RecordState) -> tuple[list[str], dict[str, list[str]]]:
+    """(covered, pending) of ``state`` as a snapshot sends them: what ``absorb_snapshot``
+    needs beyond the heads. Sorted, so a page is the same bytes for the same state."""
+    covered = sorted(state.covered) if state.covered else []
+    pending = (
+        {named: sorted(kinds) for named, kinds in sorted(state.pending.items())} if state.pending else {}
+    )
+    return covered, pending
 
 
 def record_heads(state: RecordState) -> list[Change]:

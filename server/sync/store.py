@@ -44,6 +44,7 @@ from sync.hlc import HybridClock
 from sync.merge import (
     op_name,
     record_view,
+    snapshot_facts,
     state_codec,
 )
 from sync.validate import RECORD_ID_PATTERN
@@ -389,7 +390,8 @@ class SyncStore:
         masked = self._masked if principal is not None and not principal.is_admin else frozenset()
         page_records = []
         for row in rows:
-            heads = list(state_codec.decode(row.state).heads.values())
+            state = state_codec.decode(row.state)
+            heads = list(state.heads.values())
             if masked:
                 heads = [
                     mask_change(principal, self.collections, head)
@@ -397,7 +399,12 @@ class SyncStore:
                     else head
                     for head in heads
                 ]
-            page_records.append(SnapshotRecord(collection=row.collection, id=row.record_id, heads=heads))
+            record = SnapshotRecord(collection=row.collection, id=row.record_id, heads=heads)
+            # What supersession knows beyond the heads (sync.merge.absorb_snapshot); usually
+            # nothing, and then left out of the page.
+            if state.covered or state.pending:
+                record.covered, record.pending = snapshot_facts(state)
+            page_records.append(record)
         last_collection, last_id = (
             (rows[-1].collection, rows[-1].record_id)
             if rows

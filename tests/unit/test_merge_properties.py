@@ -16,8 +16,18 @@ from hypothesis import strategies as st
 from schemas.collections import COLLECTIONS
 from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
 from sync.hlc import HybridClock
-from sync.merge import RecordState, apply_batch, copy_state, preds_to_look_up, record_view, state_codec
-from tests.factories import change_id, hlc
+from sync.merge import (
+    DELETE_CONFLICT_KEY,
+    RecordState,
+    absorb_snapshot,
+    apply_batch,
+    copy_state,
+    preds_to_look_up,
+    record_view,
+    snapshot_facts,
+    state_codec,
+)
+from tests.factories import change_id, delete, hlc, set_
 
 HOUSEHOLDS = COLLECTIONS["households"]
 FIELDS = ("phone", "notes")
@@ -135,6 +145,101 @@ def test_a_copied_state_takes_changes_without_touching_the_original(
     apply_batch({("households", "h1"): copy}, changes[cut:], {c.id for c in changes[:cut]})
     assert state_codec.encode(original) == stored
     assert copy == defined_state(changes)
+
+
+def _bootstrapped(
+    snapshot_of: RecordState, held: list[Change], batch_sizes: list[int]
+) -> tuple[RecordState, set[str]]:
+    """A phone holding ``held`` (its own unpushed changes) that folds a snapshot of the server's
+    state ``snapshot_of`` as the reference client does: the heads (in batches), then the facts
+    beyond them. Returns its state and the ids it holds."""
+    state = RecordState()
+    states = {("households", "h1"): state}
+    apply_batch(states, held, set())
+    holds = {c.id for c in held}
+    heads = list(snapshot_of.heads.values())
+    start = 0
+    for size in [*batch_sizes, len(heads)]:
+        batch = [c for c in heads[start : start + size] if c.id not in holds]
+        apply_batch(states, batch, preds_to_look_up(states, batch) & holds)
+        holds.update(c.id for c in batch)
+        start += size
+    covered, pending = snapshot_facts(snapshot_of)
+    absorb_snapshot(state, covered, pending, holds.__contains__)
+    return state, holds
+
+
+def _same_as_replay(phone: RecordState, replayed: RecordState, history: set[str]) -> None:
+    """The phone's state is the replaying one's: the same heads, covered heads and view, and the
+    same ids awaited, but for ids of the history the phone never receives (a snapshot's heads
+    name changes it does not send; awaiting them changes nothing, they never come)."""
+    assert phone.heads == replayed.heads
+    assert phone.covered == replayed.covered
+    assert {k: v for k, v in phone.pending.items() if k not in history} == replayed.pending
+    assert record_view(phone, HOUSEHOLDS, "h1") == record_view(replayed, HOUSEHOLDS, "h1")
+
+
+@settings(max_examples=500, deadline=None)
+@given(changes=change_sets(), data=st.data())
+def test_a_snapshot_bootstrap_holds_the_state_of_a_full_replay(
+    changes: list[Change], data: st.DataObject
+) -> None:
+    """The server received a prefix of the history (in server order) when the snapshot was
+    taken; the rest arrives by pull afterwards. A phone bootstrapped from the snapshot holds,
+    at the snapshot and after every later change, what a phone replaying the log holds, and
+    what the server's record view says, deletes naming non-head changes included."""
+    arrival = data.draw(st.permutations(changes))
+    cut = data.draw(st.integers(0, len(arrival)))
+    served, later = arrival[:cut], arrival[cut:]
+    server = incremental_state(served)
+    assert server == defined_state(served)
+    sizes = data.draw(st.lists(st.integers(1, 4), max_size=3))
+    phone, holds = _bootstrapped(server, [], sizes)
+    _same_as_replay(phone, server, {c.id for c in served})
+    states = {("households", "h1"): phone}
+    for pulled, change in enumerate(later, start=1):  # a page at a time, in server order
+        if change.id not in holds:
+            apply_batch(states, [change], preds_to_look_up(states, [change]) & holds)
+            holds.add(change.id)
+        _same_as_replay(phone, defined_state(served + later[:pulled]), {c.id for c in served})
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=change_sets(), data=st.data())
+def test_a_snapshot_bootstrap_keeps_the_phones_own_unpushed_changes(
+    changes: list[Change], data: st.DataObject
+) -> None:
+    """A phone that starts over from a snapshot with changes of its own still to push holds the
+    state of the whole set once it has pushed them and pulled the rest."""
+    arrival = data.draw(st.permutations(changes))
+    cut = data.draw(st.integers(0, len(arrival)))
+    served, later = arrival[:cut], arrival[cut:]
+    own = [c for c in later if data.draw(st.booleans())]
+    phone, holds = _bootstrapped(incremental_state(served), own, [])
+    everything = served + later
+    served_ids = {c.id for c in served}
+    _same_as_replay(phone, defined_state(served + own), served_ids)
+    states = {("households", "h1"): phone}
+    for change in later:
+        if change.id not in holds:
+            apply_batch(states, [change], preds_to_look_up(states, [change]) & holds)
+            holds.add(change.id)
+    _same_as_replay(phone, defined_state(everything), served_ids)
+
+
+def test_a_snapshot_carries_a_chain_of_deletes() -> None:
+    """The example that diverged: a delete naming a delete that is no longer a head."""
+    building = set_("building_id", "b-1", at=1)
+    phone_number = set_("phone", "13800000000", at=2)
+    first = delete(pred=(building.id,), at=3)
+    second = delete(pred=(first.id, phone_number.id), at=4)
+    notes = set_("notes", "made without seeing the deletes", at=5)
+    history = [building, phone_number, first, second, notes]
+    server = incremental_state(history)
+    conflict = record_view(server, HOUSEHOLDS, "h1").conflicts[DELETE_CONFLICT_KEY]
+    assert [h.change_id for h in conflict] == [notes.id, second.id]
+    phone, _ = _bootstrapped(server, [], [])
+    _same_as_replay(phone, server, {c.id for c in history})
 
 
 class _SimReplica:
