@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Callable
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
+from schemas.protocol import SetChange
+from server.database import create_engine
+from server.horizon import compact
+from server.settings import Settings
 from sync.client import Replica
 from sync.merge import DELETE_CONFLICT_KEY
+from tests.factories import change_id, delete, hlc, set_
 
 Client = TestClient  # type: ignore[type-arg]
 H = "households"
@@ -134,3 +142,65 @@ def test_a_new_phone_bootstraps_from_a_snapshot_to_the_same_state(
     old.sync(client)
     new.sync(client)
     assert [as_dict(new, f"h{i}") for i in range(30)] == [as_dict(old, f"h{i}") for i in range(30)]
+
+
+def _compact_all(settings: Settings) -> int:
+    """Compact as an operator would once every phone was last seen past the offline period."""
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            later = time.time_ns() // 1_000_000 + settings.max_offline_ms + 24 * 3600 * 1000
+            return (await compact(engine, settings, now_ms=later)).compacted
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_a_snapshot_keeps_a_chain_of_deletes_as_a_full_replay_does(
+    client: Client, phone: Callable[[str], Replica], settings: Settings
+) -> None:
+    """A delete naming a delete that is no longer a head: every replica, bootstrapped from a
+    snapshot (before and after the history is compacted) or replaying the log, shows what the
+    server shows."""
+    rid = "h-chain"
+    building = SetChange(
+        id=change_id(), collection="buildings", record_id="b-1", hlc=hlc(0), field="name", value="B1"
+    )
+    placed = set_("building_id", "b-1", record=rid, at=1)
+    number = set_("phone", "13800000000", record=rid, at=2)
+    first = delete(pred=(placed.id,), record=rid, at=3)
+    second = delete(pred=(first.id, number.id), record=rid, at=4)
+    notes = set_("notes", "written without seeing the deletes", record=rid, at=5)
+    body = [msgspec.to_builtins(c) for c in (building, placed, number, first, second, notes)]
+    reply = client.post("/v1/sync/push", json={"replica_id": "phone-a", "changes": body})
+    assert [r["status"] for r in reply.json()["results"]] == ["applied"] * 6
+    expected = server_view(client, rid)
+    conflict = expected["conflicts"][DELETE_CONFLICT_KEY]  # type: ignore[index]
+    assert [h["change_id"] for h in conflict] == [notes.id, second.id]
+    assert expected["fields"] == {"building_id": "b-1", "phone": "13800000000", "notes": notes.value}
+
+    replayed, bootstrapped = phone("replayed"), phone("bootstrapped")
+    replayed.sync(client)
+    bootstrapped.bootstrap(client)
+    assert as_dict(replayed, rid) == expected
+    assert as_dict(bootstrapped, rid) == expected
+    # The heads the deletes covered travel with the heads (the first delete is no head).
+    [record] = client.get("/v1/sync/snapshot", params={"collection": H}).json()["records"]
+    assert record["covered"] == sorted([placed.id, number.id])
+
+    assert _compact_all(settings) >= 1  # the first delete is no head: its row goes
+    compacted = phone("after-compaction")
+    compacted.bootstrap(client)
+    compacted.sync(client)
+    assert as_dict(compacted, rid) == expected
+
+    # Editing on from any of them keeps every replica equal to the server.
+    bootstrapped.set(H, rid, "notes", "the record is kept")
+    bootstrapped.delete(H, rid)
+    for replica in (bootstrapped, replayed, compacted, bootstrapped):
+        assert replica.sync(client).rejected == []
+    final = server_view(client, rid)
+    assert final["deleted"] is True
+    assert all(as_dict(r, rid) == final for r in (replayed, bootstrapped, compacted))
