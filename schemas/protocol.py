@@ -24,6 +24,7 @@ __all__ = [
     "PushEnvelope",
     "PushRequest",
     "PushResponse",
+    "RecordFacts",
     "RecordRef",
     "RecordView",
     "RemoveChange",
@@ -126,12 +127,25 @@ class RecordRef(msgspec.Struct):
     id: str
 
 
+class RecordFacts(msgspec.Struct, omit_defaults=True):
+    """What supersession knows of a record beyond its heads: ``covered`` and ``pending`` as in
+    ``SnapshotRecord``."""
+
+    collection: str
+    id: str
+    covered: list[str] = []
+    pending: dict[str, list[str]] = {}
+
+
 class PullResponse(msgspec.Struct):
     changes: list[PulledChange]
     cursor: str
     more: bool
     # Records that left the caller's scope since the cursor: the phone drops them.
     left: list[RecordRef] = []
+    # Records that entered the caller's scope (their heads are among ``changes``) and whose
+    # state knows more than their heads: the phone folds these in as from a snapshot.
+    facts: list[RecordFacts] = []
 
 
 class ExchangeResponse(msgspec.Struct):

@@ -28,6 +28,7 @@ from schemas.protocol import (
     PullResponse,
     PushRequest,
     PushResponse,
+    RecordFacts,
     RecordView,
     RemoveChange,
     SetChange,
@@ -178,10 +179,13 @@ class Replica:
             )
         return found
 
-    def _fold(self, incoming: list[Change], status: str, snapshot: Iterable[SnapshotRecord] = ()) -> int:
+    def _fold(
+        self, incoming: list[Change], status: str, snapshot: Iterable[SnapshotRecord | RecordFacts] = ()
+    ) -> int:
         """Store and merge changes this replica has not seen yet; returns how many were new.
-        ``snapshot``: the records the changes are the heads of, whose facts beyond their heads
-        (covered heads, ids named before they arrived) are folded in as well."""
+        ``snapshot``: records whose heads are among the changes (a snapshot page's, or those
+        that entered the scope), with what supersession knows beyond their heads (covered heads,
+        ids named before they arrived), folded in as well."""
         already = self._known(c.id for c in incoming)
         fresh: list[Change] = []
         for change in incoming:
@@ -344,7 +348,7 @@ class Replica:
         incoming = [self._to_change(c) for c in response.changes]
         for change in incoming:
             self.clock.observe(change.hlc)
-        report.pulled += self._fold(incoming, "synced")
+        report.pulled += self._fold(incoming, "synced", response.facts)
         self.forget((ref.collection, ref.id) for ref in response.left)
         self._set_meta("cursor", response.cursor)
 

@@ -176,10 +176,10 @@ async def _page_reply(
         gzip = _accepts_gzip(request) and sum(map(len, rows)) >= _GZIP_FROM
         body = _pull_body(slices, gzip)
         return Stream(body, media_type=JSON, headers=_GZIP if gzip else None, background=ack)
-    changes, cursor, more, left = await store.pull(
+    changes, cursor, more, left, facts = await store.pull(
         since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
     )
-    page = PullResponse(changes=changes, cursor=cursor, more=more, left=left)
+    page = PullResponse(changes=changes, cursor=cursor, more=more, left=left, facts=facts)
     return _reply(
         request, page if pushed is None else ExchangeResponse(push=pushed, pull=page), background=ack
     )

@@ -18,6 +18,7 @@ from schemas.collections import COLLECTIONS, CollectionSpec
 from schemas.protocol import (
     Change,
     PulledChange,
+    RecordFacts,
     RecordRef,
     RecordView,
     SnapshotRecord,
@@ -237,10 +238,11 @@ class SyncStore:
 
     async def pull(
         self, since: str | None, limit: int, *, raw_json: bool = True, principal: Principal | None = None
-    ) -> tuple[list[PulledChange], str, bool, list[RecordRef]]:
-        """Changes after ``since`` in server order, limited to the principal's scope, and the
-        records that left that scope. With ``raw_json`` the values stay as the stored JSON text
-        (for a JSON response: no decode and re-encode)."""
+    ) -> tuple[list[PulledChange], str, bool, list[RecordRef], list[RecordFacts]]:
+        """Changes after ``since`` in server order, limited to the principal's scope, the records
+        that left that scope, and what supersession knows beyond the heads of those that entered
+        it. With ``raw_json`` the values stay as the stored JSON text (for a JSON response: no
+        decode and re-encode)."""
         scoped = is_scoped(principal)
         columns = [getattr(changes.c, name) for name in _PULLED_COLUMNS]
         query = select(*columns).where(changes.c.seq > bindparam("after")).order_by(changes.c.seq)
@@ -292,10 +294,17 @@ class SyncStore:
                     seq=row.seq,
                 )
             )
-        for _, _, blob in entered:
-            for head in state_codec.decode(blob).heads.values():
+        facts: list[RecordFacts] = []
+        for collection, record_id, blob in entered:
+            state = state_codec.decode(blob)
+            for head in state.heads.values():
                 pulled.append(_as_pulled(mask_change(principal, self.collections, head), end))
-        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left
+            if state.covered or state.pending:
+                covered, pending = snapshot_facts(state)
+                facts.append(
+                    RecordFacts(collection=collection, id=record_id, covered=covered, pending=pending)
+                )
+        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
 
     async def pull_json(
         self, since: str | None, limit: int, *, principal: Principal | None = None

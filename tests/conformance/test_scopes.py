@@ -17,7 +17,7 @@ from server.access.principals import UserScope
 from server.db.engine import create_engine
 from server.settings import Settings
 from sync.client import Replica
-from tests.factories import enroll_user, set_
+from tests.factories import delete, enroll_user, set_
 
 Client = TestClient  # type: ignore[type-arg]
 ID_NUMBER = "110101199001011234"
@@ -318,3 +318,37 @@ def test_admins_read_id_numbers_whole_and_each_such_list_is_audited_as_an_export
     masked = client.get("/v1/records/residents", headers=worker).json()["records"]
     assert [r["fields"]["id_number"] for r in masked] == ["1101**********1234"]
     assert len(asyncio.run(_audit(settings, "export"))) == 1
+
+
+def test_a_record_entering_the_scope_brings_what_its_deletes_covered(
+    client: Client, district: tuple[Replica, dict[str, Replica]]
+) -> None:
+    """A household whose deletes form a chain (the first no longer a head) moves into a
+    volunteer's building: the volunteer's phone shows it exactly as the server does."""
+    _, phones = district
+    snapshot = client.get("/v1/sync/snapshot", params={"collection": "households"}).json()
+    [household] = [r for r in snapshot["records"] if r["id"] == "h2"]
+    heads = {c["field"]: c["id"] for c in household["heads"]}
+    number = set_("phone", "13800000002", record="h2")
+    first = delete(pred=(heads["address"],), record="h2")
+    second = delete(pred=(first.id, number.id), record="h2")
+    notes = set_("notes", "written without seeing the deletes", record="h2")
+    moved = set_("building_id", "b1", record="h2", pred=(heads["building_id"],))
+    volunteer = phones["volunteer1"]
+    assert volunteer.token is not None
+    for change in (number, first, second, notes, moved):
+        if change is moved:
+            # Pulled up to here, the chain is behind the volunteer's cursor: only the heads of
+            # the household come to the phone when it enters the scope.
+            volunteer.sync(client)
+            assert "households/h2" not in held(volunteer)
+        body = {"replica_id": "admin", "changes": [msgspec.to_builtins(change)]}
+        reply = client.post("/v1/sync/push", json=body)
+        assert reply.json()["results"][0]["status"] == "applied", reply.text
+    volunteer.sync(client)
+    seen = client.get(
+        "/v1/records/households/h2", headers={"authorization": f"Bearer {volunteer.token}"}
+    ).json()
+    conflict = seen["conflicts"]["_deleted"]
+    assert {h["change_id"] for h in conflict} == {notes.id, moved.id, second.id}
+    assert msgspec.to_builtins(volunteer.record("households", "h2")) == seen

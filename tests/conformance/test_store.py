@@ -34,7 +34,7 @@ async def test_concurrent_writers_and_pullers_never_skip_or_repeat(store: SyncSt
         cursor: str | None = None
         while True:
             finished = done.is_set()
-            page, cursor, more, _ = await store.pull(cursor, 37)
+            page, cursor, more, _, _ = await store.pull(cursor, 37)
             seen += [(c.seq, c.id) for c in page]
             if finished and not more:
                 return seen
