@@ -54,6 +54,7 @@ _change_decoder = msgspec.msgpack.Decoder(Change)
 _json_encoder = msgspec.json.Encoder()
 _PUSHED = msgspec.json.Decoder(PushResponse)
 _EXCHANGED = msgspec.json.Decoder(ExchangeResponse)
+_PULLED = msgspec.json.Decoder(PullResponse)
 _SNAPSHOT = msgspec.json.Decoder(SnapshotResponse)
 
 _SCHEMA = """
@@ -405,6 +406,11 @@ class Replica:
                 # pending here, and the resync offers them again (answered ``duplicate``).
                 self._resync(http, report, scope_changed=reply.json().get("code") == "scope_changed")
                 return report
+            if reply.status_code == 404:
+                # The exchange itself never answers 404: this server is older than it.
+                self._push_pending(http, report, push_batch)
+                self._pull_pages(http, report, pull_limit)
+                return report
             reply.raise_for_status()
             answer = _EXCHANGED.decode(reply.content)
             self.accept_push_response(request, answer.push, report)
@@ -421,6 +427,22 @@ class Replica:
             )
             reply.raise_for_status()
             self.accept_push_response(request, _PUSHED.decode(reply.content), report)
+
+    def _pull_pages(self, http: httpx.Client, report: SyncReport, pull_limit: int) -> None:
+        """Pull until caught up, page by page (for a server without the exchange)."""
+        while True:
+            params: dict[str, Any] = {"limit": pull_limit}
+            if self.cursor:
+                params["since"] = self.cursor
+            reply = http.get("/v1/sync/pull", params=params, headers=self._headers())
+            if reply.status_code == 409:
+                self._resync(http, report, scope_changed=reply.json().get("code") == "scope_changed")
+                return
+            reply.raise_for_status()
+            page = _PULLED.decode(reply.content)
+            self.accept_pull_response(page, report)
+            if not page.more:
+                return
 
     def _resync(self, http: httpx.Client, report: SyncReport, *, scope_changed: bool = False) -> None:
         """Start over from a snapshot. When the server lost track of our cursor (a restored or

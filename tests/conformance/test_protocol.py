@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from litestar.testing import TestClient
 
 from schemas.protocol import Change, ExchangeResponse
+from server.app import create_app
+from server.settings import Settings
 from sync.hlc import format_hlc
 from tests.factories import add, change_id, delete, set_
 
@@ -296,3 +299,41 @@ def test_the_reference_client_syncs_a_little_work_in_one_round_trip(client: Clie
     assert sent == ["/v1/sync/exchange"]
     assert (report.pushed, report.pulled) == (1, 1)
     assert worker.record("households", "h1").fields["notes"] == "from the other phone"
+
+
+class _OlderServer(TestClient):  # type: ignore[type-arg]
+    """The app as a server older than the exchange: no such route."""
+
+    def post(self, url: Any, *args: Any, **kwargs: Any) -> httpx.Response:
+        if str(url).startswith("/v1/sync/exchange"):
+            return httpx.Response(404, json={"status": 404, "title": "Not Found", "detail": "Not Found"})
+        return super().post(url, *args, **kwargs)
+
+
+def test_the_reference_client_pushes_then_pulls_when_the_exchange_is_missing(
+    client: Client, settings: Settings, phone: Any
+) -> None:
+    others = phone("others")
+    for n in range(3):
+        others.set("households", f"h{n}", "notes", f"from another phone {n}")
+    others.sync(client)
+    replica = phone("on-an-older-server")
+    replica.set("households", "h9", "notes", "made offline")
+    with _OlderServer(create_app(settings)) as older:
+        older.headers["authorization"] = f"Bearer {replica.token}"
+        report = replica.sync(older, pull_limit=2)
+    assert (report.pushed, report.rejected) == (1, [])
+    assert replica.pending() == []
+    assert client.get("/v1/records/households/h9").json()["fields"]["notes"] == "made offline"
+    assert {r.id for r in replica.records("households")} == {"h0", "h1", "h2", "h9"}
+
+
+def test_only_a_missing_route_answers_404_on_the_sync_paths(client: Client) -> None:
+    """What the reference client's fallback relies on (docs/protocol.md, "Exchange")."""
+    anonymous = {"authorization": ""}
+    assert client.post("/v1/sync/exchange", json={}, headers=anonymous).status_code == 401
+    bad = client.post("/v1/sync/exchange", params={"since": "x.y"}, json={"replica_id": "p", "changes": []})
+    assert bad.status_code == 400
+    missing = client.post("/v1/sync/exchange-of-tomorrow", json={}, headers=anonymous)
+    assert missing.status_code == 404
+    assert "code" not in missing.json()
