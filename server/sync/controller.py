@@ -96,7 +96,7 @@ def _pull_slices(rows: list[str], cursor: str, more: bool) -> Iterator[bytes]:
     for start in range(0, len(rows), _PULL_SLICE):
         yield ("," if start else "").encode() + ",".join(rows[start : start + _PULL_SLICE]).encode()
     yield b'],"cursor":' + msgspec.json.encode(cursor) + (b',"more":true' if more else b',"more":false')
-    yield b',"left":[]}'
+    yield b',"left":[],"facts":[]}'
 
 
 async def _pull_body(slices: Iterable[bytes], gzip: bool) -> AsyncIterator[bytes]:
