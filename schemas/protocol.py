@@ -167,6 +167,10 @@ class SnapshotRecord(msgspec.Struct, omit_defaults=True):
     heads: list[Change]
     covered: list[str] = []
     pending: dict[str, list[str]] = {}
+    # When the record was written after ``sync_cursor`` (while the snapshot was paged): the seq
+    # of its last write. A change of it pulled afterwards with a seq at or below this is already
+    # in this state: the phone stores it without merging it again.
+    seq: int = 0
 
 
 class SnapshotResponse(msgspec.Struct):

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from schemas.protocol import (
     Change,
     DeleteChange,
     ExchangeResponse,
+    PulledChange,
     PullResponse,
     PushRequest,
     PushResponse,
@@ -81,6 +82,14 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (collection, record_id)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Records a snapshot sent as written after its sync_cursor: their changes up to seq, pulled
+-- again afterwards, are already in their states. Emptied once a pull is caught up.
+CREATE TABLE IF NOT EXISTS snapshot_seqs (
+    collection TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (collection, record_id)
+);
 """
 
 
@@ -181,12 +190,17 @@ class Replica:
         return found
 
     def _fold(
-        self, incoming: list[Change], status: str, snapshot: Iterable[SnapshotRecord | RecordFacts] = ()
+        self,
+        incoming: list[Change],
+        status: str,
+        snapshot: Iterable[SnapshotRecord | RecordFacts] = (),
+        merged: Collection[str] = (),
     ) -> int:
         """Store and merge changes this replica has not seen yet; returns how many were new.
         ``snapshot``: records whose heads are among the changes (a snapshot page's, or those
         that entered the scope), with what supersession knows beyond their heads (covered heads,
-        ids named before they arrived), folded in as well."""
+        ids named before they arrived), folded in as well. ``merged``: ids of changes the states
+        hold already (stored, not merged again)."""
         already = self._known(c.id for c in incoming)
         fresh: list[Change] = []
         for change in incoming:
@@ -196,9 +210,10 @@ class Replica:
         facts = {(r.collection, r.id): r for r in snapshot if r.covered or r.pending}
         if not fresh and not facts:
             return 0
-        keys = {(c.collection, c.record_id) for c in fresh} | set(facts)
+        to_merge = [c for c in fresh if c.id not in merged] if merged else fresh
+        keys = {(c.collection, c.record_id) for c in to_merge} | set(facts)
         states = {key: self._state(key) for key in keys}
-        apply_batch(states, fresh, self._known(preds_to_look_up(states, fresh)))
+        apply_batch(states, to_merge, self._known(preds_to_look_up(states, to_merge)) | set(merged))
         if facts:
             named = {named for record in facts.values() for named in record.pending}
             held = self._known(named) | {c.id for c in fresh}
@@ -349,9 +364,23 @@ class Replica:
         incoming = [self._to_change(c) for c in response.changes]
         for change in incoming:
             self.clock.observe(change.hlc)
-        report.pulled += self._fold(incoming, "synced", response.facts)
+        merged = self._merged_by_snapshot(response.changes)
+        report.pulled += self._fold(incoming, "synced", response.facts, merged or ())
         self.forget((ref.collection, ref.id) for ref in response.left)
         self._set_meta("cursor", response.cursor)
+        if not response.more and merged is not None:
+            self.db.execute("DELETE FROM snapshot_seqs")
+
+    def _merged_by_snapshot(self, pulled: list[PulledChange]) -> frozenset[str] | None:
+        """Ids of pulled changes that the snapshot's states already hold (None: no snapshot
+        record was written while it was paged, the usual case)."""
+        if self.db.execute("SELECT 1 FROM snapshot_seqs LIMIT 1").fetchone() is None:
+            return None
+        seqs = {
+            (c, r): seq
+            for c, r, seq in self.db.execute("SELECT collection, record_id, seq FROM snapshot_seqs")
+        }
+        return frozenset(c.id for c in pulled if c.seq <= seqs.get((c.collection, c.record_id), 0))
 
     def forget(self, keys: Iterable[RecordKey]) -> None:
         """Drop records that left this phone's scope: everything but its own unpushed changes."""
@@ -370,6 +399,10 @@ class Replica:
         for change in incoming:
             self.clock.observe(change.hlc)
         report.pulled += self._fold(incoming, "synced", response.records)
+        self.db.executemany(
+            "INSERT OR REPLACE INTO snapshot_seqs (collection, record_id, seq) VALUES (?, ?, ?)",
+            [(r.collection, r.id, r.seq) for r in response.records if r.seq],
+        )
         if not response.more:
             self._set_meta("cursor", response.sync_cursor)
 

@@ -346,18 +346,19 @@ class SyncStore:
             raise GridsyncError(400, "bad_cursor", "snapshot cursor was not issued by this server")
         return epoch, sync_seq, collection, record_id
 
-    def _with_states(self, page_keys: Select[tuple[str, str]]) -> Select[tuple[str, str, bytes]]:
-        """The page's records with their states, in key order."""
+    def _with_states(self, page_keys: Select[tuple[str, str]]) -> Select[tuple[str, str, bytes, int]]:
+        """The page's records with their states and the seqs they were last written at, in key
+        order."""
         if not self._sqlite:
             # PostgreSQL's top-N sort carries the states cheaply; a join back costs more here.
-            return page_keys.add_columns(records.c.state)
+            return page_keys.add_columns(records.c.state, records.c.updated_seq)
         # SQLite would sort whole rows, states included, of everything after the cursor (the
         # scope's OR of indexes comes unordered): sort the keys alone, then fetch the page's
         # states by primary key.
         found = page_keys.subquery()
         same = and_(records.c.collection == found.c.collection, records.c.record_id == found.c.record_id)
         return (
-            select(records.c.collection, records.c.record_id, records.c.state)
+            select(records.c.collection, records.c.record_id, records.c.state, records.c.updated_seq)
             .select_from(records.join(found, same))
             .order_by(records.c.collection, records.c.record_id)
         )
@@ -413,6 +414,10 @@ class SyncStore:
             # nothing, and then left out of the page.
             if state.covered or state.pending:
                 record.covered, record.pending = snapshot_facts(state)
+            if row.updated_seq > sync_seq:
+                # Written while the snapshot was paged: the pull from sync_cursor sends again
+                # changes this state already holds, which the phone must not merge twice.
+                record.seq = row.updated_seq
             page_records.append(record)
         last_collection, last_id = (
             (rows[-1].collection, rows[-1].record_id)

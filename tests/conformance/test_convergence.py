@@ -11,11 +11,11 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from schemas.protocol import SetChange
+from schemas.protocol import SetChange, SnapshotResponse
 from server.database import create_engine
 from server.horizon import compact
 from server.settings import Settings
-from sync.client import Replica
+from sync.client import Replica, SyncReport
 from sync.merge import DELETE_CONFLICT_KEY
 from tests.factories import change_id, delete, hlc, set_
 
@@ -204,3 +204,38 @@ def test_a_snapshot_keeps_a_chain_of_deletes_as_a_full_replay_does(
     final = server_view(client, rid)
     assert final["deleted"] is True
     assert all(as_dict(r, rid) == final for r in (replayed, bootstrapped, compacted))
+
+
+def test_a_change_written_while_a_snapshot_is_paged_is_not_merged_twice(
+    client: Client, phone: Callable[[str], Replica]
+) -> None:
+    """The page of a record is read after a change arrived that an earlier change had named
+    (born superseded): the pull from sync_cursor sends it again, and the phone, whose snapshot
+    state already holds it, must not take it for a new head."""
+    rid = "h-race"
+    late = set_("notes", "arrives while the snapshot is paged", record=rid, at=1)
+    named = set_("notes", "names a change not yet arrived", record=rid, pred=(late.id,), at=2)
+    latest = set_("notes", "the value", record=rid, pred=(named.id,), at=3)
+
+    def push(*changes: object) -> None:
+        body = {"replica_id": "phone-a", "changes": [msgspec.to_builtins(c) for c in changes]}
+        results = client.post("/v1/sync/push", json=body).json()["results"]
+        assert [r["status"] for r in results] == ["applied"] * len(changes)
+
+    push(set_("notes", "first page", record="h-a"), named, latest)
+    new = phone("new")
+    report = SyncReport()
+    first = client.get("/v1/sync/snapshot", params={"collection": H, "limit": 1})
+    new.accept_snapshot_page(msgspec.json.decode(first.content, type=SnapshotResponse), report)
+    push(late)
+    second = client.get("/v1/sync/snapshot", params={"cursor": first.json()["cursor"], "limit": 1})
+    page = msgspec.json.decode(second.content, type=SnapshotResponse)
+    assert [r.id for r in page.records] == [rid]
+    new.accept_snapshot_page(page, report)
+    new.sync(client)
+    replayed = phone("replayed")
+    replayed.sync(client)
+    expected = server_view(client, rid)
+    assert expected["conflicts"] == {}
+    assert as_dict(replayed, rid) == expected
+    assert as_dict(new, rid) == expected
