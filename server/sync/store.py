@@ -274,7 +274,13 @@ class SyncStore:
         wrap = (lambda raw: msgspec.Raw(raw.encode())) if raw_json else _json_decode
         masked = self._masked if scoped and principal is not None and not principal.is_admin else frozenset()
         pulled = []
+        # A record that entered the scope comes whole, as its heads and facts (below): its
+        # changes of this page are in that state already, and merged again a change born
+        # superseded would come back as a head.
+        whole = {(collection, record_id) for collection, record_id, _ in entered}
         for row in rows:
+            if whole and (row.collection, row.record_id) in whole:
+                continue
             value = wrap(row.value)
             if (row.collection, row.field) in masked:
                 shown = mask_value(

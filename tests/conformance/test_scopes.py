@@ -352,3 +352,34 @@ def test_a_record_entering_the_scope_brings_what_its_deletes_covered(
     conflict = seen["conflicts"]["_deleted"]
     assert {h["change_id"] for h in conflict} == {notes.id, moved.id, second.id}
     assert msgspec.to_builtins(volunteer.record("households", "h2")) == seen
+
+
+def test_a_record_entering_the_scope_comes_whole_not_merged_twice(
+    client: Client, district: tuple[Replica, dict[str, Replica]]
+) -> None:
+    """A change that an earlier (since superseded) change named before it arrived, written in
+    the same pull window as the move that brings its record into the volunteer's scope."""
+    _, phones = district
+    snapshot = client.get("/v1/sync/snapshot", params={"collection": "households"}).json()
+    [household] = [r for r in snapshot["records"] if r["id"] == "h2"]
+    heads = {c["field"]: c["id"] for c in household["heads"]}
+    late = set_("notes", "arrives after a change named it", record="h2")
+    named = set_("notes", "names a change not yet arrived", record="h2", pred=(late.id,))
+    latest = set_("notes", "the value", record="h2", pred=(named.id,))
+    moved = set_("building_id", "b1", record="h2", pred=(heads["building_id"],))
+    volunteer = phones["volunteer1"]
+    assert volunteer.token is not None
+    for change in (named, latest, late, moved):
+        if change is late:
+            volunteer.sync(client)
+            assert "households/h2" not in held(volunteer)
+        body = {"replica_id": "admin", "changes": [msgspec.to_builtins(change)]}
+        reply = client.post("/v1/sync/push", json=body)
+        assert reply.json()["results"][0]["status"] == "applied", reply.text
+    volunteer.sync(client)
+    seen = client.get(
+        "/v1/records/households/h2", headers={"authorization": f"Bearer {volunteer.token}"}
+    ).json()
+    assert seen["conflicts"] == {}
+    assert seen["fields"]["notes"] == "the value"
+    assert msgspec.to_builtins(volunteer.record("households", "h2")) == seen
