@@ -15,9 +15,9 @@ import msgspec
 from litestar.testing import TestClient
 
 from schemas.protocol import Change
-from server.database import create_engine
+from server.db.engine import create_engine
 from server.settings import Settings
-from server.store import SyncStore
+from server.sync.store import SyncStore
 from sync.client import Replica
 from sync.hlc import MAX_FOLLOW_AHEAD_MS, HybridClock, format_hlc, hlc_wall_ms, parse_hlc
 from tests.factories import set_

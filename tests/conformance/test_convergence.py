@@ -12,9 +12,9 @@ import pytest
 from litestar.testing import TestClient
 
 from schemas.protocol import SetChange, SnapshotResponse
-from server.database import create_engine
-from server.horizon import compact
+from server.db.engine import create_engine
 from server.settings import Settings
+from server.sync.horizon import compact
 from sync.client import Replica, SyncReport
 from sync.merge import DELETE_CONFLICT_KEY
 from tests.factories import change_id, delete, hlc, set_
