@@ -100,6 +100,23 @@ export class IndexedDBStore {
   /** @param {StoreWrite} write */
   async write(write) {
     const tx = await this.transaction("readwrite", [META, RECORDS, CHANGES]);
+    const finished = committed(tx);
+    try {
+      this.fill(tx, write);
+    } catch (error) {
+      // A put that throws (a key IndexedDB cannot hold) must not let the rest commit.
+      tx.abort();
+      await finished.catch(() => {});
+      throw error;
+    }
+    await finished;
+  }
+
+  /**
+   * @param {IDBTransaction} tx
+   * @param {StoreWrite} write
+   */
+  fill(tx, write) {
     const meta = tx.objectStore(META);
     const records = tx.objectStore(RECORDS);
     const changes = tx.objectStore(CHANGES);
@@ -118,7 +135,6 @@ export class IndexedDBStore {
     }
     for (const stored of write.changes ?? []) changes.put(stored, stored.change.id);
     for (const id of write.dropChanges ?? []) changes.delete(id);
-    await committed(tx);
   }
 
   /** @param {QueuedUpload} upload */

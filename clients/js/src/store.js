@@ -82,20 +82,25 @@ function clone(value) {
  * @param {StoreWrite} write
  */
 export function applyWrite(into, write) {
+  // Everything is copied before anything changes, so a value that cannot be stored fails the
+  // whole write.
+  const meta = Object.entries(write.meta ?? {}).map(([key, value]) => [key, value === null || value === undefined ? null : clone(value)]);
+  const records = (write.records ?? []).map((record) => ({ ...record, state: record.state === null ? null : clone(record.state) }));
+  const changes = (write.changes ?? []).map(clone);
   if (write.clear) {
     into.records.clear();
     into.changes.clear();
   }
-  for (const [key, value] of Object.entries(write.meta ?? {})) {
-    if (value === null || value === undefined) into.meta.delete(key);
-    else into.meta.set(key, clone(value));
+  for (const [key, value] of meta) {
+    if (value === null) into.meta.delete(key);
+    else into.meta.set(key, value);
   }
-  for (const record of write.records ?? []) {
+  for (const record of records) {
     const key = `${record.collection}\u0000${record.id}`;
     if (record.state === null) into.records.delete(key);
-    else into.records.set(key, { collection: record.collection, id: record.id, state: clone(record.state) });
+    else into.records.set(key, { collection: record.collection, id: record.id, state: record.state });
   }
-  for (const stored of write.changes ?? []) into.changes.set(stored.change.id, clone(stored));
+  for (const stored of changes) into.changes.set(stored.change.id, stored);
   for (const id of write.dropChanges ?? []) into.changes.delete(id);
 }
 
