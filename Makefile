@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := schemas sync server tests $(wildcard benchmarks)
 
-.PHONY: serve test lint bench demo clean
+.PHONY: serve test lint js-test bench demo clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "gridsync needs Python 3.11+"'
@@ -23,8 +23,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
-test: lint
+test: lint js-test
 	$(BIN)/pytest -q
+
+# The JS SDK's tests (tsc, node's test runner); its npm test installs its dev packages first.
+js-test:
+	npm --prefix clients/js test
 
 # The benchmark's own extras (matplotlib, profilers) go into the same .venv; its npm peer is
 # installed by the benchmark itself into benchmarks/peer/. make test needs neither.
