@@ -171,6 +171,7 @@ export class Replica {
     this.outbox = new Map();
     /** @type {string | null} */
     this.cursor = null;
+    this.resyncing = false;
     this.seq = 0;
     /** @type {number | null} */
     this.lastSyncAt = null;
@@ -201,6 +202,7 @@ export class Replica {
       nowMs: this.options.nowMs,
     });
     this.cursor = meta.cursor ?? null;
+    this.resyncing = meta.resyncing === true;
     this.lastSyncAt = meta.lastSyncAt ?? null;
     this.states.clear();
     this.changes.clear();
@@ -687,8 +689,14 @@ export class Replica {
     const report = { pushed: 0, pulled: 0, rejected: [], uploaded: 0, clockSkewMs: null, resynced: false };
     try {
       await this._flushUploads(report);
-      if (this.cursor === null) await this._bootstrap(report);
-      await this._exchangeUntilCaughtUp(report, true);
+      if (this.resyncing) {
+        // A resync cut short (offline, app closed): finish it, so the snapshot replaces the
+        // local records instead of being merged into them.
+        await this._resync(report, false);
+      } else {
+        if (this.cursor === null) await this._bootstrap(report);
+        await this._exchangeUntilCaughtUp(report, true);
+      }
       this.lastError = null;
       this.lastSyncAt = Date.now();
       await this._write({ meta: { lastSyncAt: this.lastSyncAt } });
@@ -844,6 +852,7 @@ export class Replica {
   async _resync(report, scopeChanged) {
     report.resynced = true;
     if (!scopeChanged) {
+      this.resyncing = true;
       const held = Array.from(this.changes.values()).filter((s) => s.status === "synced");
       for (const stored of held) {
         stored.status = "pending";
@@ -852,7 +861,7 @@ export class Replica {
       const sorted = Array.from(this.outbox.values()).sort((a, b) => a.seq - b.seq);
       this.outbox = new Map(sorted.map((s) => [s.change.id, s]));
       this.cursor = null;
-      await this._write({ changes: held, meta: { cursor: null } });
+      await this._write({ changes: held, meta: { cursor: null, resyncing: true } });
       while (this.outbox.size > 0) {
         const batch = Array.from(this.outbox.values()).slice(0, this.pushBatch).map((s) => s.change);
         let answer;
@@ -877,10 +886,24 @@ export class Replica {
     this.states.clear();
     this._rebuild(kept.map((s) => keyOf(s.change)));
     this.cursor = null;
-    await this._write({ clear: true, changes: kept, records: this._recordWrites(this.states.keys()), meta: { cursor: null } });
+    this.resyncing = false;
+    await this._write({
+      clear: true,
+      changes: kept,
+      records: this._recordWrites(this.states.keys()),
+      meta: { cursor: null, resyncing: null },
+    });
     this._notify(before.map(refOf));
     await this._bootstrap(report);
     await this._exchangeUntilCaughtUp(report, false);
+  }
+
+  /**
+   * Use another device token from now on (after the device was enrolled again).
+   * @param {string | null} token
+   */
+  setToken(token) {
+    this.transport.token = token;
   }
 
   /** Wait for the writes in flight and close the store. */

@@ -174,6 +174,31 @@ test("a 409 resync_required re-offers every change and starts over from a snapsh
   for (const view of b.list("households")) assert.deepEqual(view, server.view("households", view.id));
 });
 
+test("a resync cut short is finished by the next sync, even after a restart", async () => {
+  const server = new FakeServer();
+  const store = new MemoryStore();
+  let answered = Infinity; // requests answered before the network goes
+  /** @type {typeof fetch} */
+  const flaky = async (input, init) => {
+    if (answered-- <= 0) throw new TypeError("fetch failed");
+    return server.fetch(input, init);
+  };
+  const a = await open(server, { replicaId: "phone-a", store, retries: 1, fetch: flaky });
+  for (let n = 0; n < 4; n++) await a.set("households", `h-${n}`, "phone", `1380000000${n}`);
+  await a.sync();
+  server.restore(2);
+  answered = 1; // the exchange answers 409, then the network is gone
+  await assert.rejects(a.sync(), { code: "offline" });
+  assert.equal(a.resyncing, true);
+  const restarted = await open(server, { store });
+  const report = await restarted.sync();
+  assert.equal(report.resynced, true);
+  assert.equal(restarted.resyncing, false);
+  assert.equal(server.log.length, 4);
+  assert.equal(restarted.list("households").length, 4);
+  for (const view of restarted.list("households")) assert.deepEqual(view, server.view("households", view.id));
+});
+
 test("records that left the scope are dropped but own unpushed changes stay; scope_changed starts over", async () => {
   const server = new FakeServer();
   const a = await open(server, { replicaId: "phone-a" });
