@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import floor, harness, peer, scenarios
+from benchmarks import floor, harness, peer, scenarios, sdk_merge
 from server.registry.demo import DemoPlan
 
 __all__ = ["SIZES", "Target", "evaluate", "main"]
@@ -43,13 +43,25 @@ class Size:
     peer_households: int
     peer_edits: int
     peer_runs: int
+    merge_repeats: int = 10  # passes over the conformance vectors per round of the SDK's merge
 
 
 SIZES = {
     "full": Size(50_000, 3, 10_000, 1_000_000, 20, DemoPlan(), 500, 3, 5_000, 5_000, 2),
     # 13 buildings of 8: every community holds some, so the scope filter has others to leave out.
     "tiny": Size(
-        2_000, 1, 1_500, 3_000, 2, DemoPlan(households=100, households_per_building=8), 5, 1, 40, 40, 1
+        2_000,
+        1,
+        1_500,
+        3_000,
+        2,
+        DemoPlan(households=100, households_per_building=8),
+        5,
+        1,
+        40,
+        40,
+        1,
+        merge_repeats=1,
     ),
 }
 
@@ -138,6 +150,14 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
                 "< 1x",
                 lambda v: v < 1,
             )
+        if "sdk_merge" in found:
+            judge(
+                backend,
+                "SDK merge in Node / Python engine",
+                found["sdk_merge"]["js_to_python"],
+                ">= 1x",
+                lambda v: v >= 1,
+            )
     return targets
 
 
@@ -188,6 +208,8 @@ async def _run(size: Size, backends: list[str], skip: set[str], console: Console
                     ),
                 ),
             ]
+            if backend == backends[0]:  # no database: once a run
+                steps.append(("sdk_merge", partial(sdk_merge.sdk_merge, repeats=size.merge_repeats)))
             for name, step in steps:
                 if name in skip:
                     continue
@@ -334,6 +356,11 @@ def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
             "same household work, s (gridsync / peer)",
             medians("gridsync_workload_s", "peer_workload_s", of=("peer",), fmt="{:.2f}"),
         ),
+        (
+            "JS SDK's merge in Node on the conformance vectors, changes/s (ratio to the Python engine)",
+            with_ratio("sdk_merge", "js_changes_per_s", "js_to_python"),
+        ),
+        ("Python engine's merge on the same, changes/s", rate("sdk_merge", "python_changes_per_s")),
     ]
 
 

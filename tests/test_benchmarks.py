@@ -16,7 +16,9 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
 
     results = json.loads((tmp_path / "smoke.json").read_text())
     found = results["backends"]["sqlite"]
-    assert set(found) == {"throughput", "floor", "incremental", "bootstrap", "devices"}
+    assert set(found) == {"throughput", "floor", "incremental", "bootstrap", "devices", "sdk_merge"}
+    assert found["sdk_merge"]["js_changes_per_s"]["median"] > 0
+    assert found["sdk_merge"]["python_changes_per_s"]["median"] > 0
     assert found["throughput"]["push_changes_per_s"]["median"] > 0
     # The replay holds the push's statements: per group a lock, the lookups, the log insert.
     assert found["floor"]["groups"] > 0
