@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { test } from "node:test";
 
-import { GridsyncError, MemoryStore, Replica } from "../src/index.js";
+import { GridsyncError, MAX_CLOCK_AHEAD_MS, MemoryStore, Replica } from "../src/index.js";
 import { FakeServer } from "./fake-server.js";
 
 /**
@@ -283,4 +283,20 @@ test("concurrent sync calls share one run", async () => {
   assert.equal(phone.status().syncing, true);
   await one;
   assert.equal(server.requests.filter((r) => r.path === "/v1/sync/exchange").length, 1);
+});
+
+test("a change from a phone with a wrong date is merged, but does not drag the clock ahead", async () => {
+  const server = new FakeServer();
+  const now = Date.now();
+  const far = `${String(now + 24 * 3600 * 1000).padStart(15, "0")}-000000-phone-z`;
+  server.push([{ id: "0193a3c2-0000-7000-8000-00000000000f", collection: "households", record_id: "h-1", field: "phone", op: "set", value: "13800000000", hlc: far, pred: [] }]);
+  const phone = await open(server, { replicaId: "phone-a", nowMs: () => now });
+  await phone.sync();
+  assert.equal(phone.get("households", "h-1")?.fields.phone, "13800000000");
+  assert.ok(phone.clock.wallMs <= now + MAX_CLOCK_AHEAD_MS, `${phone.clock.wallMs - now} ms ahead`);
+  const mine = await phone.set("households", "h-1", "phone", "13900000002");
+  assert.ok(mine.hlc < far);
+  await phone.sync();
+  // Its pred names the far-ahead value, so it wins whatever the clocks say.
+  assert.equal(server.view("households", "h-1")?.fields.phone, "13900000002");
 });
