@@ -172,6 +172,8 @@ export class Replica {
     /** @type {string | null} */
     this.cursor = null;
     this.resyncing = false;
+    /** Whether the server has the exchange endpoint (until it answers 404). */
+    this.exchanges = true;
     this.seq = 0;
     /** @type {number | null} */
     this.lastSyncAt = null;
@@ -714,13 +716,10 @@ export class Replica {
   async _exchangeUntilCaughtUp(report, mayResync) {
     for (;;) {
       const batch = Array.from(this.outbox.values()).slice(0, this.pushBatch).map((s) => s.change);
-      const path = `/v1/sync/exchange${Transport.query({ since: this.cursor, limit: this.pullLimit })}`;
       /** @type {any} */
-      let answer;
+      let page;
       try {
-        answer = await this.transport.request("POST", path, {
-          json: { replica_id: this.replicaId, protocol: 1, changes: batch },
-        });
+        page = await this._roundTrip(batch, report);
       } catch (error) {
         if (!(error instanceof GridsyncError)) throw error;
         if (error.status === 413 && batch.length > 1) {
@@ -735,10 +734,35 @@ export class Replica {
         }
         throw error;
       }
-      await this._acceptPush(batch, answer.push, report);
-      await this._acceptPull(answer.pull, report);
-      if (!answer.pull.more && this.outbox.size === 0) return;
+      await this._acceptPull(page, report);
+      if (!page.more && this.outbox.size === 0) return;
     }
+  }
+
+  /**
+   * Push `batch` and take the page after the cursor: one exchange, or, from a server older than
+   * the exchange (it answers 404), a push and then a pull. Resolves to the page.
+   * @param {Change[]} batch
+   * @param {SyncReport} report
+   * @returns {Promise<any>}
+   */
+  async _roundTrip(batch, report) {
+    const query = Transport.query({ since: this.cursor, limit: this.pullLimit });
+    const body = { json: { replica_id: this.replicaId, protocol: 1, changes: batch } };
+    if (this.exchanges) {
+      try {
+        const answer = await this.transport.request("POST", `/v1/sync/exchange${query}`, body);
+        await this._acceptPush(batch, answer.push, report);
+        return answer.pull;
+      } catch (error) {
+        if (!(error instanceof GridsyncError) || error.status !== 404) throw error;
+        this.exchanges = false;
+      }
+    }
+    if (batch.length > 0) {
+      await this._acceptPush(batch, await this.transport.request("POST", "/v1/sync/push", body), report);
+    }
+    return this.transport.request("GET", `/v1/sync/pull${query}`);
   }
 
   /**

@@ -24,7 +24,9 @@ function reply(status, body, headers = {}) {
 const problem = (status, code, headers) => reply(status, { status, code, detail: code.replace(/_/g, " ") }, headers);
 
 export class FakeServer {
-  constructor({ maxChangesPerPush = 2000 } = {}) {
+  constructor({ maxChangesPerPush = 2000, exchange = true } = {}) {
+    /** Whether this server has the exchange endpoint (an older one has push and pull only). */
+    this.exchange = exchange;
     /** @type {(Change & {seq: number})[]} */
     this.log = [];
     /** @type {Map<string, RecordState>} */
@@ -114,7 +116,15 @@ export class FakeServer {
     if (headers.authorization !== "Bearer gs_test") return problem(401, "invalid_token");
     const since = url.searchParams.get("since");
     const limit = Number(url.searchParams.get("limit") ?? 1000);
-    if (url.pathname === "/v1/sync/exchange" || url.pathname === "/v1/sync/push") {
+    if (url.pathname === "/v1/sync/pull" && method === "GET") {
+      if (this.scopeChanged) {
+        this.scopeChanged = false;
+        return problem(409, "scope_changed");
+      }
+      const page = this.pull(since, limit);
+      return page === null ? problem(409, "resync_required") : reply(200, page);
+    }
+    if ((url.pathname === "/v1/sync/exchange" && this.exchange) || url.pathname === "/v1/sync/push") {
       if (body.changes.length > this.maxChangesPerPush) return problem(413, "batch_too_large");
       const pushed = this.push(body.changes);
       if (url.pathname === "/v1/sync/push") return reply(200, pushed);

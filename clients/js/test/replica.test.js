@@ -300,3 +300,18 @@ test("a change from a phone with a wrong date is merged, but does not drag the c
   // Its pred names the far-ahead value, so it wins whatever the clocks say.
   assert.equal(server.view("households", "h-1")?.fields.phone, "13900000002");
 });
+
+test("with a server older than the exchange, a sync pushes and then pulls", async () => {
+  const server = new FakeServer({ exchange: false });
+  const a = await open(server, { replicaId: "phone-a" });
+  const b = await open(server, { replicaId: "phone-b" });
+  await a.set("households", "h-1", "phone", "13800000000");
+  await b.set("households", "h-1", "phone", "13900000002");
+  for (const phone of [a, b, a]) assert.deepEqual((await phone.sync()).rejected, []);
+  assert.deepEqual(a.get("households", "h-1"), server.view("households", "h-1"));
+  assert.deepEqual(b.get("households", "h-1"), server.view("households", "h-1"));
+  assert.equal(a.get("households", "h-1")?.conflicts.phone.length, 2);
+  const paths = server.requests.map((r) => r.path);
+  assert.equal(paths.filter((p) => p === "/v1/sync/exchange").length, 2); // once a phone
+  assert.ok(paths.includes("/v1/sync/pull"));
+});
