@@ -5,67 +5,22 @@ random, and in the end every phone shows exactly the server's ``/v1/records`` vi
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
-import pytest
 
 from sync.client import Replica
 
-ROOT = Path(__file__).resolve().parents[2]
 PHONE_SCRIPT = Path(__file__).resolve().parent / "phone.mjs"
 H = "households"
 RECORDS = [f"h-{n}" for n in range(5)]
 NODE = shutil.which("node")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def server_url(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port, on this test's database."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "GRIDSYNC_DATABASE_URL": database_url,
-        "GRIDSYNC_DEVICE_REQUESTS_PER_MINUTE": "1000000",
-        "GRIDSYNC_ADDRESS_REQUESTS_PER_MINUTE": "1000000",
-    }
-    command = [sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory", "--port", str(port)]
-    command += ["--log-level", "warning"]
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def _js_turn(job: dict[str, Any]) -> dict[str, Any]:

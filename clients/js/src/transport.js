@@ -50,7 +50,9 @@ export class Transport {
     this.token = options.token ?? null;
     const found = options.fetch ?? globalThis.fetch;
     if (!found) throw new Error("no fetch here: pass `fetch` to Replica.open");
-    this.fetch = found;
+    // Called unbound: a browser's fetch throws "Illegal invocation" when `this` is not a window.
+    /** @type {typeof fetch} */
+    this.fetch = (input, init) => found.call(globalThis, input, init);
     this.gzip = options.gzip ?? typeof globalThis.CompressionStream === "function";
     this.retries = options.retries ?? 4;
     this.backoffMs = options.backoffMs ?? 500;

@@ -1,0 +1,55 @@
+"""A real server for the SDK's tests: the app under uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def server_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port, on this test's database."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GRIDSYNC_DATABASE_URL": database_url,
+        "GRIDSYNC_DEVICE_REQUESTS_PER_MINUTE": "1000000",
+        "GRIDSYNC_ADDRESS_REQUESTS_PER_MINUTE": "1000000",
+    }
+    command = [sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory", "--port", str(port)]
+    command += ["--log-level", "warning"]
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.05)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
