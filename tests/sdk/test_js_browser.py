@@ -4,7 +4,6 @@ server; a reload keeps what was made offline."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,13 +73,17 @@ def test_the_sdk_runs_in_chromium_on_indexeddb_against_the_server(
     page.evaluate("""async () => {
       for (let n = 0; n < 12; n++) await window.phone.set("households", `h-${n}`, "notes", "x".repeat(120));
       await window.phone.add("households", "h-0", "tags", "elderly-alone");
+      const photo = new Blob([new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3])], { type: "image/jpeg" });
+      await window.phone.add("hazards", "z-1", "photos", await window.phone.upload(photo));
+      await window.phone.set("hazards", "z-1", "household_id", "h-0");
     }""")
 
     page.reload()  # offline edits survive: they are in IndexedDB
     page.wait_for_function("window.ready === true")
-    assert page.evaluate(OPEN, [token])["pending"] == 13
+    status = page.evaluate(OPEN, [token])
+    assert (status["pending"], status["uploads"]) == (15, 1)
     report = page.evaluate("() => window.phone.sync()")
-    assert (report["pushed"], report["rejected"]) == (13, [])
+    assert (report["pushed"], report["rejected"], report["uploaded"]) == (15, [], 1)
     assert any(headers.get("content-encoding") == "gzip" for headers in pushes)
 
     held = page.evaluate("() => window.phone.get('households', 'h-0')")
@@ -89,4 +92,9 @@ def test_the_sdk_runs_in_chromium_on_indexeddb_against_the_server(
     )
     assert held == served.json()
     assert held["fields"]["tags"] == ["elderly-alone"]
-    assert json.loads(json.dumps(page.evaluate("() => window.phone.status()")))["pending"] == 0
+    assert page.evaluate("() => window.phone.status()")["pending"] == 0
+    hazard = page.evaluate("() => window.phone.get('hazards', 'z-1')")
+    (photo,) = hazard["fields"]["photos"]
+    stored = httpx.get(f"{server_url}/v1/attachments/{photo}", headers={"authorization": f"Bearer {token}"})
+    assert (stored.status_code, stored.content) == (200, bytes([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]))
+    assert stored.headers["content-type"] == "image/jpeg"
