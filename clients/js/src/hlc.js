@@ -9,11 +9,13 @@ export const MAX_COUNTER = 10 ** COUNTER_DIGITS - 1;
 export const REPLICA_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 export const HLC_PATTERN = /^(\d{15})-(\d{6})-([A-Za-z0-9_.:-]{1,64})$/;
 /**
- * How far past its own wall clock a received hlc may move this clock: the server's
- * `max_clock_ahead_ms` (5 minutes). An hlc further ahead (a device with a wrong date) is still
- * merged, but the clock does not follow it, so one bad device cannot drag every clock ahead.
+ * How far past its own wall clock this clock may ever stand (`B`, `MAX_FOLLOW_AHEAD_MS` of
+ * sync/hlc.py): a received hlc further ahead (a device with a wrong date) is merged, but the
+ * clock follows it only up to the bound, so one bad device cannot drag every clock ahead. Well
+ * below the server's `clock_ahead` flag (5 minutes), so a phone with a correct clock that
+ * followed a fast one is never flagged itself.
  */
-export const MAX_CLOCK_AHEAD_MS = 5 * 60 * 1000;
+export const MAX_CLOCK_AHEAD_MS = 60_000;
 
 /**
  * @typedef {{wallMs: number, counter: number, replicaId: string}} Timestamp
@@ -42,13 +44,18 @@ export function parseHlc(hlc) {
   return { wallMs: Number(match[1]), counter: Number(match[2]), replicaId: match[3] };
 }
 
-/** A replica's clock: never goes backwards, and moves past every hlc it observes within the bound. */
+/**
+ * A replica's clock: moves past every hlc it issues or observes, but never more than
+ * `maxAheadMs` past its own wall time. A clock found beyond the bound when it ticks (stored
+ * while the wall clock was wrong) is set back to it: local writes never inherit another
+ * device's wrong date, and never overflow the hlc's 15 digits.
+ */
 export class HybridClock {
   /**
    * @param {string} replicaId
    * @param {{wallMs?: number, counter?: number, maxAheadMs?: number | null, nowMs?: () => number}} [options]
-   *   `maxAheadMs`: how far past the wall clock an observed hlc may take this clock
-   *   (`MAX_CLOCK_AHEAD_MS` by default; `null` for no bound).
+   *   `maxAheadMs`: how far past the wall clock this clock may stand (`MAX_CLOCK_AHEAD_MS` by
+   *   default; `null` for no bound).
    */
   constructor(replicaId, options = {}) {
     if (!REPLICA_ID_PATTERN.test(replicaId)) {
@@ -79,6 +86,10 @@ export class HybridClock {
   /** A new hlc for a local event, greater than every hlc issued or followed before. */
   now() {
     const physical = this.nowMs();
+    if (this.maxAheadMs !== null && this.wallMs > physical + this.maxAheadMs) {
+      this.wallMs = physical + this.maxAheadMs;
+      this.counter = 0;
+    }
     if (physical > this.wallMs) this._advance(physical, 0);
     else this._advance(this.wallMs, this.counter + 1);
     return formatHlc(this.wallMs, this.counter, this.replicaId);
@@ -97,16 +108,17 @@ export class HybridClock {
   }
 
   /**
-   * Move past a received hlc. Returns false when it was too far ahead to follow: the clock
-   * then stays where it was (the change itself is still merged).
+   * Move past a received hlc, but not past wall time + bound. Returns false when the hlc was
+   * beyond the bound (the clock then moved only up to the bound; the change itself is still
+   * merged).
    * @param {string} hlc
    */
   observe(hlc) {
     const remote = parseHlc(hlc);
-    if (this.maxAheadMs !== null && remote.wallMs - this.nowMs() > this.maxAheadMs) return false;
-    if (remote.wallMs > this.wallMs || (remote.wallMs === this.wallMs && remote.counter >= this.counter)) {
-      this._advance(remote.wallMs, remote.counter + 1);
-    }
-    return true;
+    const bound = this.maxAheadMs === null ? Infinity : this.nowMs() + this.maxAheadMs;
+    const within = remote.wallMs <= bound;
+    const [wallMs, counter] = within ? [remote.wallMs, remote.counter] : [bound, 0];
+    if (wallMs > this.wallMs || (wallMs === this.wallMs && counter >= this.counter)) this._advance(wallMs, counter + 1);
+    return within;
   }
 }

@@ -10,6 +10,7 @@ export { newChangeId, uuid7From } from "./ids.js";
 export { COLLECTIONS } from "./collections.js";
 export {
   DELETE_CONFLICT_KEY,
+  absorbSnapshot,
   applyBatch,
   applyChange,
   conflicts,

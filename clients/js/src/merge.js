@@ -137,14 +137,7 @@ export function applyChange(state, change, known) {
       }
       continue;
     }
-    if (head.op === "delete" || (kind !== DELETE_KIND && head.field === kind)) {
-      // Any change that saw a delete supersedes it (a restore); a field change supersedes the
-      // heads of its own field only.
-      heads.delete(named);
-      covered.delete(named);
-    } else if (kind === DELETE_KIND) {
-      covered.add(named);
-    }
+    nameHead(state, head, kind);
   }
   if (change.op === "remove") return;
   if (change.op === "delete") {
@@ -154,6 +147,53 @@ export function applyChange(state, change, known) {
   if (namers === undefined || !namers.has(kind)) {
     heads.set(change.id, change);
     if (namers !== undefined && namers.has(DELETE_KIND)) covered.add(change.id);
+  }
+}
+
+/**
+ * What a change of `kind` naming the present `head` in its pred does to it.
+ * @param {RecordState} state
+ * @param {Change} head
+ * @param {string} kind
+ */
+function nameHead(state, head, kind) {
+  if (head.op === "delete" || (kind !== DELETE_KIND && head.field === kind)) {
+    // Any change that saw a delete supersedes it (a restore); a field change supersedes the
+    // heads of its own field only.
+    state.heads.delete(head.id);
+    state.covered.delete(head.id);
+  } else if (kind === DELETE_KIND) {
+    state.covered.add(head.id);
+  }
+}
+
+/**
+ * Fold into `state`, which holds a snapshot's heads of the record (and whatever this replica
+ * had), what the server's state knows beyond its heads: `covered` (heads a delete named,
+ * possibly a delete no longer a head) and `pending` (ids named before they arrived, with their
+ * namers' kinds). The state is then the one a replica replaying the whole log holds.
+ * `known(id)`: whether this replica already holds that change.
+ * @param {RecordState} state
+ * @param {Iterable<string>} covered
+ * @param {Record<string, string[]>} pending
+ * @param {(id: string) => boolean} known
+ */
+export function absorbSnapshot(state, covered, pending, known) {
+  for (const id of covered) {
+    const head = state.heads.get(id);
+    if (head !== undefined && head.op !== "delete") state.covered.add(id);
+  }
+  for (const [named, kinds] of Object.entries(pending)) {
+    const head = state.heads.get(named);
+    if (head !== undefined) {
+      // Held here already (an own change not yet pushed): the changes that named it supersede
+      // it now, as they will on the server when it arrives there.
+      for (const kind of [...kinds].sort()) if (state.heads.has(named)) nameHead(state, head, kind);
+    } else if (!known(named)) {
+      let found = state.pending.get(named);
+      if (found === undefined) state.pending.set(named, (found = new Set()));
+      for (const kind of kinds) found.add(kind);
+    }
   }
 }
 

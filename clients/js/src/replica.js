@@ -7,6 +7,7 @@ import { HybridClock, REPLICA_ID_PATTERN } from "./hlc.js";
 import { RECORD_ID_PATTERN, newChangeId } from "./ids.js";
 import {
   DELETE_CONFLICT_KEY,
+  absorbSnapshot,
   applyBatch,
   decodeState,
   encodeState,
@@ -92,6 +93,11 @@ import { GridsyncError, Transport } from "./transport.js";
  */
 
 /** @typedef {{collection: string, id: string}} RecordRef */
+/**
+ * What the server's state of a record knows beyond its heads (a snapshot record, or a pulled
+ * page's `facts` for records that entered the scope); both parts usually absent.
+ * @typedef {{collection: string, id: string, covered?: string[], pending?: Record<string, string[]>}} RecordFacts
+ */
 /** @typedef {(changed: RecordRef[]) => void} ChangeListener */
 
 /** @typedef {{community_id?: string, grid_id?: string, building_id?: string, household_id?: string}} Scope */
@@ -172,6 +178,11 @@ export class Replica {
     /** @type {string | null} */
     this.cursor = null;
     this.resyncing = false;
+    /**
+     * Records a snapshot sent as written after its `sync_cursor`, with the seq of that write.
+     * @type {Map<string, number>}
+     */
+    this.snapshotSeqs = new Map();
     /** Whether the server has the exchange endpoint (until it answers 404). */
     this.exchanges = true;
     this.seq = 0;
@@ -205,6 +216,7 @@ export class Replica {
     });
     this.cursor = meta.cursor ?? null;
     this.resyncing = meta.resyncing === true;
+    this.snapshotSeqs = new Map(meta.snapshotSeqs ?? []);
     this.lastSyncAt = meta.lastSyncAt ?? null;
     this.states.clear();
     this.changes.clear();
@@ -271,27 +283,39 @@ export class Replica {
 
   /**
    * Store and merge changes this replica does not hold yet; the records they touched.
+   * `facts`: records whose heads are among the changes (a snapshot page's, or those that entered
+   * the scope), with what supersession knows beyond their heads (`covered` heads, ids `pending`
+   * before they arrived), folded in as well. `merged`: ids of changes the states hold already
+   * (stored, not merged again).
    * @param {Change[]} incoming
    * @param {"pending" | "synced"} status
+   * @param {RecordFacts[]} [facts]
+   * @param {Set<string>} [merged]
    * @returns {{fresh: StoredChange[], touched: Set<string>}}
    */
-  _fold(incoming, status) {
-    /** @type {Set<string>} */
-    const seen = new Set();
-    /** @type {Change[]} */
-    const fresh = [];
+  _fold(incoming, status, facts = [], merged = new Set()) {
+    /** @type {Map<string, Change>} */
+    const fresh = new Map();
     for (const change of incoming) {
-      if (this.changes.has(change.id) || seen.has(change.id)) continue;
-      seen.add(change.id);
-      fresh.push(change);
+      if (!this.changes.has(change.id) && !fresh.has(change.id)) fresh.set(change.id, change);
     }
-    const touched = new Set(fresh.map(keyOf));
+    const known = new Map(
+      facts
+        .filter((r) => (r.covered?.length ?? 0) > 0 || Object.keys(r.pending ?? {}).length > 0)
+        .map((r) => [recordKey(r.collection, r.id), r]),
+    );
+    const toMerge = Array.from(fresh.values()).filter((change) => !merged.has(change.id));
+    const touched = new Set([...toMerge.map(keyOf), ...known.keys()]);
     /** @type {Map<string, RecordState>} */
     const states = new Map();
     for (const key of touched) states.set(key, this._state(key));
-    applyBatch(states, fresh, (id) => this.changes.has(id));
+    applyBatch(states, toMerge, (id) => this.changes.has(id) || merged.has(id));
+    for (const [key, record] of known) {
+      const state = /** @type {RecordState} */ (states.get(key));
+      absorbSnapshot(state, record.covered ?? [], record.pending ?? {}, (id) => this.changes.has(id) || fresh.has(id));
+    }
     for (const [key, state] of states) this.states.set(key, state);
-    const stored = fresh.map((change) => {
+    const stored = Array.from(fresh.values(), (change) => {
       /** @type {StoredChange} */
       const entry = { change, status, seq: ++this.seq };
       this.changes.set(change.id, entry);
@@ -814,13 +838,26 @@ export class Replica {
   async _acceptPull(page, report) {
     const incoming = page.changes.map(asChange);
     for (const change of incoming) this.clock.observe(change.hlc);
-    const { fresh, touched } = this._fold(incoming, "synced");
+    // Changes of records a snapshot sent as written while it was paged: those up to that
+    // write are in the snapshot's state already.
+    const merged = new Set(
+      page.changes
+        .filter((/** @type {any} */ c) => c.seq <= (this.snapshotSeqs.get(recordKey(c.collection, c.record_id)) ?? 0))
+        .map((/** @type {any} */ c) => c.id),
+    );
+    const { fresh, touched } = this._fold(incoming, "synced", page.facts ?? [], merged);
+    /** @type {Record<string, any>} */
+    const meta = { cursor: page.cursor };
+    if (!page.more && this.snapshotSeqs.size > 0) {
+      this.snapshotSeqs.clear();
+      meta.snapshotSeqs = null;
+    }
     report.pulled += fresh.length;
     const left = (page.left ?? []).map((/** @type {RecordRef} */ ref) => recordKey(ref.collection, ref.id));
     const dropped = this._forget(left);
     for (const key of left) touched.add(key);
     this.cursor = page.cursor;
-    await this._write({ changes: fresh, dropChanges: dropped, records: this._recordWrites(touched), meta: { cursor: this.cursor } });
+    await this._write({ changes: fresh, dropChanges: dropped, records: this._recordWrites(touched), meta });
     this._notify(Array.from(touched, refOf));
   }
 
@@ -854,10 +891,17 @@ export class Replica {
       const answer = await this.transport.request("GET", path);
       const incoming = answer.records.flatMap((/** @type {any} */ record) => record.heads.map(asChange));
       for (const change of incoming) this.clock.observe(change.hlc);
-      const { fresh, touched } = this._fold(incoming, "synced");
+      const { fresh, touched } = this._fold(incoming, "synced", answer.records);
       report.pulled += fresh.length;
+      for (const record of answer.records) {
+        if (record.seq) this.snapshotSeqs.set(recordKey(record.collection, record.id), record.seq);
+      }
       if (!answer.more) this.cursor = answer.sync_cursor;
-      await this._write({ changes: fresh, records: this._recordWrites(touched), meta: { cursor: this.cursor } });
+      await this._write({
+        changes: fresh,
+        records: this._recordWrites(touched),
+        meta: { cursor: this.cursor, snapshotSeqs: this.snapshotSeqs.size ? Array.from(this.snapshotSeqs) : null },
+      });
       this._notify(Array.from(touched, refOf));
       if (!answer.more) return;
       page = answer.cursor;
@@ -911,11 +955,12 @@ export class Replica {
     this._rebuild(kept.map((s) => keyOf(s.change)));
     this.cursor = null;
     this.resyncing = false;
+    this.snapshotSeqs.clear();
     await this._write({
       clear: true,
       changes: kept,
       records: this._recordWrites(this.states.keys()),
-      meta: { cursor: null, resyncing: null },
+      meta: { cursor: null, resyncing: null, snapshotSeqs: null },
     });
     this._notify(before.map(refOf));
     await this._bootstrap(report);

@@ -40,6 +40,13 @@ export class FakeServer {
     /** Records the next pull lists in `left`. @type {{collection: string, id: string}[]} */
     this.leaving = [];
     this.scopeChanged = false;
+    /**
+     * How many of the newest changes a snapshot shows as written while it was paged: its
+     * `sync_cursor` stands before them, and their records carry the seq of their last write.
+     */
+    this.snapshotLag = 0;
+    /** Whether snapshot records carry `covered` and `pending` beside their heads. */
+    this.snapshotFacts = true;
     /** @type {Map<string, Uint8Array>} */
     this.attachments = new Map();
     this.fetch = this.fetch.bind(this);
@@ -141,10 +148,17 @@ export class FakeServer {
       const slice = keys.slice(start, start + limit);
       const records = slice.map((key) => {
         const [collection, id] = key.split("\u0000");
-        return { collection, id, heads: Array.from(/** @type {RecordState} */ (this.states.get(key)).heads.values()) };
+        const state = /** @type {RecordState} */ (this.states.get(key));
+        // What supersession knows beyond the heads, as the server's snapshot sends it.
+        const facts = this.snapshotFacts
+          ? { covered: [...state.covered].sort(), pending: Object.fromEntries([...state.pending].map(([id, kinds]) => [id, [...kinds].sort()])) }
+          : {};
+        const syncSeq = this.log.length - this.snapshotLag;
+        const last = Math.max(0, ...this.log.filter((c) => recordKey(c.collection, c.record_id) === key).map((c) => c.seq));
+        return { collection, id, heads: Array.from(state.heads.values()), ...facts, ...(last > syncSeq ? { seq: last } : {}) };
       });
       const more = start + limit < keys.length;
-      return reply(200, { records, cursor: String(start + limit), more, sync_cursor: `${this.epoch}.${this.log.length}` });
+      return reply(200, { records, cursor: String(start + limit), more, sync_cursor: `${this.epoch}.${this.log.length - this.snapshotLag}` });
     }
     if (url.pathname.startsWith("/v1/attachments/") && method === "PUT") {
       const sha256 = url.pathname.split("/").pop() ?? "";

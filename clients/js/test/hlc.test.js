@@ -33,15 +33,22 @@ test("the clock moves past every hlc it receives within the bound", () => {
   assert.ok(clock.now() > formatHlc(10_000 + MAX_CLOCK_AHEAD_MS, 4, "server"));
 });
 
-test("an hlc past the allowed skew does not move the clock, whatever it is", () => {
-  const clock = new HybridClock("phone-a", { nowMs: () => 10_000 });
-  clock.now();
-  const before = clock.current();
+test("an hlc past the allowed skew moves the clock only up to the bound, whatever it is", () => {
   for (const far of [formatHlc(10_000 + MAX_CLOCK_AHEAD_MS + 1, 0, "phone-b"), formatHlc(999_999_999_999_999, 999_999, "evil")]) {
+    const clock = new HybridClock("phone-a", { nowMs: () => 10_000 });
+    clock.now();
     assert.equal(clock.observe(far), false);
-    assert.equal(clock.current(), before);
+    assert.equal(clock.current(), formatHlc(10_000 + MAX_CLOCK_AHEAD_MS, 1, "phone-a"));
+    assert.ok(clock.now() < far);
+    assert.ok(clock.wallMs - 10_000 <= MAX_CLOCK_AHEAD_MS);
   }
-  assert.ok(clock.wallMs - 10_000 <= MAX_CLOCK_AHEAD_MS);
+});
+
+test("a clock stored beyond the bound is set back to it at its next tick", () => {
+  const clock = new HybridClock("phone-a", { wallMs: 999_999_999_999_000, counter: 5, nowMs: () => 10_000 });
+  assert.equal(clock.now(), formatHlc(10_000 + MAX_CLOCK_AHEAD_MS, 1, "phone-a"));
+  const unbounded = new HybridClock("phone-a", { wallMs: 50_000, maxAheadMs: null, nowMs: () => 10_000 });
+  assert.equal(unbounded.now(), formatHlc(50_000, 1, "phone-a"));
 });
 
 test("change ids are lowercase UUIDv7, ordered by time", () => {

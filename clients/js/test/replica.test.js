@@ -315,3 +315,56 @@ test("with a server older than the exchange, a sync pushes and then pulls", asyn
   assert.equal(paths.filter((p) => p === "/v1/sync/exchange").length, 2); // once a phone
   assert.ok(paths.includes("/v1/sync/pull"));
 });
+
+test("a snapshot's covered heads and pending ids make the bootstrapped record the replayed one", async () => {
+  /** @param {number} n @param {Partial<import("../src/merge.js").Change>} fields @returns {import("../src/merge.js").Change} */
+  const change = (n, fields) => ({
+    id: `0193a3c2-0000-7000-8000-${String(n).padStart(12, "0")}`,
+    collection: "households",
+    record_id: "h-1",
+    field: null,
+    op: "delete",
+    value: null,
+    hlc: `00176400000000${n}-000000-phone-a`,
+    pred: [],
+    ...fields,
+  });
+  const phone = change(1, { op: "set", field: "phone", value: "13800000000" });
+  const first = change(2, { pred: [phone.id] }); // covers the phone
+  const second = change(3, { pred: [first.id] }); // from a phone that saw only the first delete
+  const early = change(4, { op: "set", field: "notes", value: "old" }); // named before it arrives
+  const notes = change(5, { op: "set", field: "notes", value: "new", pred: [early.id] });
+  /** @type {Record<string, any>} */
+  const shown = {};
+  for (const snapshotFacts of [true, false]) {
+    const server = new FakeServer();
+    server.snapshotFacts = snapshotFacts;
+    server.push([phone, first, second, notes]);
+    const fresh = await open(server, { replicaId: "phone-b" });
+    await fresh.sync();
+    server.push([early]);
+    await fresh.sync();
+    shown[String(snapshotFacts)] = fresh.get("households", "h-1");
+    if (snapshotFacts) assert.deepEqual(shown.true, server.view("households", "h-1"));
+  }
+  // With the facts the phone stays covered by the first delete; from heads alone it comes back.
+  assert.deepEqual(shown.true.conflicts._deleted.map((/** @type {any} */ h) => h.change_id).sort(), [second.id, notes.id]);
+  assert.equal(shown.true.conflicts.notes, undefined);
+  assert.deepEqual(shown.false.conflicts._deleted.map((/** @type {any} */ h) => h.change_id).sort(), [phone.id, second.id, notes.id]);
+});
+
+test("changes pulled again after a snapshot that holds them are stored once, its seqs then forgotten", async () => {
+  const server = new FakeServer();
+  const a = await open(server, { replicaId: "phone-a" });
+  await a.set("households", "h-1", "phone", "13800000000");
+  await a.set("households", "h-1", "phone", "13900000002");
+  await a.set("households", "h-1", "phone", "13700000003");
+  await a.sync();
+  server.snapshotLag = 3; // the whole chain was written while the snapshot was paged
+  const b = await open(server, { replicaId: "phone-b" });
+  await b.sync();
+  assert.deepEqual(b.get("households", "h-1"), server.view("households", "h-1"));
+  assert.deepEqual(b.get("households", "h-1")?.conflicts, {});
+  assert.equal(b.changes.size, 3);
+  assert.equal(b.snapshotSeqs.size, 0); // caught up: forgotten
+});
