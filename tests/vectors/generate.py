@@ -8,7 +8,8 @@ delivery. ``clients/js/test/vectors.test.js`` runs the same deliveries through t
 
 A vector holds ``changes`` (every distinct change of a history), ``deliveries`` (ways the same
 set can reach a replica: batches of indexes into ``changes``, in arrival order; an index may come
-again, as a duplicate or a relay does) and ``views`` (each record as ``GET /v1/records`` shows it,
+again, as a duplicate or a relay does; a snapshot's ``facts`` are what supersession knows beyond
+its heads, which a replica absorbs after the batch) and ``views`` (each record as ``GET /v1/records`` shows it,
 by collection and id). Histories come from simulated replicas that edit offline, with preds from
 their own heads, and pass changes to one another in random subsets (so a pred often names a
 change that has not arrived yet, and changes reach a replica through a third one). Hand-made
@@ -208,11 +209,23 @@ def _deliveries(history: _History, rng: random.Random) -> list[dict[str, Any]]:
     states: dict[RecordKey, RecordState] = {}
     apply_delivery(states, [changes])
     heads = [index[c.id] for key in sorted(states) for c in states[key].heads.values()]
+    facts = [
+        {
+            "collection": key[0],
+            "id": key[1],
+            "covered": sorted(states[key].covered),
+            "pending": {named: sorted(kinds) for named, kinds in sorted(states[key].pending.items())},
+        }
+        for key in sorted(states)
+        if states[key].covered or states[key].pending
+    ]
     found.append(
         {
             "name": "snapshot",
-            "about": "the heads alone, as a snapshot of a compacted history holds them",
+            "about": "the heads, as a snapshot of a compacted history holds them, and in `facts` what "
+            "a snapshot may carry beyond them (the heads a delete covers, ids named before they arrived)",
             "batches": [heads],
+            "facts": facts,
         }
     )
     return found

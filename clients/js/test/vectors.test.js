@@ -8,12 +8,14 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { COLLECTIONS } from "../src/collections.js";
-import { applyBatch, recordView } from "../src/merge.js";
+import { absorbSnapshot, applyBatch, recordKey, recordView } from "../src/merge.js";
 import { MemoryStore, Replica } from "../src/index.js";
 
 /** @typedef {import("../src/merge.js").Change} Change */
 /** @typedef {import("../src/merge.js").RecordState} RecordState */
-/** @typedef {{name: string, description: string, changes: Change[], deliveries: {name: string, batches: number[][]}[], views: any[]}} Vector */
+/** @typedef {import("../src/replica.js").RecordFacts} RecordFacts */
+/** @typedef {{name: string, batches: number[][], facts?: RecordFacts[]}} Delivery */
+/** @typedef {{name: string, description: string, changes: Change[], deliveries: Delivery[], views: any[]}} Vector */
 
 const directory = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "tests", "vectors");
 const files = readdirSync(directory).filter((name) => name.endsWith(".json")).sort();
@@ -24,8 +26,9 @@ const load = (name) => JSON.parse(readFileSync(join(directory, name), "utf8"));
 /**
  * @param {Map<string, RecordState>} states
  * @param {Change[][]} batches
+ * @param {RecordFacts[]} facts absorbed after the batches, as a snapshot's
  */
-function deliver(states, batches) {
+function deliver(states, batches, facts) {
   /** @type {Set<string>} */
   const held = new Set();
   for (const batch of batches) {
@@ -34,6 +37,11 @@ function deliver(states, batches) {
     for (const change of batch) if (!held.has(change.id) && !fresh.has(change.id)) fresh.set(change.id, change);
     applyBatch(states, fresh.values(), (id) => held.has(id));
     for (const id of fresh.keys()) held.add(id);
+  }
+  for (const record of facts) {
+    const state = states.get(recordKey(record.collection, record.id));
+    assert.ok(state, `facts of a record without heads: ${record.id}`);
+    absorbSnapshot(state, record.covered ?? [], record.pending ?? {}, (id) => held.has(id));
   }
 }
 
@@ -50,7 +58,7 @@ for (const name of files) {
     for (const delivery of vector.deliveries) {
       /** @type {Map<string, RecordState>} */
       const states = new Map();
-      deliver(states, resolve(vector, delivery.batches));
+      deliver(states, resolve(vector, delivery.batches), delivery.facts ?? []);
       const views = Array.from(states)
         .filter(([, state]) => state.heads.size > 0)
         .map(([key, state]) => {
@@ -67,8 +75,11 @@ for (const name of files) {
     for (const delivery of vector.deliveries) {
       const store = new MemoryStore();
       const replica = await Replica.open({ url: "http://unused.invalid", replicaId: "phone-v", store });
-      for (const batch of resolve(vector, delivery.batches)) {
-        const { fresh, touched } = replica._fold(batch, "synced");
+      const batches = resolve(vector, delivery.batches);
+      for (const [number, batch] of batches.entries()) {
+        // A snapshot's facts come with its page, as the server sends them.
+        const facts = number === batches.length - 1 ? (delivery.facts ?? []) : [];
+        const { fresh, touched } = replica._fold(batch, "synced", facts);
         await replica._write({ changes: fresh, records: replica._recordWrites(touched) });
       }
       // Reopened on what it stored: the store holds the same states.
