@@ -5,7 +5,7 @@
 // keeps the store's contents as one JSON file, rewritten whole (then renamed) on each write.
 import { readFileSync, renameSync, writeFileSync, existsSync } from "node:fs";
 
-import { Replica, applyWrite } from "../../clients/js/src/index.js";
+import { COLLECTIONS, Replica, applyWrite } from "../../clients/js/src/index.js";
 
 class FileStore {
   /** @param {string} path */
@@ -50,7 +50,7 @@ const rng = random(job.seed);
 const pick = (list) => list[Math.floor(rng() * list.length)];
 const H = "households";
 const phone = await Replica.open({ url: job.url, token: job.token, replicaId: job.replicaId, store: new FileStore(job.storePath), backoffMs: 50 });
-for (let n = 0; n < job.edits; n++) {
+for (let n = 0; n < (job.edits ?? 0); n++) {
   const id = pick(job.records);
   const roll = rng();
   if (roll < 0.3) await phone.set(H, id, "phone", `139${String(Math.floor(rng() * 1e8)).padStart(8, "0")}`);
@@ -67,7 +67,10 @@ for (let n = 0; n < job.edits; n++) {
     else await phone.set(H, id, "head_name", `${job.replicaId} head`);
   } else await phone.delete(H, id);
 }
+for (const [collection, id, field, value] of job.writes ?? []) await phone.set(collection, id, field, value);
 const report = job.sync ? await phone.sync() : null;
-const views = Object.fromEntries(job.records.map((id) => [id, phone.get(H, id)]));
-process.stdout.write(JSON.stringify({ views, report, pending: phone.pending().length }));
+const views = Object.fromEntries((job.records ?? []).map((id) => [id, phone.get(H, id)]));
+// Every record the phone holds, as "collection/id".
+const held = Object.keys(COLLECTIONS).flatMap((c) => phone.list(c, { include_deleted: true }).map((v) => `${c}/${v.id}`));
+process.stdout.write(JSON.stringify({ views, report, pending: phone.pending().length, held }));
 await phone.close();
