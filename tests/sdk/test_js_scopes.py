@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from server.access import UserScope
-from server.accounts import AccountStore
-from server.database import create_engine
+from server.access.accounts import AccountStore
+from server.access.principals import UserScope
+from server.db.engine import create_engine
 from server.settings import Settings
 from sync.client import Replica
 from tests.factories import enroll_user
