@@ -231,7 +231,8 @@ export class Replica {
       this.seq = Math.max(this.seq, stored.seq);
     }
     this.queuedUploads = this.store.uploads ? (await this.store.uploads()).length : 0;
-    if (meta.replicaId === undefined) await this._write({ meta: { replicaId } });
+    // Straight to the store: a store that cannot write fails the open (reloading would loop).
+    if (meta.replicaId === undefined) await this.store.write({ meta: { replicaId } });
   }
 
   /**

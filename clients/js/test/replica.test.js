@@ -368,3 +368,24 @@ test("changes pulled again after a snapshot that holds them are stored once, its
   assert.equal(b.changes.size, 3);
   assert.equal(b.snapshotSeqs.size, 0); // caught up: forgotten
 });
+
+test("a store that fails a write fails the edit and leaves the replica as the store holds it", async () => {
+  const store = new MemoryStore();
+  const phone = await open(new FakeServer(), { replicaId: "phone-a", store });
+  await phone.set("households", "h-1", "phone", "13800000000");
+  const write = store.write.bind(store);
+  store.write = async () => {
+    throw new Error("QuotaExceededError");
+  };
+  await assert.rejects(phone.set("households", "h-1", "phone", "13900000002"), /QuotaExceededError/);
+  assert.equal(phone.pending().length, 1);
+  assert.equal(phone.get("households", "h-1")?.fields.phone, "13800000000");
+  await assert.rejects(open(new FakeServer(), { store: new (class extends MemoryStore {
+    async write() {
+      throw new Error("read-only");
+    }
+  })() }), /read-only/);
+  store.write = write;
+  await phone.set("households", "h-1", "phone", "13900000002");
+  assert.equal(phone.pending().length, 2);
+});
