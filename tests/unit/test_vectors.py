@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from schemas.collections import COLLECTIONS
-from schemas.protocol import Change
+from schemas.protocol import Change, RecordFacts
 from sync.client import Replica
 from sync.merge import RecordKey, RecordState, record_view
 from tests.vectors.generate import VECTORS_DIR, apply_delivery, render
@@ -43,7 +43,13 @@ def test_the_committed_vectors_are_what_the_generator_makes() -> None:
 
 def test_the_vectors_cover_what_chance_might_miss() -> None:
     names = {path.stem for path in _VECTORS}
-    assert {"delete-names-non-head", "delete-concurrent-edit", "delete-then-restore", "add-wins"} <= names
+    assert {
+        "delete-names-non-head",
+        "delete-covers-through-chain",
+        "delete-concurrent-edit",
+        "delete-then-restore",
+        "add-wins",
+    } <= names
     kinds = {d["name"].split("-by-")[0] for path in _VECTORS for d in _load(path)[0]["deliveries"]}
     assert {"created", "reversed", "shuffled", "relayed", "snapshot"} <= kinds
     assert any(d.get("facts") for path in _VECTORS for d in _load(path)[0]["deliveries"])
@@ -55,12 +61,10 @@ def test_the_vectors_cover_what_chance_might_miss() -> None:
 
 @pytest.mark.parametrize("path", _VECTORS, ids=lambda p: p.stem)
 def test_the_python_engine_gives_every_view_whatever_the_delivery(path: Path) -> None:
-    # A snapshot delivery's heads alone give these histories' views; its facts are absorbed by
-    # the engines that take them from a snapshot (the JS SDK).
     vector, changes = _load(path)
     for delivery in vector["deliveries"]:
         states: dict[RecordKey, RecordState] = {}
-        apply_delivery(states, _batches(delivery, changes))
+        apply_delivery(states, _batches(delivery, changes), delivery.get("facts", []))
         views = [
             msgspec.to_builtins(record_view(states[key], COLLECTIONS[key[0]], key[1]))
             for key in sorted(states)
@@ -75,8 +79,11 @@ def test_the_reference_client_gives_every_view_whatever_the_delivery(path: Path,
     expected = {(view["collection"], view["id"]): view for view in vector["views"]}
     for number, delivery in enumerate(vector["deliveries"]):
         replica = Replica(tmp_path / f"{number}.db", "phone-v")
-        for batch in _batches(delivery, changes):
-            replica._fold(batch, "synced")
+        batches = _batches(delivery, changes)
+        facts = msgspec.convert(delivery.get("facts", []), list[RecordFacts])
+        for index, batch in enumerate(batches):
+            # A snapshot's facts come with its page.
+            replica._fold(batch, "synced", facts if index == len(batches) - 1 else ())
         held = {
             (view.collection, view.id): msgspec.to_builtins(view)
             for collection in ("households", "residents")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,15 @@ from schemas.collections import COLLECTIONS, CollectionSpec
 from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
 from sync.client import uuid7
 from sync.hlc import HybridClock
-from sync.merge import RecordKey, RecordState, apply_batch, preds_to_look_up, record_view
+from sync.merge import (
+    RecordKey,
+    RecordState,
+    absorb_snapshot,
+    apply_batch,
+    preds_to_look_up,
+    record_view,
+    snapshot_facts,
+)
 
 __all__ = ["JS_COLLECTIONS_PATH", "VECTORS_DIR", "apply_delivery", "js_collections", "vectors"]
 
@@ -153,9 +161,14 @@ def _views(changes: list[Change], collections: dict[str, CollectionSpec]) -> lis
     ]
 
 
-def apply_delivery(states: dict[RecordKey, RecordState], batches: list[list[Change]]) -> None:
+def apply_delivery(
+    states: dict[RecordKey, RecordState],
+    batches: list[list[Change]],
+    facts: Sequence[Mapping[str, Any]] = (),
+) -> None:
     """Fold batches into ``states`` as a store does: a change already held is skipped, and the
-    pred ids the merge asks about are answered from the changes held before the batch."""
+    pred ids the merge asks about are answered from the changes held before the batch. Then
+    ``facts`` (a snapshot's ``covered`` and ``pending`` of its records) are absorbed."""
     held: set[str] = set()
     for batch in batches:
         fresh: list[Change] = []
@@ -166,6 +179,9 @@ def apply_delivery(states: dict[RecordKey, RecordState], batches: list[list[Chan
             states.setdefault((change.collection, change.record_id), RecordState())
         apply_batch(states, fresh, preds_to_look_up(states, fresh) & held)
         held.update(c.id for c in fresh)
+    for record in facts:
+        state = states[(record["collection"], record["id"])]
+        absorb_snapshot(state, record["covered"], record["pending"], held.__contains__)
 
 
 def _deliveries(history: _History, rng: random.Random) -> list[dict[str, Any]]:
@@ -209,21 +225,16 @@ def _deliveries(history: _History, rng: random.Random) -> list[dict[str, Any]]:
     states: dict[RecordKey, RecordState] = {}
     apply_delivery(states, [changes])
     heads = [index[c.id] for key in sorted(states) for c in states[key].heads.values()]
-    facts = [
-        {
-            "collection": key[0],
-            "id": key[1],
-            "covered": sorted(states[key].covered),
-            "pending": {named: sorted(kinds) for named, kinds in sorted(states[key].pending.items())},
-        }
-        for key in sorted(states)
-        if states[key].covered or states[key].pending
-    ]
+    facts = []
+    for key in sorted(states):
+        covered, pending = snapshot_facts(states[key])
+        if covered or pending:
+            facts.append({"collection": key[0], "id": key[1], "covered": covered, "pending": pending})
     found.append(
         {
             "name": "snapshot",
             "about": "the heads, as a snapshot of a compacted history holds them, and in `facts` what "
-            "a snapshot may carry beyond them (the heads a delete covers, ids named before they arrived)",
+            "the snapshot carries beyond them (the heads a delete covers, ids named before they arrived)",
             "batches": [heads],
             "facts": facts,
         }
@@ -340,6 +351,20 @@ def _crafted() -> list[_History]:
     history.changes.append(third)
     a.receive(c.arrivals)
     history.changes.append(a.delete(h1))
+    made.append(history)
+
+    a, b = _Sim("phone-a", make_id), _Sim("phone-b", make_id)
+    history = _History(
+        "delete-covers-through-chain",
+        "a second delete names only the first, which named a value: the value stays covered, "
+        "which a snapshot's heads alone do not tell",
+        sims=[a, b],
+    )
+    history.changes.append(a.set(h1, "phone", "13800000000"))
+    first_delete = a.delete(h1)
+    history.changes.append(first_delete)
+    b.receive([first_delete])
+    history.changes.append(b.delete(h1))
     made.append(history)
 
     a, b = _Sim("phone-a", make_id), _Sim("phone-b", make_id)
