@@ -149,7 +149,10 @@ async def enroll(database: Database, count: int) -> list[tuple[str, str]]:
     try:
         # Enrolled without a user: district-wide credentials, so pulls take the unscoped path.
         accounts = AccountStore(engine)
-        return [await accounts.enroll_device(None, f"bench-phone-{n}") for n in range(count)]
+        return [
+            await accounts.enroll_device(None, f"bench-phone-{n}", role="district_admin")
+            for n in range(count)
+        ]
     finally:
         await engine.dispose()
 

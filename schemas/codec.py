@@ -13,6 +13,9 @@ __all__ = ["JSON", "MSGPACK", "MalformedChange", "MediaType", "WireCodec", "code
 JSON = "application/json"
 MSGPACK = "application/msgpack"
 MediaType = Literal["application/json", "application/msgpack"]
+# msgspec decodes nested values by recursion: a value nested deeper than the interpreter's
+# stack allows is malformed input like any other.
+_TOO_DEEP = "a value is nested too deeply"
 
 
 class MalformedChange(msgspec.Struct):
@@ -40,7 +43,10 @@ class WireCodec:
         return bytes(self._encoder.encode(message))
 
     def decode(self, body: bytes, type_: Any) -> Any:
-        return self._module.decode(body, type=type_)
+        try:
+            return self._module.decode(body, type=type_)
+        except RecursionError:
+            raise msgspec.DecodeError(_TOO_DEEP) from None
 
     def decode_push(self, body: bytes) -> tuple[str, int, list[Change | MalformedChange]]:
         """Return (replica_id, protocol, changes); raises msgspec.DecodeError when the envelope
@@ -48,9 +54,12 @@ class WireCodec:
         try:
             request = self._push.decode(body)
             return request.replica_id, request.protocol, list(request.changes)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             pass
-        envelope = self._envelope.decode(body)
+        try:
+            envelope = self._envelope.decode(body)
+        except RecursionError:
+            raise msgspec.DecodeError(_TOO_DEEP) from None
         return envelope.replica_id, envelope.protocol, [self._decode_one(raw) for raw in envelope.changes]
 
     def _decode_one(self, raw: msgspec.Raw) -> Change | MalformedChange:
@@ -59,11 +68,13 @@ class WireCodec:
             return change
         except msgspec.DecodeError as error:
             return MalformedChange(self._id_of(raw), f"malformed change: {error}")
+        except RecursionError:
+            return MalformedChange(self._id_of(raw), f"malformed change: {_TOO_DEEP}")
 
     def _id_of(self, raw: msgspec.Raw) -> str | None:
         try:
             loose = self._loose.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
         change_id = loose.get("id") if isinstance(loose, dict) else None
         return change_id if isinstance(change_id, str) else None

@@ -28,6 +28,7 @@ from msgspec import Meta
 
 __all__ = [
     "COLLECTIONS",
+    "END",
     "REQUEST_STATUSES",
     "REQUEST_TRANSITIONS",
     "CollectionSpec",
@@ -43,24 +44,29 @@ __all__ = [
 MergePolicy = Literal["scalar", "set"]
 ScopeLevel = Literal["community_id", "grid_id", "building_id", "household_id"]
 
+# The end of the text in patterns that clients read too (OpenAPI, the protocol schema): Python's
+# ``$`` also matches before a final newline and ECMAScript has no ``\Z``; this means the same
+# in both. tests/unit/test_patterns.py refuses a pattern ending in ``$``.
+END = r"(?![\s\S])"
+
 ShortText = Annotated[str, Meta(min_length=1, max_length=200)]
 LongText = Annotated[str, Meta(max_length=10_000)]
-PhoneNumber = Annotated[str, Meta(max_length=32, pattern=r"^[0-9+\-() ]*$")]
+PhoneNumber = Annotated[str, Meta(max_length=32, pattern=r"^[0-9+\-() ]*" + END)]
 Count = Annotated[int, Meta(ge=0, le=1_000)]
-Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-Code = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-RecordRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*" + END)]
+Code = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*" + END)]
+RecordRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}" + END)]
 # Who did something: a worker's, handler's or volunteer's user id or name, as the app knows it.
 Person = Annotated[str, Meta(min_length=1, max_length=64)]
 # Mainland resident identity card number: 17 digits and a check character.
-IdNumber = Annotated[str, Meta(pattern=r"^[0-9]{17}[0-9X]$")]
+IdNumber = Annotated[str, Meta(pattern=r"^[0-9]{17}[0-9X]" + END)]
 BirthYear = Annotated[int, Meta(ge=1900, le=2100)]
 Floor = Annotated[int, Meta(ge=-5, le=200)]
 Day = datetime.date
 Moment = Annotated[datetime.datetime, Meta(tz=True)]
 Satisfaction = Annotated[int, Meta(ge=1, le=5)]
 PointsAmount = Annotated[int, Meta(ge=1, le=100_000)]
-Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}" + END)]
 
 VisitPurpose = Literal[
     "routine", "elderly-care", "hazard-check", "request-follow-up", "registry-update", "other"

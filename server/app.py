@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.access.accounts import AccountStore
-from server.access.controller import AdminController, SignInController
-from server.access.rate_limits import RateLimits
+from server.access.controller import AdminController, EnrolmentController, SignInController
+from server.access.rate_limits import RateLimits, SignInThrottle
 from server.access.tokens import SECURITY_COMPONENTS, TokenMiddleware
 from server.db.engine import create_engine
 from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
+from server.negotiation import BoundedRequest
 from server.pages.admin import STATIC, admin_pages, template_config
 from server.registry.attachments_controller import AttachmentsController
 from server.registry.controller import RecordListController, ReportsController
@@ -30,7 +34,39 @@ from server.sync.controller import SyncController
 from server.sync.store import SyncStore
 from server.system import health, protocol_schema
 
-__all__ = ["create_app"]
+__all__ = ["SECURITY_HEADERS", "create_app"]
+
+# Sent with every answer. The admin pages load their script and styles from /static only (the
+# dashboard's bars set a width in a style attribute, hence style-src-attr); no page may be framed.
+SECURITY_HEADERS = [
+    ResponseHeader(
+        name="Content-Security-Policy",
+        value="default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+        "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'",
+    ),
+    ResponseHeader(name="X-Frame-Options", value="DENY"),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="same-origin"),
+]
+_COOKIE_MODES = ("auto", "always", "never")
+
+
+def _trusted_proxies(settings: Settings) -> list[str]:
+    """The proxies whose X-Forwarded-For and X-Forwarded-Proto count (none unless configured)."""
+    if settings.secure_cookies not in _COOKIE_MODES:
+        raise ValueError(f"GRIDSYNC_SECURE_COOKIES must be one of {', '.join(_COOKIE_MODES)}")
+    return [host.strip() for host in settings.trusted_proxies.split(",") if host.strip()]
+
+
+def _behind(proxies: list[str]) -> Callable[[ASGIApp], ASGIApp]:
+    """Uvicorn's proxy-headers middleware, believing only ``proxies``: the client's address and
+    scheme then come from the nearest untrusted hop of X-Forwarded-For and X-Forwarded-Proto."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        return ProxyHeadersMiddleware(app, trusted_hosts=proxies)  # type: ignore[arg-type,return-value]
+
+    return wrap
 
 
 def _store(state: State) -> SyncStore:
@@ -56,6 +92,7 @@ def _settings(state: State) -> Settings:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     limits = RateLimits(settings)
+    proxies = _trusted_proxies(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -90,10 +127,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     sign_in_routes = Router(
         path="/", route_handlers=[SignInController], middleware=[limits.sign_in.middleware]
     )
+    enrolment_routes = Router(
+        path="/", route_handlers=[EnrolmentController], middleware=[limits.enrolment.middleware]
+    )
     return Litestar(
         route_handlers=[
             sync_routes,
             sign_in_routes,
+            enrolment_routes,
             AdminController,
             ConflictsController,
             admin_pages(),
@@ -102,20 +143,27 @@ def create_app(settings: Settings | None = None) -> Litestar:
             protocol_schema,
         ],
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "sign_in_throttle": SignInThrottle()}),
         dependencies={
             "store": Provide(_store, sync_to_thread=False),
             "accounts": Provide(_accounts, sync_to_thread=False),
             "settings": Provide(_settings, sync_to_thread=False),
             "inbox": Provide(_inbox, sync_to_thread=False),
         },
-        middleware=[DefineMiddleware(TokenMiddleware, exclude=["^/schema", "^/admin", "^/static"])],
+        middleware=[
+            *([_behind(proxies)] if proxies else []),
+            DefineMiddleware(TokenMiddleware, exclude=["^/schema", "^/admin", "^/static"]),
+        ],
+        request_class=BoundedRequest,
+        response_headers=SECURITY_HEADERS,
         plugins=[problem_details_plugin()],
         openapi_config=OpenAPIConfig(
             title="gridsync",
             version="1",
             description="Offline-first sync for community grid workers. See docs/protocol.md.",
             components=SECURITY_COMPONENTS,
+            # The document only: the browsable UIs would load their scripts from a CDN.
+            render_plugins=[JsonRenderPlugin()],
         ),
         request_max_body_size=settings.max_body_bytes,
         template_config=template_config(),

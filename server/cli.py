@@ -65,8 +65,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _upgrade(settings)
+    # Uvicorn believes X-Forwarded-For from 127.0.0.1 by default; the app believes it only from
+    # GRIDSYNC_TRUSTED_PROXIES (server/app.py), so uvicorn's own reading is turned off.
     if args.workers == 1:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            proxy_headers=False,
+        )
         return 0
     # Each worker is a fresh process that builds its own app from the environment, so the
     # database URL given here travels there. The workers share the listening socket.
@@ -78,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        proxy_headers=False,
     )
     return 0
 
@@ -143,20 +152,47 @@ def _device_enroll(args: argparse.Namespace) -> int:
         user_name = args.user or args.name
         user = await accounts.user_by_name(user_name)
         if user is None:
-            if args.role == "district_admin" and not args.role_given:
-                print(
-                    f"note: new user {user_name!r} gets district-wide access; "
-                    "pass --role and --grid/--building/--community to narrow it",
-                    file=sys.stderr,
+            if args.role is None:
+                raise GridsyncError(
+                    400,
+                    "role_required",
+                    f"name the new user's role with --role: one of {', '.join(ROLES)} "
+                    "(and --community/--grid/--building/--company for its scope)",
                 )
-            user = await accounts.create_user(user_name, args.role, _scope(args))
-        elif args.role_given or args.grid or args.building or args.community or args.company:
-            user = await accounts.update_user(user.id, args.role, _scope(args))
+            user = await accounts.add_user(CONSOLE, user_name, args.role, _scope(args), None, "console")
+        elif args.role or args.grid or args.building or args.community or args.company:
+            user = await accounts.update_user(user.id, args.role or user.role, _scope(args))
+        if args.code:
+            issued = await accounts.issue_code(
+                CONSOLE, user, args.code_ttl_s or settings.enrolment_code_ttl_s, "console"
+            )
+            return {
+                "code": issued.code,
+                "expires_at_ms": issued.expires_at_ms,
+                "user_id": user.id,
+                "role": user.role,
+            }
         device_id, token = await accounts.enroll_phone(CONSOLE, user, args.name, "console")
         return {"device_id": device_id, "token": token, "user_id": user.id, "role": user.role}
 
-    print(json.dumps(asyncio.run(_with_engine(_settings(args), enroll))))
+    settings = _settings(args)
+    try:
+        enrolled = asyncio.run(_with_engine(settings, enroll))
+    except GridsyncError as error:
+        print(error.message, file=sys.stderr)
+        return 1
+    print(json.dumps(enrolled))
+    if args.code:
+        _print_qr(str(enrolled["code"]))
     return 0
+
+
+def _print_qr(code: str) -> None:
+    """The code as a QR code on the terminal (stderr, so stdout stays one line of JSON)."""
+    import segno
+
+    print(f"enrolment code {code}: type it in the app or scan this", file=sys.stderr)
+    segno.make(code, error="m").terminal(out=sys.stderr, compact=True)
 
 
 def _device_revoke(args: argparse.Namespace) -> int:
@@ -214,14 +250,6 @@ def _with_database(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return sub
 
 
-class _RoleAction(argparse.Action):
-    def __call__(
-        self, parser: object, namespace: argparse.Namespace, values: object, option: object = None
-    ) -> None:
-        namespace.role = values
-        namespace.role_given = True
-
-
 def _positive(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -272,12 +300,18 @@ def _parser() -> argparse.ArgumentParser:
     enroll = _with_database(device_commands.add_parser("enroll", help="enrol a phone; prints its token once"))
     enroll.add_argument("--name", required=True, help="the phone's name")
     enroll.add_argument("--user", help="the user the phone belongs to (created if new; default: --name)")
-    enroll.add_argument("--role", choices=ROLES, default="district_admin", action=_RoleAction)
+    enroll.add_argument("--role", choices=ROLES, help="the user's role; required for a new user (no default)")
     enroll.add_argument("--community", action="append", help="community id (repeatable)")
     enroll.add_argument("--grid", action="append", help="grid id (repeatable)")
     enroll.add_argument("--building", action="append", help="building id (repeatable)")
     enroll.add_argument("--company", help="property company id, for handlers")
-    enroll.set_defaults(run=_device_enroll, role_given=False)
+    enroll.add_argument(
+        "--code",
+        action="store_true",
+        help="print a one-time enrolment code (and its QR code) for the app instead of a token",
+    )
+    enroll.add_argument("--code-ttl-s", type=_positive, help="seconds the code stays valid (default 24 h)")
+    enroll.set_defaults(run=_device_enroll)
     revoke = _with_database(device_commands.add_parser("revoke", help="revoke a device token"))
     revoke.add_argument("device_id")
     revoke.set_defaults(run=_device_revoke)

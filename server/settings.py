@@ -41,6 +41,15 @@ class Settings:
     device_requests_per_minute: int = 1_200
     address_requests_per_minute: int = 12_000
     sign_ins_per_minute: int = 30
+    enrolments_per_minute: int = 10
+    # One-time enrolment codes (POST /v1/enrol) work once, until this many seconds after issue.
+    enrolment_code_ttl_s: int = 24 * 3600
+    # Comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed; empty: the peer's own address is the client's.
+    trusted_proxies: str = ""
+    # The session cookie's Secure flag: "auto" (when the request came over HTTPS, directly or
+    # through a trusted proxy), "always" or "never".
+    secure_cookies: str = "auto"
     # Registry (docs/domain.md): an elderly-alone household with no checkin signal by this
     # local hour needs a visit today; the district's time zone; the largest attachment.
     checkin_cutoff_hour: int = 10

@@ -29,8 +29,8 @@ __all__ = [
 WALL_DIGITS = 15
 COUNTER_DIGITS = 6
 MAX_COUNTER = 10**COUNTER_DIGITS - 1
-REPLICA_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-HLC_PATTERN = re.compile(r"^(\d{15})-(\d{6})-([A-Za-z0-9_.:-]{1,64})$")
+REPLICA_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+HLC_PATTERN = re.compile(r"^(\d{15})-(\d{6})-([A-Za-z0-9_.:-]{1,64})\Z")
 # How far past its own wall time a replica's clock may be moved by the hlcs it receives. Well
 # below the server's ``clock_ahead`` flag (5 minutes by default), so a phone with a correct clock
 # that followed a fast one is never flagged itself.

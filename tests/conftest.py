@@ -103,7 +103,8 @@ async def store(settings: Settings) -> AsyncIterator[SyncStore]:
 async def _enroll(settings: Settings, name: str) -> str:
     engine = create_engine(settings.database_url)
     try:
-        _, token = await AccountStore(engine).enroll_device(None, name)
+        # District-wide, like protocol tooling: reads and writes everywhere, manages no users.
+        _, token = await AccountStore(engine).enroll_device(None, name, role="district_admin")
     finally:
         await engine.dispose()
     return token

@@ -119,3 +119,29 @@ def delete(
     *, pred: tuple[str, ...], at: int | None = None, replica: str = "r1", record: str = "h1"
 ) -> Change:
     return DeleteChange(**_common(at, replica, record, "households", None), pred=pred)
+
+
+def seed_places(client: Any, token: str, places: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Push registry records (``(collection, id, fields)``) as the district-wide ``token``, in
+    one batch, through the HTTP API; every change must be applied."""
+    changes = [
+        {
+            "op": "set",
+            "id": change_id(),
+            "collection": collection,
+            "record_id": record_id,
+            "hlc": hlc(next(_counter), "seeder"),
+            "field": name,
+            "value": value,
+            "pred": [],
+        }
+        for collection, record_id, fields in places
+        for name, value in fields.items()
+    ]
+    reply = client.post(
+        "/v1/sync/push",
+        json={"replica_id": "seeder", "protocol": 1, "changes": changes},
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert reply.status_code == 200, reply.text
+    assert {r["status"] for r in reply.json()["results"]} == {"applied"}, reply.text

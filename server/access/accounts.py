@@ -2,7 +2,8 @@
 
 Tokens are 256 random bits shown once and stored only as SHA-256 hashes; passwords are hashed
 with argon2. Every request looks its credential up, so revocation takes effect on the very next
-request on every app process.
+request on every app process. One-time enrolment codes are kept as SHA-256 hashes too, and each
+is exchanged once, before it expires, for a device token.
 """
 
 from __future__ import annotations
@@ -13,32 +14,35 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
+from functools import lru_cache
 from typing import Any
 
 import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.access.principals import ROLES, Principal, UserScope
 from server.db.engine import pooled_rows
-from server.db.tables import audit_log, devices, users
+from server.db.tables import audit_log, devices, enrolment_codes, records, users
 from server.errors import GridsyncError
 
 __all__ = [
     "AccountStore",
     "AuditEntry",
     "DeviceInfo",
+    "EnrolmentCode",
     "UserInfo",
     "hash_token",
+    "normalise_code",
 ]
 
 SESSION_LIFETIME_MS = 12 * 3600 * 1000
-# After this many wrong passwords in a row, each further attempt waits twice as long as the last.
-FREE_ATTEMPTS = 5
-MAX_LOCK_MS = 15 * 60 * 1000
+# Enrolment codes: 12 symbols of Crockford's base32 (60 bits), typed by a person in groups of 4.
+_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CODE_LENGTH = 12
 
 _hasher = PasswordHasher()
 _json = msgspec.json.Encoder()
@@ -60,6 +64,25 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash no password matches: a sign-in as an unknown user verifies against it, so it takes
+    as long as one as a known user."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def normalise_code(code: str) -> str:
+    """An enrolment code as typed (any case, with spaces or dashes) in its canonical form."""
+    return (
+        "".join(code.split()).replace("-", "").upper().replace("O", "0").replace("I", "1").replace("L", "1")
+    )
+
+
+def _new_code() -> str:
+    symbols = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
+    return "-".join(symbols[i : i + 4] for i in range(0, _CODE_LENGTH, 4))
+
+
 def _scope_json(scope: UserScope) -> str:
     return _json.encode(asdict(scope)).decode()
 
@@ -75,11 +98,11 @@ def _scope_from_json(raw: str) -> UserScope:
 
 
 def sign_in_slowed(retry_after_s: int) -> GridsyncError:
-    """The 429 of an account slowed by wrong passwords."""
+    """The 429 of a name slowed down by wrong passwords from this address."""
     return GridsyncError(
         429,
         "sign_in_slowed",
-        f"too many wrong passwords for this account; try again in {retry_after_s} s",
+        f"too many wrong passwords for this name from this address; try again in {retry_after_s} s",
         headers={"Retry-After": str(retry_after_s)},
     )
 
@@ -112,6 +135,15 @@ class DeviceInfo(msgspec.Struct):
     last_seen_at_ms: int | None
     clock_skew_ms: int | None
     clock_flagged_at_ms: int | None
+
+
+class EnrolmentCode(msgspec.Struct):
+    """A one-time code a phone exchanges for its token (``POST /v1/enrol``); shown only once."""
+
+    id: str
+    code: str
+    user: UserInfo
+    expires_at_ms: int
 
 
 class AuditEntry(msgspec.Struct):
@@ -207,8 +239,21 @@ class AccountStore:
 
     # ------------------------------------------------------------------ credentials
 
-    async def enroll_device(self, user_id: str | None, name: str, *, kind: str = "device") -> tuple[str, str]:
-        """Create a credential; returns (id, token). The token is shown only this once."""
+    async def enroll_device(
+        self, user_id: str | None, name: str, *, kind: str = "device", role: str | None = None
+    ) -> tuple[str, str]:
+        """Create a credential; returns (id, token). The token is shown only this once.
+
+        A credential without a user (protocol-level tooling) must say so with
+        ``role="district_admin"``: it reads and writes everywhere, and like every device token
+        it never manages users."""
+        if user_id is None and role != "district_admin":
+            raise GridsyncError(
+                400,
+                "role_required",
+                "a device without a user is district-wide: pass role='district_admin', "
+                "or enrol it for a user with a narrower role",
+            )
         device_id = str(uuid.uuid4())
         token = f"gs_{secrets.token_urlsafe(32)}"
         now = _now_ms()
@@ -260,6 +305,117 @@ class AccountStore:
         )
         return device_id, token
 
+    async def places_outside(self, scope: UserScope, communities: Sequence[str]) -> list[str]:
+        """The grids and buildings of ``scope`` that are not known places inside ``communities``
+        (as ``grids/<id>``): an admin may grant only what lies inside what they administer."""
+        wanted = [("grids", g) for g in scope.grids] + [("buildings", b) for b in scope.buildings]
+        if not wanted:
+            return []
+        query = select(records.c.collection, records.c.record_id, records.c.community_id).where(
+            records.c.deleted.is_(False),
+            records.c.collection.in_(("grids", "buildings")),
+            records.c.record_id.in_([record_id for _, record_id in wanted]),
+        )
+        async with self.engine.connect() as connection:
+            found = {
+                (row.collection, row.record_id): row.community_id for row in await connection.execute(query)
+            }
+        inside = set(communities)
+        return [f"{c}/{r}" for c, r in wanted if found.get((c, r)) not in inside]
+
+    async def issue_code(self, actor: Principal, user: UserInfo, ttl_s: int, address: str) -> EnrolmentCode:
+        """A one-time enrolment code for a phone of ``user``, valid ``ttl_s`` seconds; audited."""
+        code = _new_code()
+        now = _now_ms()
+        issued = EnrolmentCode(id=str(uuid.uuid4()), code=code, user=user, expires_at_ms=now + ttl_s * 1000)
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                enrolment_codes.insert().values(
+                    id=issued.id,
+                    code_hash=hash_token(normalise_code(code)),
+                    user_id=user.id,
+                    created_at_ms=now,
+                    expires_at_ms=issued.expires_at_ms,
+                )
+            )
+        await self.audit(
+            actor,
+            "enrolment_code_issue",
+            issued.id,
+            address=address,
+            community_id=user.home_community,
+            user_id=user.id,
+            role=user.role,
+            grids=user.grids,
+            expires_at_ms=issued.expires_at_ms,
+        )
+        return issued
+
+    async def redeem_code(
+        self, code: str, name: str, address: str, replica_id: str | None = None
+    ) -> tuple[str, str]:
+        """Exchange an enrolment code for a device token, once; returns (device id, token).
+
+        The code is spent in the same transaction that creates the device, by a conditional
+        UPDATE: of two phones sending the same code at once, exactly one gets a token."""
+        now = _now_ms()
+        refused = GridsyncError(
+            400,
+            "invalid_enrolment_code",
+            "this enrolment code is unknown, expired or already used; ask an admin for a new one",
+        )
+        device_id = str(uuid.uuid4())
+        token = f"gs_{secrets.token_urlsafe(32)}"
+        async with self.engine.begin() as connection:
+            row = (
+                await connection.execute(
+                    select(enrolment_codes.c.id, enrolment_codes.c.user_id).where(
+                        enrolment_codes.c.code_hash == hash_token(normalise_code(code))
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                raise refused
+            spent = await connection.execute(
+                update(enrolment_codes)
+                .where(
+                    and_(
+                        enrolment_codes.c.id == row.id,
+                        enrolment_codes.c.used_at_ms.is_(None),
+                        enrolment_codes.c.expires_at_ms > now,
+                    )
+                )
+                .values(used_at_ms=now, device_id=device_id)
+            )
+            owner = (await connection.execute(select(users).where(users.c.id == row.user_id))).one_or_none()
+            if not spent.rowcount or owner is None or owner.disabled_at_ms is not None:
+                raise refused
+            await connection.execute(
+                devices.insert().values(
+                    id=device_id,
+                    name=name,
+                    user_id=owner.id,
+                    kind="device",
+                    token_hash=hash_token(token),
+                    created_at_ms=now,
+                )
+            )
+        user = _user_info(owner)
+        await self.audit(
+            Principal(user_id=user.id, user_name=user.name, role=user.role, device_id=device_id),
+            "device_enroll",
+            device_id,
+            address=address,
+            community_id=user.home_community,
+            device_name=name,
+            user_id=user.id,
+            role=user.role,
+            grids=user.grids,
+            enrolment_code=row.id,
+            replica_id=replica_id,
+        )
+        return device_id, token
+
     async def authenticate(self, token: str) -> Principal | None:
         """The caller behind a token, looked up on every request (so a revocation holds from
         the next request on, in every process); None for an unknown, revoked or expired token
@@ -285,32 +441,19 @@ class AccountStore:
         )
 
     async def sign_in(self, name: str, password: str) -> tuple[UserInfo, str]:
-        """Check a password; returns (user, session token). Wrong passwords slow the account."""
-        now = _now_ms()
-        async with self.engine.begin() as connection:
+        """Check a password; returns (user, session token).
+
+        An unknown name, a disabled user and a wrong password cost the same (one read, one
+        argon2 verification) and answer the same; slowing repeated failures down is the
+        caller's (``server.access.rate_limits.SignInThrottle``), keyed by name and address, so it
+        cannot tell which names exist either."""
+        async with self.engine.connect() as connection:
             row = (await connection.execute(select(users).where(users.c.name == name))).one_or_none()
-            if row is not None and row.locked_until_ms is not None and row.locked_until_ms > now:
-                raise sign_in_slowed(max(1, (row.locked_until_ms - now + 999) // 1000))
+        stored = row.password_hash if row is not None and row.disabled_at_ms is None else None
+        try:
+            valid = _hasher.verify(stored or _dummy_hash(), password) and stored is not None
+        except (VerificationError, InvalidHashError):
             valid = False
-            if row is not None and row.password_hash and row.disabled_at_ms is None:
-                try:
-                    valid = _hasher.verify(row.password_hash, password)
-                except (VerificationError, InvalidHashError):
-                    valid = False
-            if row is not None and not valid:
-                failures = row.failed_logins + 1
-                lock = None
-                if failures >= FREE_ATTEMPTS:
-                    lock = now + min(MAX_LOCK_MS, 1000 * 2 ** (failures - FREE_ATTEMPTS))
-                await connection.execute(
-                    update(users)
-                    .where(users.c.id == row.id)
-                    .values(failed_logins=failures, locked_until_ms=lock)
-                )
-            elif row is not None:
-                await connection.execute(
-                    update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until_ms=None)
-                )
         if row is None or not valid:
             raise GridsyncError(401, "bad_credentials", "unknown user name or wrong password")
         _, token = await self.enroll_device(row.id, "admin sign-in", kind="session")

@@ -112,9 +112,11 @@ def reads_filter(principal: Principal | None) -> ColumnElement[bool]:
         records.c[column].in_(ids) for column, ids in _assigned(principal).items() if ids
     ]
     if principal.role == "handler" and principal.scope.company:
-        conditions.append(
-            and_(records.c.collection == "requests", records.c.company == principal.scope.company)
-        )
+        dispatched = and_(records.c.collection == "requests", records.c.company == principal.scope.company)
+        if principal.scope.communities:
+            # A handler named by a community admin works in that admin's communities only.
+            dispatched = and_(dispatched, records.c.community_id.in_(principal.scope.communities))
+        conditions.append(dispatched)
     if principal.role == "grid_worker" and principal.scope.communities:
         # The phone shows its community's name, though it works in its grids only.
         conditions.append(
@@ -137,6 +139,7 @@ def can_read(principal: Principal | None, place: Place) -> bool:
             place.collection == "requests"
             and bool(place.company)
             and place.company == principal.scope.company
+            and (not principal.scope.communities or place.scope.community_id in principal.scope.communities)
         )
     return (
         principal.role == "grid_worker"

@@ -27,6 +27,7 @@ __all__ = [
     "UserScope",
     "requires_admin",
     "requires_district_admin",
+    "requires_signed_in_admin",
 ]
 
 Role = Literal["grid_worker", "building_leader", "volunteer", "handler", "community_admin", "district_admin"]
@@ -93,3 +94,16 @@ def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteH
 def requires_district_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     if not _principal(connection).is_district_admin:
         raise PermissionDeniedException("only district admins may do this")
+
+
+def requires_signed_in_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Users, devices and codes are managed from an admin's password sign-in only: a phone's
+    token, whatever its user's role, never manages users."""
+    principal = _principal(connection)
+    if not principal.is_admin:
+        raise PermissionDeniedException("only community and district admins may do this")
+    if principal.credential_kind != "session":
+        raise PermissionDeniedException(
+            "users and devices are managed from an admin sign-in (POST /v1/admin/login), "
+            "never with a device token"
+        )

@@ -1,5 +1,9 @@
 """Rate limits (Litestar's RateLimitMiddleware): per device and per address on the sync
-endpoints, per address on sign-in. Counters live in each app process's memory.
+endpoints, per address on sign-in and on enrolment by code; and ``SignInThrottle``, which slows
+wrong passwords down per name and address. Counters live in each app process's memory.
+
+The address is the peer's (``request.client``): X-Forwarded-For counts only when it was sent by
+a proxy listed in ``GRIDSYNC_TRUSTED_PROXIES`` (see ``server.app``).
 
 Litestar's limit is a fixed window per key (it opens at the key's first request and lasts the
 limit's unit), which it keeps as the list of every request time in the window, JSON in its
@@ -31,7 +35,7 @@ from server.settings import Settings
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["CountedLimit", "RateLimits", "WindowCounter"]
+__all__ = ["CountedLimit", "RateLimits", "SignInThrottle", "WindowCounter"]
 
 
 class _Window(CacheObject):
@@ -127,3 +131,81 @@ class RateLimits:
         self.sign_in = _limit(
             settings.sign_ins_per_minute, lambda request: f"sign-in:{get_remote_address(request)}"
         )
+        self.enrolment = _limit(
+            settings.enrolments_per_minute, lambda request: f"enrol:{get_remote_address(request)}"
+        )
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    locked_until: float = 0.0
+    last_at: float = 0.0
+
+
+class SignInThrottle:
+    """Wrong passwords slow sign-in down, per (name, address) and per name, whether the name
+    exists or not (so the slow-down tells nobody which names do).
+
+    * From one address, after ``free_per_address`` wrong passwords for a name, each further
+      attempt for that name waits twice as long as the last (up to ``max_lock_s``); nothing is
+      checked meanwhile.
+    * After ``free_per_name`` wrong passwords for a name from any addresses, every address that
+      has already failed for it waits out the name's lock too; an address with no failure for
+      the name still has its password checked. An attacker thus gets one guess per address he
+      owns, and cannot keep the real admin, signing in from their own address, locked out.
+    """
+
+    def __init__(
+        self,
+        *,
+        free_per_address: int = 5,
+        free_per_name: int = 20,
+        max_lock_s: float = 15 * 60,
+        forget_after_s: float = 3600,
+    ) -> None:
+        self.free_per_address = free_per_address
+        self.free_per_name = free_per_name
+        self.max_lock_s = max_lock_s
+        self.forget_after_s = forget_after_s
+        self._by_pair: dict[tuple[str, str], _Failures] = {}
+        self._by_name: dict[str, _Failures] = {}
+        self._next_sweep = 0.0
+
+    def wait_s(self, name: str, address: str, now: float | None = None) -> int:
+        """Seconds this attempt must wait before its password is checked; 0: check it now."""
+        now = time() if now is None else now
+        pair = self._by_pair.get((name, address))
+        if pair is None:
+            return 0
+        waits = [pair.locked_until - now]
+        by_name = self._by_name.get(name)
+        if by_name is not None:
+            waits.append(by_name.locked_until - now)
+        longest = max(waits)
+        return int(longest + 0.999) if longest > 0 else 0
+
+    def failed(self, name: str, address: str, now: float | None = None) -> None:
+        now = time() if now is None else now
+        self._sweep(now)
+        pair = self._by_pair.setdefault((name, address), _Failures())
+        by_name = self._by_name.setdefault(name, _Failures())
+        for failures, free in ((pair, self.free_per_address), (by_name, self.free_per_name)):
+            failures.count += 1
+            failures.last_at = now
+            if failures.count >= free:
+                failures.locked_until = now + min(self.max_lock_s, 2.0 ** (failures.count - free))
+
+    def succeeded(self, name: str, address: str) -> None:
+        self._by_pair.pop((name, address), None)
+        self._by_name.pop(name, None)
+
+    def _sweep(self, now: float) -> None:
+        # Names and addresses that stopped failing are forgotten, so memory stays bounded by
+        # the failures of the last ``forget_after_s``.
+        if now < self._next_sweep:
+            return
+        horizon = now - self.forget_after_s
+        self._by_pair = {k: f for k, f in self._by_pair.items() if f.last_at > horizon}
+        self._by_name = {k: f for k, f in self._by_name.items() if f.last_at > horizon}
+        self._next_sweep = now + 60

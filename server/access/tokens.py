@@ -6,13 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.openapi.spec import Components, SecurityScheme
 
 from server.access.accounts import AccountStore
 from server.errors import problem
 
-__all__ = ["SECURITY_COMPONENTS", "SECURITY_REQUIREMENT", "SESSION_COOKIE", "TokenMiddleware"]
+__all__ = [
+    "SECURITY_COMPONENTS",
+    "SECURITY_REQUIREMENT",
+    "SESSION_COOKIE",
+    "TokenMiddleware",
+    "session_cookie",
+]
 
 SESSION_COOKIE = "gridsync_session"
 SECURITY_COMPONENTS = Components(
@@ -32,6 +39,23 @@ SECURITY_COMPONENTS = Components(
     }
 )
 SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{"deviceToken": []}, {"sessionCookie": []}]
+
+
+def session_cookie(connection: ASGIConnection[Any, Any, Any, Any], value: str) -> Cookie:
+    """The admin session cookie (an empty value clears it): HttpOnly, SameSite=Strict, and
+    Secure as ``GRIDSYNC_SECURE_COOKIES`` says ("auto": when the request came over HTTPS, which
+    a trusted proxy may tell through X-Forwarded-Proto)."""
+    mode = connection.app.state.settings.secure_cookies
+    secure = mode == "always" or (mode == "auto" and connection.url.scheme == "https")
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=value,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        secure=secure,
+        max_age=0 if not value else None,
+    )
 
 
 def _token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:

@@ -30,6 +30,7 @@ __all__ = [
     "conflict_events",
     "conflicts",
     "devices",
+    "enrolment_codes",
     "metadata",
     "records",
     "scope_moves",
@@ -119,6 +120,20 @@ users = Table(
     Column("locked_until_ms", BigInteger, nullable=True),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("disabled_at_ms", BigInteger, nullable=True),
+)
+
+# A one-time enrolment code: a phone exchanges it once, before it expires, for a device token of
+# ``user_id`` (POST /v1/enrol). Only the code's SHA-256 is kept.
+enrolment_codes = Table(
+    "enrolment_codes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("user_id", String(36), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Column("used_at_ms", BigInteger, nullable=True),
+    Column("device_id", String(36), nullable=True),
 )
 
 # A credential: a phone's token (kind 'device') or an admin sign-in (kind 'session').

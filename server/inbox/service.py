@@ -455,9 +455,8 @@ class ConflictInbox:
             return
         community = row._mapping.get("community_id")
         if not principal.administers_community(community):
-            raise GridsyncError(
-                403, "not_your_community", "this conflict belongs to a community you do not administer"
-            )
+            # The same answer as for an unknown id: another community's conflict ids reveal nothing.
+            raise GridsyncError(404, "not_found", f"no conflict {row.id!r}")
 
     async def _state(self, connection: Any, collection: str, record_id: str) -> RecordState:
         blob = (

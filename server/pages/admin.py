@@ -34,7 +34,7 @@ from markupsafe import Markup, escape
 from schemas.protocol import SetChange
 from server.access.accounts import AccountStore
 from server.access.principals import Principal
-from server.access.tokens import SESSION_COOKIE
+from server.access.tokens import SESSION_COOKIE, session_cookie
 from server.errors import GridsyncError
 from server.inbox.service import (
     BulkExpect,
@@ -258,7 +258,7 @@ async def logout(request: Request[Any, Any, Any], accounts: NamedDependency[Acco
     await _form(request)
     if principal.credential_kind == "session" and principal.device_id:
         await accounts.revoke(principal.device_id)
-    return Redirect("/admin/login", cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
+    return Redirect("/admin/login", cookies=[session_cookie(request, "")])
 
 
 @get("/conflicts", name="admin-inbox", include_in_schema=False)

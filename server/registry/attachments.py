@@ -22,7 +22,7 @@ from server.errors import GridsyncError
 
 __all__ = ["SHA256_PATTERN", "AttachmentStore", "check_hash", "sniff_media_type"]
 
-SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}\Z")
 _MAGIC = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),

@@ -34,6 +34,10 @@ def _reports(state: State) -> Reports:
     return Reports(Registry(state.store), state.settings)
 
 
+_EARLIEST = datetime.datetime(1900, 1, 1, tzinfo=datetime.UTC)
+_LATEST = datetime.datetime(9000, 1, 1, tzinfo=datetime.UTC)
+
+
 def _moment(at: str | None) -> datetime.datetime | None:
     if at is None:
         return None
@@ -41,6 +45,10 @@ def _moment(at: str | None) -> datetime.datetime | None:
         moment: datetime.datetime = msgspec.convert(at, Moment)
     except msgspec.ValidationError:
         raise GridsyncError(400, "bad_time", f"at={at!r} is not an RFC 3339 time with an offset") from None
+    if not _EARLIEST <= moment <= _LATEST:
+        # The reports shift `at` into the district's zone and back by their windows: near the
+        # ends of the calendar that arithmetic overflows.
+        raise GridsyncError(400, "bad_time", f"at={at!r} is outside the years 1900 to 9000")
     return moment
 
 

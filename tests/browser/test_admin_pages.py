@@ -70,7 +70,9 @@ class Server:
     tmp: Path
 
     def phone(self, name: str, user: str) -> Replica:
-        enrolled = _cli(self.database_url, "device", "enroll", "--name", name, "--user", user)
+        enrolled = _cli(
+            self.database_url, "device", "enroll", "--name", name, "--user", user, "--role", "district_admin"
+        )
         return Replica(self.tmp / f"{name}.db", name, token=enrolled["token"])
 
 

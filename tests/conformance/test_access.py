@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from server.app import create_app
 from server.settings import Settings
-from tests.factories import PASSWORD, bearer, create_user, sign_in
+from tests.factories import PASSWORD, bearer, create_user, seed_places, sign_in
 
 Client = TestClient  # type: ignore[type-arg]
 
@@ -50,7 +50,9 @@ def test_admin_enrols_a_phone_that_works_until_revoked(app_client: Client) -> No
     assert entry["entries"][0]["detail"]["grids"] == ["g-3"]
 
 
-def test_community_admins_stay_in_their_community(app_client: Client) -> None:
+def test_community_admins_stay_in_their_community(app_client: Client, enroll: Callable[[str], str]) -> None:
+    east_grid = [("communities", "c-east", {"name": "East"}), ("grids", "g-1", {"community_id": "c-east"})]
+    seed_places(app_client, enroll("seeder"), east_grid)
     east = bearer(sign_in(app_client, "east-admin"))
     own = {"name": "wang", "role": "grid_worker", "scope": {"communities": ["c-east"], "grids": ["g-1"]}}
     other = {"name": "zhao", "role": "grid_worker", "scope": {"communities": ["c-west"], "grids": ["g-9"]}}
@@ -167,7 +169,7 @@ def test_a_device_limit_counts_every_route_in_one_window(
 
 def test_every_endpoint_declares_its_guard_in_openapi(app_client: Client) -> None:
     document = app_client.get("/schema/openapi.json").json()
-    open_paths = {"/health", "/v1/protocol/schema", "/v1/admin/login"}
+    open_paths = {"/health", "/v1/protocol/schema", "/v1/admin/login", "/v1/enrol"}
     for path, operations in document["paths"].items():
         for operation in operations.values():
             if path in open_paths:
@@ -210,13 +212,23 @@ def test_cli_enrols_devices_and_creates_admins(database_url: str) -> None:
     enrolled = json.loads(out.stdout)
     assert set(enrolled) >= {"device_id", "token"}
     assert enrolled["role"] == "grid_worker"
-    plain = subprocess.run(
-        [*gridsync, "device", "enroll", "--name", "tool", "--database-url", database_url],
+    tool = subprocess.run(
+        [
+            *gridsync,
+            "device",
+            "enroll",
+            "--name",
+            "tool",
+            "--role",
+            "district_admin",
+            "--database-url",
+            database_url,
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert json.loads(plain.stdout)["token"].startswith("gs_")
+    assert json.loads(tool.stdout)["token"].startswith("gs_")
     with TestClient(create_app(Settings(database_url=database_url))) as client:
         assert client.get("/v1/sync/pull", headers=bearer(enrolled["token"])).status_code == 200
         admin = bearer(sign_in(client, "root", PASSWORD))

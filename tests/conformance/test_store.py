@@ -89,7 +89,9 @@ async def test_stored_states_equal_a_rebuild_from_the_change_log(store: SyncStor
 
 async def test_acknowledgements_that_arrive_together_are_all_written(store: SyncStore) -> None:
     accounts = AccountStore(store.engine)
-    device_ids = [(await accounts.enroll_device(None, f"phone-{n}"))[0] for n in range(12)]
+    device_ids = [
+        (await accounts.enroll_device(None, f"phone-{n}", role="district_admin"))[0] for n in range(12)
+    ]
     await store.push(None, "office", [set_("notes", f"n{n}", record=f"h{n}") for n in range(30)])
     epoch = (await store.pull(None, 1))[1].partition(".")[0]
 
