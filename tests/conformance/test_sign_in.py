@@ -9,9 +9,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-import server.accounts
 from litestar.testing import TestClient
 
+import server.access.accounts
 from server.access.accounts import AccountStore
 from server.access.principals import UserScope
 from server.access.rate_limits import SignInThrottle
@@ -67,7 +67,7 @@ def test_unknown_names_cost_one_password_check_like_known_ones(
     app_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checks: list[str] = []
-    real = server.accounts._hasher
+    real = server.access.accounts._hasher
 
     class Counted:
         def hash(self, password: str) -> str:
@@ -77,7 +77,7 @@ def test_unknown_names_cost_one_password_check_like_known_ones(
             checks.append(stored)
             return real.verify(stored, password)
 
-    monkeypatch.setattr(server.accounts, "_hasher", Counted())
+    monkeypatch.setattr(server.access.accounts, "_hasher", Counted())
     for name in ("admin", "nobody", "phone-only"):
         checks.clear()
         reply = _sign_in(app_client, name, "wrong password")
