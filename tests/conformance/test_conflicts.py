@@ -453,7 +453,7 @@ def test_two_handlers_taking_one_request_is_a_transition_conflict_in_its_communi
     # An admin of another community neither sees nor touches it; the community's own admin does.
     east = bearer(sign_in(app_client, "east-admin"))
     assert open_conflicts(app_client, east)["counts"]["total"] == 0
-    assert app_client.get(f"{URL}/{summary['id']}", headers=east).status_code == 403
+    assert app_client.get(f"{URL}/{summary['id']}", headers=east).status_code == 404
     create_user(settings, "c1-admin", "community_admin", ("c1",))
     own = bearer(sign_in(app_client, "c1-admin"))
     assert open_conflicts(app_client, own)["counts"]["by_kind"]["transition"] == 1
