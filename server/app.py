@@ -31,6 +31,8 @@ from server.registry.controller import RecordListController, ReportsController
 from server.registry.records_controller import RecordsController
 from server.settings import Settings, get_settings
 from server.sync.controller import SyncController
+from server.sync.events import LogEvents
+from server.sync.events_controller import EventsController
 from server.sync.store import SyncStore
 from server.system import health, protocol_schema
 
@@ -104,18 +106,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.store = SyncStore(engine, settings)
         app.state.accounts = AccountStore(engine)
         app.state.inbox = ConflictInbox(engine, app.state.store)
+        app.state.events = LogEvents(engine, settings)
+        await app.state.events.start()
+        app.state.store.writer.commit_watchers.append(app.state.events.committed)
         # What start-up made lives as long as the process: frozen, it is no longer walked by
         # every full garbage collection (which the many objects of each push set off).
         gc.freeze()
         try:
             yield
         finally:
+            await app.state.events.stop()
             await engine.dispose()
 
     sync_routes = Router(
         path="/",
         route_handlers=[
             SyncController,
+            EventsController,
             RecordsController,
             # The registry: docs/domain.md
             RecordListController,

@@ -65,14 +65,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _upgrade(settings)
+    # Event streams (GET /v1/sync/events) end with `bye` on the exit signal; an answer still
+    # open after this many seconds is cut.
+    grace = 3
     # Uvicorn believes X-Forwarded-For from 127.0.0.1 by default; the app believes it only from
-    # GRIDSYNC_TRUSTED_PROXIES (server/app.py), so uvicorn's own reading is turned off.
+    # GRIDSYNC_TRUSTED_PROXIES (server/app.py), so uvicorn's own reading is turned off
+    # (proxy_headers=False below).
     if args.workers == 1:
         uvicorn.run(
             create_app(settings),
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            timeout_graceful_shutdown=grace,
             proxy_headers=False,
         )
         return 0
@@ -86,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        timeout_graceful_shutdown=grace,
         proxy_headers=False,
     )
     return 0

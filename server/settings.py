@@ -55,6 +55,11 @@ class Settings:
     checkin_cutoff_hour: int = 10
     timezone: str = "Asia/Shanghai"
     max_attachment_bytes: int = 5 * 1024 * 1024
+    # Live events (GET /v1/sync/events): streams one device may hold open in each app process,
+    # seconds between heartbeats, and the longest a stream lasts before the phone reconnects.
+    max_event_streams_per_device: int = 2
+    event_heartbeat_seconds: int = 15
+    event_stream_seconds: int = 30 * 60
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -412,6 +412,8 @@ class PushWriter:
         self._cursor = cursor
         self._sql = _WriteSql(engine.dialect.name)
         self.upkeep = storage_upkeep(engine)
+        # Called with the log's last seq after each commit that moved it (live events).
+        self.commit_watchers: list[Callable[[int], None]] = []
         # Pushes wait here in arrival order for the one writer task of the process
         # (``_write_queued``): on SQLite no push meets the busy handler's sleep-and-poll, on
         # PostgreSQL a waiting push holds no pooled connection, and pushes that arrive together
@@ -542,6 +544,9 @@ class PushWriter:
             outcomes = await _while(connection.commit(), lambda: [answer() for answer in answers])
             if self.upkeep is not None:
                 self.upkeep.after_commit(view.seq)
+            if view.seq != last_seq:
+                for watcher in self.commit_watchers:
+                    watcher(view.seq)
             for job, outcome in zip(group, outcomes, strict=True):
                 if not job.outcome.done():
                     job.outcome.set_result(outcome)

@@ -1,0 +1,183 @@
+"""``GET /v1/sync/events`` on a real ``gridsync serve``: a phone holding the stream hears of
+another phone's push within 2 seconds, in the same app process and in another one (PostgreSQL's
+LISTEN/NOTIFY; SQLite's head reads); heartbeats keep an idle stream alive; a device's streams are
+bounded; no token, no stream."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from tests.factories import set_
+from tests.reliability.harness import ServerProcess
+
+WITHIN = 2.0
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    data: dict[str, object] | None
+    comment: str | None = None
+
+
+def _read(base_url: str, token: str, into: queue.Queue[Event | BaseException], stop: threading.Event) -> None:
+    headers = {"authorization": f"Bearer {token}", "accept": "text/event-stream"}
+    try:
+        with httpx.stream("GET", f"{base_url}/v1/sync/events", headers=headers, timeout=30) as reply:
+            if reply.status_code != 200:
+                into.put(Event("status", {"status": reply.status_code}))
+                return
+            name, data = None, None
+            for line in reply.iter_lines():
+                if stop.is_set():
+                    return
+                if line.startswith(":"):
+                    into.put(Event("comment", None, line[1:].strip()))
+                elif line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = json.loads(line[5:].strip())
+                    name = name or "message"
+                elif line == "" and name is not None:
+                    into.put(Event(name, data))
+                    name, data = None, None
+    except BaseException as error:  # the test reads it from the queue
+        into.put(error)
+
+
+@contextmanager
+def _stream(base_url: str, token: str) -> Iterator[Callable[[float], Event]]:
+    """A stream read on a thread; yields ``next_event(timeout)``."""
+    events: queue.Queue[Event | BaseException] = queue.Queue()
+    stop = threading.Event()
+    reader = threading.Thread(target=_read, args=(base_url, token, events, stop), daemon=True)
+    reader.start()
+
+    def next_event(timeout: float) -> Event:
+        item = events.get(timeout=timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    try:
+        yield next_event
+    finally:
+        stop.set()
+
+
+def _push(base_url: str, token: str, phone_number: str) -> int:
+    body = msgspec.json.encode({"replica_id": "other-phone", "changes": [set_("phone", phone_number)]})
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    reply = httpx.post(f"{base_url}/v1/sync/push", content=body, headers=headers, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["results"][0]["status"] == "applied", reply.text
+    return int(reply.json()["cursor"].split(".")[1])
+
+
+def _next_head(next_event: Callable[[float], Event], within: float) -> int:
+    deadline = time.monotonic() + within
+    while True:
+        event = next_event(max(0.01, deadline - time.monotonic()))
+        if event.name == "head":
+            assert event.data is not None
+            seq = event.data["seq"]
+            assert isinstance(seq, int)
+            return seq
+
+
+def _hears_push(listen_url: str, push_url: str, listener: str, pusher: str) -> None:
+    with _stream(listen_url, listener) as next_event:
+        first = _next_head(next_event, 10)
+        pushed_at = time.monotonic()
+        head = _push(push_url, pusher, "13800000001")
+        assert head > first
+        assert _next_head(next_event, WITHIN) >= head
+        assert time.monotonic() - pushed_at < WITHIN
+
+
+def test_a_push_by_another_device_is_heard_within_two_seconds(
+    database_url: str, tmp_path: Path, enroll: Callable[[str], str]
+) -> None:
+    listener, pusher = enroll("listening-phone"), enroll("pushing-phone")
+    server = ServerProcess(database_url, tmp_path / "server.log")
+    server.start()
+    try:
+        _hears_push(server.base_url, server.base_url, listener, pusher)
+    finally:
+        server.stop()
+
+
+def test_a_push_to_another_app_process_is_heard_within_two_seconds(
+    database_url: str, tmp_path: Path, enroll: Callable[[str], str]
+) -> None:
+    listener, pusher = enroll("listening-phone"), enroll("pushing-phone")
+    listening = ServerProcess(database_url, tmp_path / "listening.log")
+    pushing = ServerProcess(database_url, tmp_path / "pushing.log")
+    listening.start()
+    pushing.start()
+    try:
+        _hears_push(listening.base_url, pushing.base_url, listener, pusher)
+        # Twice: the notice path holds up after its first use.
+        with _stream(listening.base_url, listener) as next_event:
+            first = _next_head(next_event, 10)
+            head = _push(pushing.base_url, pusher, "13800000002")
+            assert head > first
+            assert _next_head(next_event, WITHIN) >= head
+    finally:
+        pushing.stop()
+        listening.stop()
+
+
+def test_an_idle_stream_gets_heartbeats(
+    database_url: str, tmp_path: Path, enroll: Callable[[str], str]
+) -> None:
+    token = enroll("quiet-phone")
+    server = ServerProcess(
+        database_url, tmp_path / "server.log", env={"GRIDSYNC_EVENT_HEARTBEAT_SECONDS": "1"}
+    )
+    server.start()
+    try:
+        with _stream(server.base_url, token) as next_event:
+            assert next_event(10).name == "head"
+            assert next_event(3) == Event("comment", None, "heartbeat")
+            assert next_event(3) == Event("comment", None, "heartbeat")
+    finally:
+        server.stop()
+
+
+def test_a_device_holds_a_bounded_number_of_streams(
+    database_url: str, tmp_path: Path, enroll: Callable[[str], str]
+) -> None:
+    token = enroll("restless-phone")
+    server = ServerProcess(
+        database_url, tmp_path / "server.log", env={"GRIDSYNC_MAX_EVENT_STREAMS_PER_DEVICE": "2"}
+    )
+    server.start()
+    try:
+        with _stream(server.base_url, token) as oldest, _stream(server.base_url, token) as middle:
+            assert oldest(10).name == "head"
+            assert middle(10).name == "head"
+            with _stream(server.base_url, token) as newest:
+                assert newest(10).name == "head"
+                assert oldest(WITHIN) == Event("bye", {"reason": "replaced"})
+                with httpx.Client(base_url=server.base_url) as http:
+                    other = http.get("/v1/sync/events", headers={"authorization": "Bearer nonsense"})
+                    assert other.status_code == 401
+                    assert other.json()["code"] == "invalid_token"
+                    assert http.get("/v1/sync/events").json()["code"] == "missing_token"
+                # The two that remain still hear pushes.
+                head = _push(server.base_url, enroll("pushing-phone"), "13800000003")
+                assert _next_head(middle, WITHIN) >= head
+                assert _next_head(newest, WITHIN) >= head
+    finally:
+        server.stop()
