@@ -14,6 +14,7 @@ from schemas.protocol import RecordView
 
 __all__ = [
     "AttachmentStored",
+    "Caller",
     "ElderlyFigures",
     "Flag",
     "FlagList",
@@ -131,3 +132,12 @@ class AttachmentStored(msgspec.Struct, kw_only=True):
     size: int
     media_type: str
     created: bool
+
+
+class Caller(msgspec.Struct, kw_only=True):
+    """Who a token belongs to (``GET /v1/me``): what an app shows and which moves it offers."""
+
+    user_id: str
+    user_name: str
+    role: str
+    device_id: str | None

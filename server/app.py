@@ -26,6 +26,7 @@ from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
 from server.negotiation import BoundedRequest
 from server.pages.admin import STATIC, admin_pages, template_config
+from server.pages.field_app import field_app, me
 from server.registry.attachments_controller import AttachmentsController
 from server.registry.controller import RecordListController, ReportsController
 from server.registry.records_controller import RecordsController
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             SyncController,
             EventsController,
+            me,
             RecordsController,
             # The registry: docs/domain.md
             RecordListController,
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AdminController,
             ConflictsController,
             admin_pages(),
+            field_app(),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             health,
             protocol_schema,
@@ -159,7 +162,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         middleware=[
             *([_behind(proxies)] if proxies else []),
-            DefineMiddleware(TokenMiddleware, exclude=["^/schema", "^/admin", "^/static"]),
+            DefineMiddleware(TokenMiddleware, exclude=["^/schema", "^/admin", "^/static", "^/app"]),
         ],
         request_class=BoundedRequest,
         response_headers=SECURITY_HEADERS,
