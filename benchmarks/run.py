@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import floor, harness, peer, scenarios, sdk_merge
+from benchmarks import app_shell, floor, harness, peer, scenarios, sdk_merge
 from server.registry.demo import DemoPlan
 
 __all__ = ["SIZES", "Target", "evaluate", "main"]
@@ -89,6 +89,14 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
     def judge(scenario: str, figure: str, value: float, target: str, met: Callable[[float], bool]) -> None:
         targets.append(Target(scenario, figure, value, target, met(value)))
 
+    if "app_shell" in results:
+        judge(
+            "app",
+            "app shell to first use, gzipped (KB)",
+            results["app_shell"]["gzip_kb"],
+            f"< {app_shell.TARGET_KB} KB",
+            lambda v: v < app_shell.TARGET_KB,
+        )
     for backend, found in results["backends"].items():
         if "throughput" in found:
             tp = found["throughput"]
@@ -187,6 +195,13 @@ def _targets_table(targets: list[Target]) -> Table:
 async def _run(size: Size, backends: list[str], skip: set[str], console: Console) -> dict[str, Any]:
     results: dict[str, Any] = {"backends": {}}
     with harness.workdir() as workdir:
+        if "app_shell" not in skip:
+            console.print("[bold]app[/]: app_shell ...")
+            try:
+                results["app_shell"] = await app_shell.app_shell(workdir)
+            except Exception as error:  # the server figures still count
+                console.print_exception()
+                results.setdefault("failed", []).append(f"app_shell: {type(error).__name__}: {error}")
         for backend in backends:
             found: dict[str, Any] = results["backends"].setdefault(backend, {})
             steps: list[tuple[str, Callable[[], Any]]] = [

@@ -32,6 +32,10 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
     assert found["devices"]["p99_ms"]["runs"] == found["devices"]["two_requests"]["p99_ms"]["runs"] > 0
     assert found["devices"]["two_requests"]["pull_p99_ms"]["median"] > 0
     assert {t["figure"] for t in results["targets"]} >= {"push / raw executemany", "pull / raw scan"}
+    # The field app's shell: the page, the SDK and the service worker, measured through the server.
+    shell = results["app_shell"]
+    assert {"/app/", "/app/app.js", "/app/sdk/replica.js", "/app/sw.js"} <= set(shell["paths"])
+    assert 0 < shell["gzip_bytes"] < shell["bytes"]
     # The grid worker's push: every change of its placed households applied (else it raises).
     assert found["floor"]["grid_worker"]["grid_worker_changes_per_s"]["median"] > 0
     # The docs' tables: every figure this run measured has its cell; the peer's alone are not.
