@@ -32,8 +32,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -52,6 +55,7 @@ NOTICE_GAP = 0.5
 # How often a SQLite process reads the head while streams are open (other processes' pushes).
 _SQLITE_POLL = 1.0
 _HEAD = "SELECT last_seq FROM sync_counter WHERE id = 1"
+_EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _set(event: asyncio.Event, _connection: object) -> None:
@@ -92,6 +96,7 @@ class LogEvents:
         self._poller: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._unsent: int | None = None
+        self._chained: dict[int, Any] = {}
         self.running = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -102,12 +107,13 @@ class LogEvents:
         self.running = True
         if self._postgres:
             self._listener = asyncio.create_task(self._listen_forever())
+        self._end_streams_on_exit()
 
     async def stop(self) -> None:
-        self.running = False
-        for tickets in list(self._streams.values()):
-            for ticket in tickets:
-                ticket.close()
+        self._end_streams()
+        for sig, previous in self._chained.items():
+            signal.signal(sig, previous)
+        self._chained.clear()
         for task in (self._listener, self._poller, self._sender):
             if task is not None:
                 task.cancel()
@@ -117,6 +123,31 @@ class LogEvents:
             with contextlib.suppress(Exception):
                 await self._connection.close()
             self._connection = None
+
+    def _end_streams(self) -> None:
+        self.running = False
+        for tickets in list(self._streams.values()):
+            for ticket in tickets:
+                ticket.close()
+
+    def _end_streams_on_exit(self) -> None:
+        """The server waits for open answers to finish before it shuts the app down, and an event
+        stream never finishes by itself: the exit signal ends every stream (with ``bye``) first,
+        then the server's own handler runs. Signals reach the main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in _EXIT_SIGNALS:
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue  # no server handler to run after ours: leave the default alone
+
+            def ending(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
+                loop.call_soon_threadsafe(self._end_streams)
+                previous(signum, frame)
+
+            self._chained[sig] = previous
+            signal.signal(sig, ending)
 
     async def read_head(self) -> int:
         async with self.engine.connect() as connection:
