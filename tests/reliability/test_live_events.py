@@ -164,21 +164,23 @@ def test_a_device_holds_a_bounded_number_of_streams(
     )
     server.start()
     try:
-        with _stream(server.base_url, token) as oldest, _stream(server.base_url, token) as middle:
+        # Opened one after the other: each is registered (its first event read) before the next.
+        with _stream(server.base_url, token) as oldest:
             assert oldest(10).name == "head"
-            assert middle(10).name == "head"
-            with _stream(server.base_url, token) as newest:
-                assert newest(10).name == "head"
-                assert oldest(10) == Event("bye", {"reason": "replaced"})
-                with httpx.Client(base_url=server.base_url) as http:
-                    other = http.get("/v1/sync/events", headers={"authorization": "Bearer nonsense"})
-                    assert other.status_code == 401
-                    assert other.json()["code"] == "invalid_token"
-                    assert http.get("/v1/sync/events").json()["code"] == "missing_token"
-                # The two that remain still hear pushes.
-                head = _push(server.base_url, enroll("pushing-phone"), "13800000003")
-                assert _next_head(middle, WITHIN) >= head
-                assert _next_head(newest, WITHIN) >= head
+            with _stream(server.base_url, token) as middle:
+                assert middle(10).name == "head"
+                with _stream(server.base_url, token) as newest:
+                    assert newest(10).name == "head"
+                    assert oldest(10) == Event("bye", {"reason": "replaced"})
+                    with httpx.Client(base_url=server.base_url) as http:
+                        other = http.get("/v1/sync/events", headers={"authorization": "Bearer nonsense"})
+                        assert other.status_code == 401
+                        assert other.json()["code"] == "invalid_token"
+                        assert http.get("/v1/sync/events").json()["code"] == "missing_token"
+                    # The two that remain still hear pushes.
+                    head = _push(server.base_url, enroll("pushing-phone"), "13800000003")
+                    assert _next_head(middle, WITHIN) >= head
+                    assert _next_head(newest, WITHIN) >= head
     finally:
         server.stop()
 

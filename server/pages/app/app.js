@@ -221,7 +221,8 @@ async function openReplica() {
     // The browser's fetch, called as a plain function (never as a method of the replica).
     fetch: (input, init) => fetch(input, init),
   });
-  app.replica.onChange(() => renderStatus());
+  // Whatever changed the records (an edit here, a sync), the screen follows.
+  app.replica.onChange(() => refresh());
   app.live = new LiveUpdates({
     url: ORIGIN,
     token: app.device.token,
@@ -796,7 +797,6 @@ async function start() {
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
   if (app.device) {
     await openReplica();
-    app.replica.onChange(() => refresh());
     route();
     if (navigator.onLine) syncNow();
   } else {
