@@ -77,6 +77,7 @@ def test_a_worker_records_offline_and_sees_the_conflict_and_its_resolution(
     _enrol_in_the_app(page, server)
     page.fill("#search", "101")
     expect(page.locator(f'a.card[data-id="{HOUSEHOLD}"]')).to_be_visible()
+    expect(page.locator("#view")).not_to_contain_text("null")  # nothing left empty shows as a word
     shot(page, "app-grid.png")
     page.click(f'a.card[data-id="{HOUSEHOLD}"]')
     expect(page.locator("#household")).to_be_visible()
@@ -148,6 +149,7 @@ def test_a_worker_records_offline_and_sees_the_conflict_and_its_resolution(
     expect(page.locator("#moves button")).to_have_text(["已受理", "已取消"])
     page.click("#tabs a[href='#/checkins']")
     expect(page.locator("#no-signal")).to_contain_text("数据时间")
+    expect(page.locator("#view")).not_to_contain_text("null")
 
     page.goto(f"{server.base_url}/app/#/me")
     page.click("#lang-en")

@@ -61,6 +61,11 @@ function h(tag, attributes = {}, ...children) {
 
 const $ = (selector) => document.querySelector(selector);
 
+// An element's children replaced by these, leaving out the parts a condition left empty.
+function fill(element, ...children) {
+  element.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+}
+
 function newId(prefix) {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   const random = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -243,7 +248,7 @@ async function openReplica() {
 
 function screen(title, ...content) {
   const main = $("#view");
-  main.replaceChildren(h("h1", {}, title), ...content.flat().filter((part) => part !== null && part !== undefined && part !== false));
+  fill(main, h("h1", {}, title), content);
   main.scrollTop = 0;
 }
 
@@ -353,12 +358,13 @@ function gridScreen(query = sessionStorage.getItem("gridsync.search") || "") {
     .filter((household) => !household.fields.moved_out)
     .map((household) => ({ ...household, memberNames: names.get(household.id) }))
     .sort((a, b) => String(a.fields.address ?? a.id).localeCompare(String(b.fields.address ?? b.id), "zh"));
-  const fill = () => {
+  const showMatches = () => {
     const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
     sessionStorage.setItem("gridsync.search", search.value);
     const found = households.filter((household) => matches(household, words));
     count.textContent = found.length ? t("households", found.length) : t("noneFound");
-    list.replaceChildren(
+    fill(
+      list,
       ...found.slice(0, LIST_LIMIT).map((household) => {
         const f = household.fields;
         const conflicted = Object.keys(household.conflicts ?? {}).length > 0;
@@ -378,8 +384,8 @@ function gridScreen(query = sessionStorage.getItem("gridsync.search") || "") {
       found.length > LIST_LIMIT ? h("li", { class: "more" }, t("moreHidden", found.length - LIST_LIMIT)) : null,
     );
   };
-  search.addEventListener("input", fill);
-  fill();
+  search.addEventListener("input", showMatches);
+  showMatches();
   screen(t("tabGrid"), search, count, list);
 }
 
@@ -699,7 +705,8 @@ async function checkinsScreen() {
   // Households seen since the answer was made, on this phone, drop off the list at once.
   const seen = new Set(app.replica.list("checkins").filter((c) => c.fields.day === today() && c.fields.signal === true).map((c) => c.fields.household_id));
   const missing = answer.households.filter((household) => !seen.has(household.id));
-  body.replaceChildren(
+  fill(
+    body,
     h("p", { class: "help" }, t("asOf", when(at))),
     answer.past_cutoff ? null : h("p", { class: "help" }, t("beforeCutoff", answer.cutoff, answer.waiting)),
     missing.length
