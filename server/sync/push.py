@@ -618,6 +618,8 @@ class PushWriter:
         judged = len(fresh)
         fresh = _within_clock(fresh, results, ClockBound(now, self.settings.max_hlc_ahead_ms))
         fresh = self._judge(principal, states, fresh, results, scope_rows, named, known)
+        # A record that only refused changes touched keeps its conflict as it was.
+        flagged &= states.keys()
         if hoped and len(fresh) < judged:
             raise _MaybeDuplicateError
         fresh_changes = [c for _, c in fresh]

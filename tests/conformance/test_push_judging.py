@@ -402,3 +402,20 @@ def test_resending_a_compacted_change_does_not_tell_a_guess_either(
     # The whole content still decides for a caller who may read it all.
     assert district.push(None, _guess(number, ID_NUMBER))[0]["status"] == "duplicate"
     assert _rejected(district.push(None, _guess(number, ID_NUMBER[:4] + "0" * 10 + "1234"))[0], "id_reused")
+
+
+def test_a_refused_change_of_a_record_in_conflict_fails_nothing_else(district: District) -> None:
+    """The push that refuses it still writes the rest, and the conflict stays as it was."""
+    phone = district.written[("households", "h1", "address")]
+    district.seed(
+        set_("phone", "13800000001", record="h1", at=1, replica="a"),
+        set_("phone", "13800000002", record="h1", at=2, replica="b"),
+    )
+    assert district.client.get("/v1/records/households/h1").json()["conflicts"]
+    results = district.push(
+        None,
+        set_("notes", "names an address", record="h1", pred=(phone.id,)),
+        set_("notes", "elsewhere", record="h2"),
+    )
+    assert [(r["status"], r["code"]) for r in results] == [("rejected", "foreign_pred"), ("applied", None)]
+    assert set(district.client.get("/v1/records/households/h1").json()["conflicts"]) == {"phone"}
