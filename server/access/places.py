@@ -35,6 +35,7 @@ __all__ = [
     "has_moves",
     "link_target",
     "resolve_scopes",
+    "scope_depths",
     "scope_keys",
 ]
 
@@ -75,9 +76,9 @@ def _depth(collections: Mapping[str, CollectionSpec], name: str, seen: frozenset
 
 
 @per_schema
-def _depths(collections: Mapping[str, CollectionSpec]) -> dict[str, int]:
-    # Each collection's depth in the scope tree: the walk explores every path, and every push
-    # needs it.
+def scope_depths(collections: Mapping[str, CollectionSpec]) -> dict[str, int]:
+    """Each collection's depth in the scope tree: a record's parents are always shallower."""
+    # The walk explores every path, and every push needs it: made once per schema.
     return {name: _depth(collections, name) for name in collections}
 
 
@@ -109,7 +110,7 @@ def resolve_scopes(
 ) -> dict[RecordKey, Scope]:
     """The scope of every record in ``states`` after the batch, parents before children."""
     resolved: dict[RecordKey, Scope] = {}
-    depth = _depths(collections)
+    depth = scope_depths(collections)
     for key in sorted(states, key=lambda k: (depth[k[0]], k)):
         spec = collections[key[0]]
         parent = link_target(spec, collections, states[key])

@@ -23,12 +23,12 @@ import msgspec
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.collections import CollectionSpec
+from schemas.collections import CollectionSpec, per_schema
 from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange
-from server.access.places import Scope, ScopeRow, resolve_scopes
+from server.access.places import Scope, ScopeRow, link_target, resolve_scopes, scope_depths
 from server.access.principals import Principal
 from server.db.tables import SCOPE_COLUMNS, records, scope_moves
-from sync.merge import RecordKey, RecordState, apply_batch, copy_state, scalar_value
+from sync.merge import RecordKey, RecordState, apply_change, copy_state, scalar_value
 
 __all__ = [
     "COMPANY_FIELDS",
@@ -43,7 +43,9 @@ __all__ = [
     "mask_text",
     "mask_value",
     "moves_for",
+    "moves_records",
     "reads_filter",
+    "refuse_untouchable",
     "scope_fingerprint",
 ]
 
@@ -148,9 +150,8 @@ def can_read(principal: Principal | None, place: Place) -> bool:
     )
 
 
-def _may_write(
-    principal: Principal, change: Change, before: Place | None, after: Place
-) -> tuple[str, str] | None:
+def _may_touch(principal: Principal, change: Change, before: Place | None) -> tuple[str, str] | None:
+    """What the caller's role allows, and where the record is now: nothing the batch can change."""
     role = principal.role
     where = f"{change.collection}/{change.record_id}"
     if role == "handler":
@@ -170,41 +171,144 @@ def _may_write(
         return ("out_of_scope", f"{where}: a {role} records visits, checkins, hazards and requests only")
     if before is not None and not can_read(principal, before):
         return ("out_of_scope", f"{where} is outside the grids and buildings assigned to you")
-    if not can_read(principal, after):
-        if before is None and after.scope == Scope():
-            return (
-                "out_of_scope",
-                f"{where} is not placed yet: link it to a household, building or grid of yours "
-                "in the same push",
-            )
-        return ("out_of_scope", f"{where} would move outside the grids and buildings assigned to you")
     return None
 
 
+def _may_place(principal: Principal, change: Change, *, is_new: bool, after: Place) -> tuple[str, str] | None:
+    """Where the accepted changes put the record (a handler moves no request: ``_may_touch``)."""
+    if principal.role == "handler" or can_read(principal, after):
+        return None
+    where = f"{change.collection}/{change.record_id}"
+    if is_new and after.scope == Scope():
+        return (
+            "out_of_scope",
+            f"{where} is not placed yet: link it to a household, building or grid of yours in the same push",
+        )
+    return ("out_of_scope", f"{where} would move outside the grids and buildings assigned to you")
+
+
 def _may_link(
-    principal: Principal,
-    collections: Mapping[str, CollectionSpec],
-    change: Change,
-    after_scopes: Mapping[RecordKey, Scope],
-    scope_rows: Mapping[RecordKey, ScopeRow],
+    principal: Principal, change: Change, target_collection: str, target_scope: Scope | None
 ) -> tuple[str, str] | None:
     """A link (a household's building, a visit's household ...) must name a place the user may
     write, even when a concurrent write keeps another value on top."""
-    spec = collections[change.collection]
-    if not isinstance(change, SetChange) or change.field not in spec.scope_links or change.value is None:
-        return None
-    target_collection = spec.fields[change.field].ref
-    if target_collection is None:
-        return None
-    target = (target_collection, change.value)
-    scope = after_scopes.get(target) or (scope_rows[target].scope if target in scope_rows else None)
-    if scope is not None and can_read(principal, Place(target_collection, scope)):
+    if target_scope is not None and can_read(principal, Place(target_collection, target_scope)):
         return None
     return (
         "out_of_scope",
         f"{change.collection}/{change.record_id}: {change.field} names {target_collection}/{change.value}, "
         "which is outside the grids and buildings assigned to you",
     )
+
+
+def _before(
+    key: RecordKey, states: Mapping[RecordKey, RecordState], scope_rows: Mapping[RecordKey, ScopeRow]
+) -> Place | None:
+    row = scope_rows.get(key)
+    return None if row is None else Place(key[0], row.scope, company_of(key[0], states[key]))
+
+
+def _refuse(results: list[ChangeResult | None], index: int, change: Change, refusal: tuple[str, str]) -> None:
+    results[index] = ChangeResult(id=change.id, status="rejected", code=refusal[0], message=refusal[1])
+
+
+def refuse_untouchable(
+    principal: Principal | None,
+    states: Mapping[RecordKey, RecordState],
+    fresh: list[tuple[int, Change]],
+    scope_rows: Mapping[RecordKey, ScopeRow],
+    results: list[ChangeResult | None],
+) -> list[tuple[int, Change]]:
+    """Reject (in ``results``) each change the principal may not make whatever the batch does:
+    one its role may not write, or of a record now outside its scope; return the others. Judged
+    before the domain rules, so that no rule's answer is about a record the caller may not read."""
+    if not is_scoped(principal) or not fresh:
+        return fresh
+    assert principal is not None
+    allowed: list[tuple[int, Change]] = []
+    for index, change in fresh:
+        key = (change.collection, change.record_id)
+        refusal = _may_touch(principal, change, _before(key, states, scope_rows))
+        if refusal is None:
+            allowed.append((index, change))
+        else:
+            _refuse(results, index, change, refusal)
+    return allowed
+
+
+@per_schema
+def _placing_fields(collections: Mapping[str, CollectionSpec]) -> frozenset[tuple[str, str]]:
+    """The (collection, field) pairs whose value says where a record sits: its scope links, and
+    the company a request is dispatched to. No other change moves a record."""
+    return frozenset(
+        (name, field)
+        for name, spec in collections.items()
+        for field in (*spec.scope_links, *((COMPANY_FIELDS[name],) if name in COMPANY_FIELDS else ()))
+    )
+
+
+def moves_records(collections: Mapping[str, CollectionSpec], change: Change) -> bool:
+    """Whether ``change`` may change where a record sits (and so where others sit)."""
+    return isinstance(change, SetChange) and (change.collection, change.field) in _placing_fields(collections)
+
+
+class _Placement:
+    """Where records sit as changes are accepted one by one, parents before children: the
+    stored rows, and the states of the batch's records with only accepted changes applied."""
+
+    def __init__(
+        self,
+        collections: Mapping[str, CollectionSpec],
+        states: Mapping[RecordKey, RecordState],
+        scope_rows: Mapping[RecordKey, ScopeRow],
+        known: set[str],
+    ) -> None:
+        self.collections = collections
+        self.states = states
+        self.scope_rows = scope_rows
+        self.known = known
+        # Copies of the states that accepted placing changes were applied to.
+        self.moved: dict[RecordKey, RecordState] = {}
+        self.applied: set[str] = set()
+        # Places of records whose placing changes are all judged (a parent's, when a child's
+        # change is judged: parents come first).
+        self.settled: dict[RecordKey, Scope | None] = {}
+
+    def state(self, key: RecordKey) -> RecordState:
+        return self.moved[key] if key in self.moved else self.states[key]
+
+    def _known(self, change_id: str) -> bool:
+        return change_id in self.known or change_id in self.applied
+
+    def trial(self, change: Change) -> RecordState:
+        """The record's state with ``change`` applied, the accepted ones so far kept."""
+        trial = copy_state(self.state((change.collection, change.record_id)))
+        apply_change(trial, change, self._known)
+        return trial
+
+    def accept(self, change: Change, trial: RecordState) -> None:
+        self.moved[(change.collection, change.record_id)] = trial
+        self.applied.add(change.id)
+
+    def scope_with(self, key: RecordKey, state: RecordState) -> Scope:
+        """The scope of ``key`` in ``state``, its parent where the accepted changes put it."""
+        spec = self.collections[key[0]]
+        parent = link_target(spec, self.collections, state)
+        scope = (self.scope_of(parent) if parent is not None else None) or Scope()
+        return scope._replace(**{spec.scope_self: key[1]}) if spec.scope_self is not None else scope
+
+    def scope_of(self, key: RecordKey) -> Scope | None:
+        """A settled record's scope (None: no such record)."""
+        if key not in self.settled:
+            if key in self.states:
+                self.settled[key] = self.scope_with(key, self.state(key))
+            else:
+                row = self.scope_rows.get(key)
+                self.settled[key] = None if row is None else row.scope
+        return self.settled[key]
+
+    def final_states(self) -> dict[RecordKey, RecordState]:
+        return {key: self.moved.get(key, state) for key, state in self.states.items()}
 
 
 def authorize_batch(
@@ -216,31 +320,57 @@ def authorize_batch(
     known: set[str],
     results: list[ChangeResult | None],
 ) -> list[tuple[int, Change]]:
-    """Reject (in ``results``) each change the principal may not make; return the others.
+    """Reject (in ``results``) each change that would put a record outside the principal's
+    scope or link one to a place outside it; return the others.
 
-    A change is judged by where its record is now and where the whole batch would put it (so a
-    new household and its building link may come in one push)."""
+    Where a record sits follows the accepted changes only: a rejected change is as if never
+    sent, so it cannot vouch for another. The changes that move records (scope links, a
+    request's company) are judged first, parents before children (and a record's own in batch
+    order), each against the places the changes accepted before it give; the rest are judged
+    against where the accepted ones put their records, so a new household and its building
+    link may come in one push, in any order. ``known``: as for ``sync.merge.apply_batch``."""
     if not is_scoped(principal) or not fresh:
         return fresh
     assert principal is not None
-    tentative = {key: copy_state(state) for key, state in states.items()}
-    apply_batch(tentative, [c for _, c in fresh], known)
-    after_scopes = resolve_scopes(collections, tentative, scope_rows)
+    depth = scope_depths(collections)
+    placing: list[tuple[int, SetChange]] = sorted(
+        (
+            (index, change)
+            for index, change in fresh
+            if isinstance(change, SetChange) and moves_records(collections, change)
+        ),
+        key=lambda item: (depth[item[1].collection], item[0]),
+    )
+    placement = _Placement(collections, states, scope_rows, known)
+    refused: set[int] = set()
+    for index, move in placing:
+        key = (move.collection, move.record_id)
+        trial = placement.trial(move)
+        after = Place(key[0], placement.scope_with(key, trial), company_of(key[0], trial))
+        refusal = _may_place(principal, move, is_new=key not in scope_rows, after=after)
+        target = collections[key[0]].fields[move.field].ref
+        if refusal is None and move.value is not None and target is not None:
+            refusal = _may_link(principal, move, target, placement.scope_of((target, move.value)))
+        if refusal is None:
+            placement.accept(move, trial)
+        else:
+            refused.add(index)
+            _refuse(results, index, move, refusal)
+    final = placement.final_states()
+    after_scopes = resolve_scopes(collections, final, scope_rows)
+    placed = {index for index, _ in placing}
     allowed: list[tuple[int, Change]] = []
     for index, change in fresh:
-        key = (change.collection, change.record_id)
-        row = scope_rows.get(key)
-        before = None if row is None else Place(key[0], row.scope, company_of(key[0], states[key]))
-        after = Place(key[0], after_scopes[key], company_of(key[0], tentative[key]))
-        refusal = _may_write(principal, change, before, after) or _may_link(
-            principal, collections, change, after_scopes, scope_rows
-        )
-        if refusal is None:
-            allowed.append((index, change))
-        else:
-            results[index] = ChangeResult(
-                id=change.id, status="rejected", code=refusal[0], message=refusal[1]
-            )
+        if index in refused:
+            continue
+        if index not in placed:
+            key = (change.collection, change.record_id)
+            after = Place(key[0], after_scopes[key], company_of(key[0], final[key]))
+            refusal = _may_place(principal, change, is_new=key not in scope_rows, after=after)
+            if refusal is not None:
+                _refuse(results, index, change, refusal)
+                continue
+        allowed.append((index, change))
     return allowed
 
 

@@ -24,7 +24,17 @@ from schemas.codec import MalformedChange
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
 from server.access.places import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
-from server.access.policy import authorize_batch, company_of, log_moves
+from server.access.policy import (
+    Place,
+    authorize_batch,
+    can_read,
+    company_of,
+    is_scoped,
+    log_moves,
+    mask_value,
+    moves_records,
+    refuse_untouchable,
+)
 from server.access.principals import Principal
 from server.db.engine import (
     driver_copy,
@@ -38,7 +48,7 @@ from server.db.upkeep import storage_upkeep
 from server.inbox.tracking import ConflictTracker
 from server.settings import Settings
 from server.sync.horizon import change_digest, compacted_digests
-from server.sync.rules import judge_batch, transition_values
+from server.sync.rules import NamedChange, judge_batch
 from sync.hlc import HybridClock, hlc_wall_ms
 from sync.merge import (
     RecordKey,
@@ -318,18 +328,23 @@ async def _while(statement: Awaitable[None], work: Callable[[], _T]) -> _T:
         await running
 
 
-def _same_content(row: Any, change: Change) -> bool:
-    """Whether a logged row (``changes_by_id``'s columns, from the driver) is ``change``."""
-    _, collection, record_id, field, op, value, hlc, pred = row
-    return bool(
-        collection == change.collection
-        and record_id == change.record_id
-        and field == change.field
-        and op == op_name(change)
-        and hlc == change.hlc
-        and _json_decode(value) == change.value
-        and _json_decode(pred) == list(change.pred)
+def _content(change: Change) -> tuple[Any, ...]:
+    """What a change is, in the order of ``changes_by_id``'s columns after the id."""
+    return (
+        change.collection,
+        change.record_id,
+        change.field,
+        op_name(change),
+        change.value,
+        change.hlc,
+        list(change.pred),
     )
+
+
+def _logged_content(row: Any) -> tuple[Any, ...]:
+    """``_content`` of a logged row (``changes_by_id``'s columns, from the driver)."""
+    _, collection, record_id, field, op, value, hlc, pred = row
+    return (collection, record_id, field, op, _json_decode(value), hlc, _json_decode(pred))
 
 
 def _rejected(change_id: str | None, code: str, message: str) -> ChangeResult:
@@ -348,7 +363,9 @@ class _WriteSql:
         self.changes_by_id = self._numbered(
             f"SELECT id, collection, record_id, field, op, value, hlc, pred FROM changes WHERE id {any_of}"  # noqa: S608
         )
-        self.ids_known = self._numbered(f"SELECT id FROM changes WHERE id {any_of}")  # noqa: S608
+        self.changes_named = self._numbered(
+            f"SELECT id, collection, record_id, field, op, value FROM changes WHERE id {any_of}"  # noqa: S608
+        )
         # A record's state and what the rules and scopes read of it, for a list of ids of one
         # collection. On PostgreSQL the pair is matched as a row: planned as one primary-key
         # lookup per id even before the table has statistics, where ``record_id = ANY`` was
@@ -571,7 +588,15 @@ class PushWriter:
         latest = max((c.hlc for _, c in job.candidates), default=None)
         max_skew = None if latest is None else hlc_wall_ms(latest) - now
         clock_ahead = max_skew is not None and max_skew > ahead_limit
-        fresh = self._drop_duplicates(view, job.candidates, results)
+        if (view.logged or view.gone or view.accepted) and any(
+            c.id in view.logged or c.id in view.gone or c.id in view.accepted for _, c in job.candidates
+        ):
+            # Whether a change sent again is a duplicate depends on what the caller may read of
+            # its record (``_same_as_read``): its row, should the group's moves have dropped it.
+            await self._load_records(
+                connection, view, [(c.collection, c.record_id) for _, c in job.candidates]
+            )
+        fresh = self._drop_duplicates(view, job.candidates, results, principal)
         keys = sorted({(c.collection, c.record_id) for _, c in fresh})
         await self._load_records(connection, view, keys)
         states = {key: view.state(key) for key in keys}
@@ -585,10 +610,10 @@ class PushWriter:
         )
         scope_rows = view.places()
         batch = [c for _, c in fresh]
-        logged = await transition_values(connection, self.collections, states, batch, view.accepted)
         lookup = preds_to_look_up(states, batch)
-        known = {i for i in lookup if i in view.accepted}
-        known |= await self._existing_ids(connection, sorted(lookup - known), compacted=compacted)
+        named = {i: NamedChange.of(view.accepted[i]) for i in lookup if i in view.accepted}
+        known = set(named)
+        known |= await self._named_changes(connection, sorted(lookup - known), named, compacted=compacted)
         # Every read of the push is made. A group written without looking its ids up is written
         # again should the rules or the scopes turn any change down (_MaybeDuplicateError), so
         # its log rows are already the accepted changes' and go in while the push is judged.
@@ -597,8 +622,9 @@ class PushWriter:
             await self._log(connection, view, batch, device_id, now, last=last)
         judged = len(fresh)
         fresh = _within_clock(fresh, results, ClockBound(now, self.settings.max_hlc_ahead_ms))
-        fresh = judge_batch(self.collections, states, fresh, results, scope_rows, logged)
-        fresh = authorize_batch(principal, self.collections, states, fresh, scope_rows, known, results)
+        fresh = self._judge(principal, states, fresh, results, scope_rows, named, known)
+        # A record that only refused changes touched keeps its conflict as it was.
+        flagged &= states.keys()
         if hoped and len(fresh) < judged:
             raise _MaybeDuplicateError
         fresh_changes = [c for _, c in fresh]
@@ -674,6 +700,43 @@ class PushWriter:
 
         return answer
 
+    def _judge(
+        self,
+        principal: Principal | None,
+        states: dict[RecordKey, RecordState],
+        fresh: list[tuple[int, Change]],
+        results: list[ChangeResult | None],
+        scope_rows: Mapping[RecordKey, ScopeRow],
+        named: Mapping[str, NamedChange],
+        known: set[str],
+    ) -> list[tuple[int, Change]]:
+        """Role and current scope first (the rules then speak only of records the caller may
+        read), then the domain rules, then where the accepted changes put the records. A move
+        the last step refuses is as if never sent: when the rules had refused another change
+        beside it (a second place of a hazard, a second write of a ledger entry), the rest is
+        judged once more without it. Rejections go into ``results``; returns the accepted
+        changes."""
+        fresh = refuse_untouchable(principal, states, fresh, scope_rows, results)
+        for last_round in (False, True):
+            judged_states, judged_results = dict(states), list(results)
+            ruled = judge_batch(self.collections, judged_states, fresh, judged_results, scope_rows, named)
+            allowed = authorize_batch(
+                principal, self.collections, judged_states, ruled, scope_rows, known, judged_results
+            )
+            kept = {index for index, _ in allowed}
+            refused_moves = {
+                i for i, change in ruled if i not in kept and moves_records(self.collections, change)
+            }
+            if last_round or not refused_moves or len(ruled) == len(fresh):
+                break
+            for index in refused_moves:
+                results[index] = judged_results[index]
+            fresh = [(index, change) for index, change in fresh if index not in refused_moves]
+        results[:] = judged_results
+        states.clear()
+        states.update(judged_states)
+        return allowed
+
     async def _log(
         self,
         connection: AsyncConnection,
@@ -741,7 +804,11 @@ class PushWriter:
             await driver_copy(connection, table, columns, rows)
 
     def _drop_duplicates(
-        self, view: _GroupView, candidates: list[tuple[int, Change]], results: list[ChangeResult | None]
+        self,
+        view: _GroupView,
+        candidates: list[tuple[int, Change]],
+        results: list[ChangeResult | None],
+        principal: Principal | None,
     ) -> list[tuple[int, Change]]:
         """Judge ids seen before (in the log, compacted, written by an earlier push of the group,
         or earlier in this batch); return the new changes."""
@@ -757,38 +824,79 @@ class PushWriter:
         in_batch: dict[str, Change] = {}
         for index, change in candidates:
             row: Any = view.logged.get(change.id)
-            earlier = in_batch.get(change.id) or view.accepted.get(change.id)
+            own = in_batch.get(change.id)
+            earlier = view.accepted.get(change.id)
             digest = view.gone.get(change.id)
             if digest is not None:
-                same = digest == change_digest(
-                    change.collection,
-                    change.record_id,
-                    change.field,
-                    op_name(change),
-                    change.value,
-                    change.hlc,
-                    change.pred,
-                )
-                results[index] = (
-                    ChangeResult(id=change.id, status="duplicate")
-                    if same
-                    else _rejected(
-                        change.id, "id_reused", "this change id was already used for a different change"
-                    )
-                )
-            elif row is None and earlier is None:
+                same = self._same_compacted(view, principal, change, digest)
+            elif own is not None:
+                same = own == change
+            elif row is not None or earlier is not None:
+                stored = _content(earlier) if earlier is not None else _logged_content(row)
+                same = self._same_as_read(view, principal, stored, change)
+            else:
                 in_batch[change.id] = change
                 fresh.append((index, change))
-            elif (row is not None and _same_content(row, change)) or earlier == change:
-                results[index] = ChangeResult(id=change.id, status="duplicate")
-            else:
-                results[index] = _rejected(
+                continue
+            results[index] = (
+                ChangeResult(id=change.id, status="duplicate")
+                if same
+                else _rejected(
                     change.id,
                     "id_reused",
                     "this change id was already used for a different change; "
                     "give every new change a new UUID",
                 )
+            )
         return fresh
+
+    def _may_read(self, view: _GroupView, principal: Principal | None, change: Change) -> bool:
+        """Whether the caller may read the record ``change`` names, where it is now."""
+        if not is_scoped(principal):
+            return True
+        assert principal is not None
+        found = view.current.get((change.collection, change.record_id))
+        return found is not None and can_read(
+            principal, Place(change.collection, found.row.scope, found.company)
+        )
+
+    def _same_as_read(
+        self, view: _GroupView, principal: Principal | None, stored: tuple[Any, ...], change: Change
+    ) -> bool:
+        """Whether a change sent again is the stored one, as far as the caller may read it:
+        nothing of a record outside its scope, the masked form of a masked value. The answer
+        (``duplicate`` or ``id_reused``) must not tell a guessed hidden value from a wrong one."""
+        sent = _content(change)
+        if stored[:2] != sent[:2] or not self._may_read(view, principal, change):
+            return False
+        collection, _, field, *_ = sent
+        stored_value, sent_value = (
+            mask_value(principal, self.collections, collection, field, content[4])
+            for content in (stored, sent)
+        )
+        return stored[:4] == sent[:4] and stored[5:] == sent[5:] and stored_value == sent_value
+
+    def _same_compacted(
+        self, view: _GroupView, principal: Principal | None, change: Change, digest: str
+    ) -> bool:
+        """``_same_as_read`` for a compacted change, of which only a digest of the whole content
+        is left: a value the caller would see masked is not compared (a retry is assumed)."""
+        if not self._may_read(view, principal, change):
+            return False
+        if (
+            mask_value(principal, self.collections, change.collection, change.field, change.value)
+            != change.value
+        ):
+            return True
+        return digest == change_digest(
+            change.collection,
+            change.record_id,
+            change.field,
+            op_name(change),
+            change.value,
+            change.hlc,
+            change.pred,
+        )
 
     async def _load_records(
         self, connection: AsyncConnection, view: _GroupView, keys: Iterable[RecordKey]
@@ -812,14 +920,23 @@ class PushWriter:
                 )
                 view.in_table[key] = _Place(found.row.scope, company)
 
-    async def _existing_ids(
-        self, connection: AsyncConnection, ids: Sequence[str], *, compacted: bool = False
+    async def _named_changes(
+        self,
+        connection: AsyncConnection,
+        ids: Sequence[str],
+        named: dict[str, NamedChange],
+        *,
+        compacted: bool = False,
     ) -> set[str]:
+        """Which of ``ids`` (pred entries) the store has; what the log holds of them goes into
+        ``named`` (of a compacted change only its id is left)."""
         found: set[str] = set()
         if ids:
-            found.update(
-                row[0] for row in await driver_rows(connection, self._sql.ids_known, self._sql.id_list(ids))
-            )
+            for change_id, collection, record_id, field, op, value in await driver_rows(
+                connection, self._sql.changes_named, self._sql.id_list(ids)
+            ):
+                named[change_id] = NamedChange(collection, record_id, field, op, _json_decode(value))
+                found.add(change_id)
         if compacted:
             found.update(await compacted_digests(connection, [i for i in ids if i not in found]))
         return found

@@ -5,40 +5,52 @@ left needs other records or the record's history, and is declared in ``schemas/c
 
 * ``unknown_reference``: a required link (a visit's household, a grid's community ...) names a
   record the server does not have and the batch does not write.
+* ``foreign_pred``: a ``pred`` entry names a change the server has of another record, or of
+  another field (a record's delete excepted: naming it restores the record), or, for a set
+  field, an add of another element; a delete may name any change of its own record. Only such
+  changes supersede anything, so nothing else may be named.
 * ``illegal_transition_from_<status>``: a state-machine field (a request's status) moves to a
   value its previous value does not allow. The previous value is the one *the device saw*: the
-  value of the changes its ``pred`` names, not the server's current value, so a phone whose
-  changes arrive late is judged by what it knew. Two legal moves made concurrently are both
-  kept and shown as a conflict by the merge.
+  value of the changes of that field its ``pred`` names, not the server's current value, so a
+  phone whose changes arrive late is judged by what it knew. Two legal moves made concurrently
+  are both kept and shown as a conflict by the merge.
 * ``one_place_only``: a value for one of a set of exclusive fields (a hazard's household,
   building or grid) while another of them holds one.
 * ``append_only``: a second write of a field of a ledger entry.
 
 Each failure rejects that change alone; the rest of the batch is applied. The store loads the
 rows these rules read (the touched records and those the batch names, ``server.access.places.scope_keys``)
-together with the records' states; the rules query the database only when a transition names
-changes that are neither current heads nor in the batch.
+together with the records' states, and the changes ``pred`` names that are neither a head of
+their record nor in the batch (``NamedChange``, usually none). The rules read nothing else, and
+are judged only on changes of records the caller may read (``server.access.policy.refuse_untouchable``
+comes first): no answer names a value the caller may not read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import msgspec
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any, NamedTuple
 
 from schemas.collections import CollectionSpec, FieldSpec, per_schema
-from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange
+from schemas.protocol import AddChange, Change, ChangeResult, DeleteChange, RemoveChange, SetChange
 from server.access.places import ScopeRow
-from server.db.paging import chunks
-from server.db.tables import changes
-from sync.merge import RecordKey, RecordState, scalar_value
+from sync.merge import RecordKey, RecordState, op_name, scalar_value
 
-__all__ = ["judge_batch", "legal_moves", "transition_values"]
+__all__ = ["NamedChange", "judge_batch", "legal_moves"]
 
-_json_decode = msgspec.json.Decoder().decode
+
+class NamedChange(NamedTuple):
+    """What the rules read of a change a ``pred`` names: where it is, and what it wrote."""
+
+    collection: str
+    record_id: str
+    field: str | None
+    op: str
+    value: Any
+
+    @classmethod
+    def of(cls, change: Change) -> NamedChange:
+        return cls(change.collection, change.record_id, change.field, op_name(change), change.value)
 
 
 def legal_moves(field_spec: FieldSpec, seen: Sequence[Any]) -> set[Any]:
@@ -55,12 +67,30 @@ def _rejected(change: Change, code: str, message: str) -> ChangeResult:
     return ChangeResult(id=change.id, status="rejected", code=code, message=message)
 
 
-async def _values_of(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for chunk in chunks(ids):
-        query = select(changes.c.id, changes.c.value).where(changes.c.id.in_(chunk))
-        found.update((row.id, _json_decode(row.value)) for row in await connection.execute(query))
-    return found
+_MAY_NAME = {
+    "set": "of this field (or its deletes)",
+    "add": "adding or removing this element (or its deletes)",
+    "remove": "adding this element",
+    "delete": "(any field)",
+}
+
+
+def _foreign(change: Change, named: NamedChange) -> str | None:
+    """Why ``change`` may not name ``named`` in its pred (None: it may)."""
+    if (named.collection, named.record_id) != (change.collection, change.record_id):
+        return "a change of another record"
+    if isinstance(change, DeleteChange):
+        return None
+    if named.op == "delete":
+        # Any field change that saw a delete restores the record; a remove takes out adds only.
+        return "a delete" if isinstance(change, RemoveChange) else None
+    if named.field != change.field:
+        return "a change of another field"
+    if isinstance(change, AddChange | RemoveChange) and (
+        named.value != change.value or (isinstance(change, RemoveChange) and named.op != "add")
+    ):
+        return "a change of another element"
+    return None
 
 
 @per_schema
@@ -85,15 +115,47 @@ class _Judge:
         states: Mapping[RecordKey, RecordState],
         rows: Mapping[RecordKey, ScopeRow],
         written: set[RecordKey],
-        logged: Mapping[str, Any],
+        named: Mapping[str, NamedChange],
+        batch: Sequence[tuple[int, Change]],
     ) -> None:
         self.collections = collections
         self.states = states
         self.existing = set(rows) | written
-        self.logged = logged
+        self.named = named
+        self.batch = batch
+        self.in_batch: dict[str, Change] | None = None
         # Accepted changes of this batch so far, and the values they give their fields.
         self.accepted: dict[str, Change] = {}
         self.values: dict[tuple[RecordKey, str], Any] = {}
+
+    def _elsewhere(self, change_id: str) -> NamedChange | None:
+        """A change named in a pred that is no head of the namer's record: one of the batch, or
+        one the store read for it (None: not arrived, or compacted)."""
+        if self.in_batch is None:
+            self.in_batch = {c.id: c for _, c in self.batch}
+        in_batch = self.in_batch.get(change_id)
+        return NamedChange.of(in_batch) if in_batch is not None else self.named.get(change_id)
+
+    def check_pred(self, change: Change) -> ChangeResult | None:
+        """``foreign_pred`` when ``pred`` names a change it may not supersede (``_foreign``)."""
+        heads = self.states[(change.collection, change.record_id)].heads
+        for change_id in change.pred:
+            head = heads.get(change_id)
+            if head is not None and (
+                isinstance(change, DeleteChange)
+                or (isinstance(change, SetChange) and head.field == change.field)
+            ):
+                continue  # the usual pred: a head of the field it overwrites, any head a delete names
+            named = NamedChange.of(head) if head is not None else self._elsewhere(change_id)
+            reason = None if named is None else _foreign(change, named)
+            if reason is not None:
+                return _rejected(
+                    change,
+                    "foreign_pred",
+                    f"pred entry {change_id} names {reason}: name only the changes you saw of "
+                    f"{change.collection} {change.record_id!r} {_MAY_NAME[op_name(change)]}",
+                )
+        return None
 
     def value(self, key: RecordKey, name: str) -> Any:
         if (key, name) in self.values:
@@ -134,7 +196,7 @@ class _Judge:
                     return _rejected(
                         change,
                         "one_place_only",
-                        f"{spec.name} {change.record_id!r} already has {other} {held!r}: set {other} to null "
+                        f"{spec.name} {change.record_id!r} already has a {other}: set {other} to null "
                         f"before setting {change.field} (it is in one place only)",
                     )
         if field_spec.transitions is not None:
@@ -142,16 +204,16 @@ class _Judge:
         return None
 
     def _seen(self, change: SetChange) -> list[Any]:
-        """The values the device saw for this field: those of the changes its pred names."""
+        """The values the device saw for this field: those of the changes of this field its pred
+        names (``check_pred`` has refused any of another record or field), accepted ones only."""
         heads = self.states[(change.collection, change.record_id)].heads
         seen: list[Any] = []
-        for named in change.pred:
-            if named in heads and heads[named].field == change.field:
-                seen.append(heads[named].value)
-            elif named in self.accepted and self.accepted[named].field == change.field:
-                seen.append(self.accepted[named].value)
-            elif named in self.logged:
-                seen.append(self.logged[named])
+        for change_id in change.pred:
+            named: Change | NamedChange | None = (
+                heads.get(change_id) or self.accepted.get(change_id) or self.named.get(change_id)
+            )
+            if named is not None and named.field == change.field:
+                seen.append(named.value)
         return seen
 
     def _judge_transition(
@@ -161,18 +223,16 @@ class _Judge:
         seen = self._seen(change) if change.pred else [None]
         if not seen:
             # The named changes never reached the server (e.g. they were rejected): judge from
-            # what the server shows now.
+            # what the server shows now (of a record the caller may read).
             seen = [self.value(key, change.field)]
         if change.value in legal_moves(field_spec, seen):
             return None
         shown = max(seen, key=lambda v: (v is not None, str(v)))
-        current = self.value(key, change.field)
         allowed = sorted(legal_moves(field_spec, [shown]) - {shown})
-        now = "" if current == shown else f" (the server now shows {current!r})"
         return _rejected(
             change,
             f"illegal_transition_from_{shown or 'new'}",
-            f"{spec.name} {change.record_id!r} was {shown or 'new'!r} when this change was made{now}; "
+            f"{spec.name} {change.record_id!r} was {shown or 'new'!r} when this change was made; "
             f"its {change.field} can go to {', '.join(map(repr, allowed))}, not {change.value!r}",
         )
 
@@ -182,54 +242,26 @@ class _Judge:
             self.values[((change.collection, change.record_id), change.field)] = change.value
 
 
-def _transition_preds(
-    collections: Mapping[str, CollectionSpec],
-    states: Mapping[RecordKey, RecordState],
-    batch: Sequence[Change],
-) -> list[str]:
-    """Pred ids a transition must look up in the log: neither a current head nor in the batch."""
-    in_batch = {c.id for c in batch}
-    wanted: set[str] = set()
-    for change in batch:
-        if isinstance(change, SetChange) and collections[change.collection].fields[change.field].transitions:
-            heads = states[(change.collection, change.record_id)].heads
-            wanted.update(p for p in change.pred if p not in heads and p not in in_batch)
-    return sorted(wanted)
-
-
-async def transition_values(
-    connection: AsyncConnection,
-    collections: Mapping[str, CollectionSpec],
-    states: Mapping[RecordKey, RecordState],
-    batch: Sequence[Change],
-    written: Mapping[str, Change],
-) -> dict[str, Any]:
-    """What ``judge_batch`` must know of the log: the values of the changes a status move names
-    in ``pred`` that are neither a current head nor in the batch. ``written``: changes of the
-    same transaction not yet in the log. Usually nothing to read."""
-    preds = _transition_preds(collections, states, batch)
-    logged = {p: written[p].value for p in preds if p in written}
-    unwritten = [p for p in preds if p not in written]
-    return logged | (await _values_of(connection, unwritten) if unwritten else {})
-
-
 def judge_batch(
     collections: Mapping[str, CollectionSpec],
     states: dict[RecordKey, RecordState],
     fresh: list[tuple[int, Change]],
     results: list[ChangeResult | None],
     rows: Mapping[RecordKey, ScopeRow],
-    logged: Mapping[str, Any],
+    named: Mapping[str, NamedChange],
 ) -> list[tuple[int, Change]]:
     """Judge the new changes of a push (in order). ``rows`` holds the stored records among
-    ``server.access.places.scope_keys(...)``; ``logged``, what ``transition_values`` read for them. No
-    I/O. Rejections go into ``results``; the records that only rejected changes touched leave
-    ``states``. Returns the accepted changes."""
-    judge = _Judge(collections, states, rows, set(states), logged)
+    ``server.access.places.scope_keys(...)``; ``named``, the changes the batch's preds name that are
+    neither a head of their record nor in the batch, as the store found them
+    (``sync.merge.preds_to_look_up``). No I/O. Rejections go into ``results``; the records that
+    only rejected changes touched leave ``states``. Returns the accepted changes."""
+    judge = _Judge(collections, states, rows, set(states), named, fresh)
     unruled = _unruled(collections)
     kept: list[tuple[int, Change]] = []
     for index, change in fresh:
-        rejection = None if (change.collection, change.field) in unruled else judge.judge(change)
+        rejection = judge.check_pred(change) if change.pred else None
+        if rejection is None and (change.collection, change.field) not in unruled:
+            rejection = judge.judge(change)
         if rejection is None:
             judge.accept(change)
             kept.append((index, change))

@@ -59,15 +59,24 @@ async def test_stored_states_equal_a_rebuild_from_the_change_log(store: SyncStor
         batch: list[Change] = []
         for _ in range(25):
             record = f"h{rng.randint(0, 5)}"
-            prior = [c for c in made + batch if c.record_id == record]
-            pred = tuple(c.id for c in rng.sample(prior, k=min(len(prior), rng.randint(0, 2))))
             kind = rng.random()
-            if kind < 0.6:
-                batch.append(
-                    set_(rng.choice(["phone", "notes"]), str(rng.randint(0, 9)), record=record, pred=pred)
+            field = rng.choice(["phone", "notes"]) if kind < 0.6 else "tags"
+            value = str(rng.randint(0, 9)) if kind < 0.6 else rng.choice(["veteran", "disability"])
+            # What a pred may name (docs/protocol.md): a delete any change of its record, a field
+            # change the changes of its field (a tag: of its element) and the record's deletes.
+            prior = [
+                c
+                for c in made + batch
+                if c.record_id == record
+                and (
+                    kind >= 0.85 or c.field is None or (c.field == field and (kind < 0.6 or c.value == value))
                 )
+            ]
+            pred = tuple(c.id for c in rng.sample(prior, k=min(len(prior), rng.randint(0, 2))))
+            if kind < 0.6:
+                batch.append(set_(field, value, record=record, pred=pred))
             elif kind < 0.85:
-                batch.append(add("tags", rng.choice(["veteran", "disability"]), record=record, pred=pred))
+                batch.append(add("tags", value, record=record, pred=pred))
             else:
                 batch.append(delete(pred=pred, record=record))
         rng.shuffle(batch)  # preds may name changes later in the batch or in a later batch
