@@ -88,6 +88,9 @@ def _serve(args: argparse.Namespace) -> int:
         "server.app:create_app",
         factory=True,
         workers=args.workers,
+        # A worker answers the supervisor's ping only once it has imported the app; on a busy
+        # machine that takes longer than uvicorn's 5 s, and a worker killed then restarts forever.
+        timeout_worker_healthcheck=60,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
