@@ -91,7 +91,7 @@ class _WireOperation(Operation):
             schema: Schema | Reference = (
                 Reference(ref=_COMPONENT.format(name=self.body.__name__))
                 if self.body is not None
-                else Schema(type=OpenAPIType.STRING, content_media_type="application/octet-stream")
+                else Schema(type=OpenAPIType.STRING, description="The bytes, in any media type")
             )
             self.request_body = RequestBody(
                 content={media_type: OpenAPIMediaType(schema=schema) for media_type in self.body_media_types},
@@ -126,7 +126,7 @@ def bytes_body(description: str) -> type[Operation]:
     return type(
         "BytesBodyOperation",
         (_WireOperation,),
-        {"body_media_types": ("application/octet-stream",), "body_description": description},
+        {"body_media_types": ("*/*",), "body_description": description},
     )
 
 
@@ -136,8 +136,8 @@ def _operations(path_item: PathItem) -> list[Operation]:
 
 
 def complete(document: OpenAPI) -> None:
-    """Add what routes cannot declare through Litestar: raw bodies' schemas, and a problem
-    answer for any other status."""
+    """Add what routes cannot declare through Litestar: raw bodies' schemas, no body for 204,
+    and a problem answer for any other status."""
     assert document.components.schemas is not None
     components: dict[str, Any] = cast(dict[str, Any], document.components.schemas)
     bodies: list[type[msgspec.Struct]] = []
@@ -146,6 +146,10 @@ def complete(document: OpenAPI) -> None:
             if isinstance(operation, _WireOperation) and operation.body is not None:
                 bodies.append(operation.body)
             responses = operation.responses = operation.responses or {}
+            no_content = responses.get("204")
+            if isinstance(no_content, OpenAPIResponse):
+                # Litestar gives a handler returning ``Response[None]`` a JSON body; 204 has none.
+                no_content.content = None
             responses.setdefault(
                 "default",
                 OpenAPIResponse(
