@@ -88,7 +88,9 @@ class Contract:
         request = response.request
         found = self._operation(request)
         if found is None:
-            assert request.url.path.startswith("/schema"), f"{request.method} {request.url.path} is undocumented"
+            assert request.url.path.startswith("/schema"), (
+                f"{request.method} {request.url.path} is undocumented"
+            )
             return
         path, method = found
         operation = self.document["paths"][path][method]
@@ -99,7 +101,8 @@ class Contract:
         else:
             # Only server faults other than 503 may fall to `default`: every status a client
             # can cause, and 503, is declared by the operation itself.
-            assert status >= 500 and status != 503, f"{where}, which it does not declare: {response.text}"
+            assert status >= 500, f"{where}, which it does not declare: {response.text}"
+            assert status != 503, f"{where}, which it does not declare: {response.text}"
             declared = "default"
         content = operation["responses"][declared].get("content") or {}
         if not content:
@@ -112,7 +115,8 @@ class Contract:
                 body = _decode(media, response.content)
                 self._validate(body, "paths", path, method, "responses", declared, "content", key, "schema")
                 if status >= 400:
-                    assert media == "application/problem+json" and body["code"] in set(Code), where
+                    assert media == "application/problem+json", where
+                    assert body["code"] in set(Code), where
         valid_body = request.headers.get(INVALID_BODY) is None
         if 200 <= status < 300 and request.content and "requestBody" in operation and valid_body:
             declared_bodies = operation["requestBody"]["content"]
@@ -128,7 +132,9 @@ class Contract:
         return client
 
 
-def _change(field: str, value: Any, *, record: str = "h1", collection: str = "households", **extra: Any) -> Any:
+def _change(
+    field: str, value: Any, *, record: str = "h1", collection: str = "households", **extra: Any
+) -> Any:
     return {
         "id": str(uuid.uuid4()),
         "collection": collection,
@@ -206,9 +212,13 @@ def _drive_sync(client: Client) -> None:
     assert client.get("/v1/sync/pull", params={"since": "otherepoch.1"}).status_code == 409
 
     exchange = {"replica_id": "phone-a", "changes": [_change("notes", "exchanged", pred=[])]}
-    assert client.post("/v1/sync/exchange", params={"since": page["cursor"]}, json=exchange).status_code == 200
+    assert (
+        client.post("/v1/sync/exchange", params={"since": page["cursor"]}, json=exchange).status_code == 200
+    )
     assert client.post("/v1/sync/exchange", params={"limit": 0}, json=exchange).status_code == 400
-    assert client.post("/v1/sync/exchange", params={"since": "otherepoch.1"}, json=exchange).status_code == 409
+    assert (
+        client.post("/v1/sync/exchange", params={"since": "otherepoch.1"}, json=exchange).status_code == 409
+    )
 
     first = client.get("/v1/sync/snapshot", params={"limit": 1}).json()
     assert first["more"]
@@ -254,22 +264,35 @@ def _drive_admin(client: Client) -> dict[str, str]:
     client.cookies.clear()
     assert client.get("/v1/admin/me", headers=admin).status_code == 200
     assert client.get("/v1/admin/users", headers=admin).status_code == 200
-    new_user = {"name": "worker-1", "role": "grid_worker", "scope": {"communities": ["c1"], "grids": ["c1-g1"]}}
+    new_user = {
+        "name": "worker-1",
+        "role": "grid_worker",
+        "scope": {"communities": ["c1"], "grids": ["c1-g1"]},
+    }
     made = client.post("/v1/admin/users", json=new_user, headers=admin)
     assert made.status_code == 201, made.text
     assert client.post("/v1/admin/users", json=new_user, headers=admin).status_code == 409
-    assert client.post("/v1/admin/users", json={**new_user, "name": "x", "role": "king"}, headers=admin).status_code == 400
+    assert (
+        client.post(
+            "/v1/admin/users", json={**new_user, "name": "x", "role": "king"}, headers=admin
+        ).status_code
+        == 400
+    )
     change = {"role": "grid_worker", "scope": {"communities": ["c1"], "grids": ["c1-g2"]}}
     user_id = made.json()["id"]
     assert client.patch(f"/v1/admin/users/{user_id}", json=change, headers=admin).status_code == 200
     assert client.patch("/v1/admin/users/nobody", json=change, headers=admin).status_code == 404
     assert client.get("/v1/admin/devices", headers=admin).status_code == 200
-    enrolled = client.post("/v1/admin/devices", json={"name": "grid phone", "user_id": user_id}, headers=admin)
+    enrolled = client.post(
+        "/v1/admin/devices", json={"name": "grid phone", "user_id": user_id}, headers=admin
+    )
     assert enrolled.status_code == 201, enrolled.text
     worker = {"authorization": f"Bearer {enrolled.json()['token']}"}
     assert client.get("/v1/admin/me", headers=worker).status_code == 403
     assert client.get("/v1/sync/pull", headers=worker).status_code == 200
-    assert client.delete(f"/v1/admin/devices/{enrolled.json()['device_id']}", headers=admin).status_code == 204
+    assert (
+        client.delete(f"/v1/admin/devices/{enrolled.json()['device_id']}", headers=admin).status_code == 204
+    )
     assert client.get("/v1/sync/pull", headers=worker).status_code == 401
     assert client.delete("/v1/admin/devices/nobody", headers=admin).status_code == 404
     assert client.get("/v1/admin/audit", headers=admin).status_code == 200
@@ -292,7 +315,10 @@ def _drive_conflicts(client: Client, admin: dict[str, str]) -> None:
     assert client.get(f"{url}/nobody", headers=admin).status_code == 404
     preview = client.post(f"{url}/bulk", json={"field": "phone", "rule": "newest"}, headers=admin)
     assert preview.status_code == 200, preview.text
-    assert client.post(f"{url}/bulk", json={"field": "phone", "rule": "sideways"}, headers=admin).status_code == 400
+    assert (
+        client.post(f"{url}/bulk", json={"field": "phone", "rule": "sideways"}, headers=admin).status_code
+        == 400
+    )
     resolution = {"seen_heads": detail["seen_heads"], "fields": {"phone": {"value": "250"}}}
     bad_choice = {**resolution, "fields": {"phone": {"keep": "nobody"}}}
     assert client.post(f"{url}/{conflict_id}/resolve", json=bad_choice, headers=admin).status_code == 400
@@ -335,10 +361,15 @@ def test_rate_limits_and_an_absent_database_answer_as_documented(
         replies = [client.get("/v1/sync/pull", headers=token).status_code for _ in range(3)]
         assert replies == [200, 200, 429]
     # Nothing listens on this loopback port: the database is away.
-    away = Settings(database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x", database_connect_timeout=2)
+    away = Settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x", database_connect_timeout=2
+    )
     with TestClient(create_app(away)) as client:
         contract.watch(client)
         assert client.get("/health").status_code == 503
         assert client.get("/v1/sync/pull", headers=token).status_code == 503
-        assert client.post("/v1/sync/push", json={"replica_id": "p", "changes": []}, headers=token).status_code == 503
+        assert (
+            client.post("/v1/sync/push", json={"replica_id": "p", "changes": []}, headers=token).status_code
+            == 503
+        )
     assert {("pull", 429), ("health", 503), ("pull", 503), ("push", 503)} <= contract.answered
