@@ -24,10 +24,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from schemas.codes import Code
-from server.access import UserScope
-from server.accounts import AccountStore
+from server.access.accounts import AccountStore
+from server.access.principals import UserScope
 from server.app import create_app
-from server.database import create_engine
+from server.db.engine import create_engine
 from server.settings import Settings
 from tests.factories import hlc
 from tests.reliability.harness import free_port
