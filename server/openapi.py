@@ -130,6 +130,10 @@ def bytes_body(description: str) -> type[Operation]:
     )
 
 
+def _problem_ref() -> Reference:
+    return Reference(ref=_COMPONENT.format(name=Problem.__name__))
+
+
 def _operations(path_item: PathItem) -> list[Operation]:
     methods = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
     return [op for op in (getattr(path_item, method) for method in methods) if op is not None]
@@ -146,6 +150,12 @@ def complete(document: OpenAPI) -> None:
             if isinstance(operation, _WireOperation) and operation.body is not None:
                 bodies.append(operation.body)
             responses = operation.responses = operation.responses or {}
+            for status, response in responses.items():
+                # Litestar declares the 400 of a route with parameters in its own error shape; this
+                # app answers every error, that one included, as problem details.
+                if status[0] in "45" and isinstance(response, OpenAPIResponse):
+                    if PROBLEM_MEDIA_TYPE not in (response.content or {}):
+                        response.content = {PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=_problem_ref())}
             no_content = responses.get("204")
             if isinstance(no_content, OpenAPIResponse):
                 # Litestar gives a handler returning ``Response[None]`` a JSON body; 204 has none.
@@ -154,11 +164,7 @@ def complete(document: OpenAPI) -> None:
                 "default",
                 OpenAPIResponse(
                     description="Any other error (500 `internal_error`, 507 `storage_full`, ...)",
-                    content={
-                        PROBLEM_MEDIA_TYPE: OpenAPIMediaType(
-                            schema=Reference(ref=_COMPONENT.format(name=Problem.__name__))
-                        )
-                    },
+                    content={PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=_problem_ref())},
                 ),
             )
     # msgspec's own schema of what it decodes (tagged unions, patterns, bounds); Litestar's

@@ -373,3 +373,26 @@ def test_rate_limits_and_an_absent_database_answer_as_documented(
             == 503
         )
     assert {("pull", 429), ("health", 503), ("pull", 503), ("push", 503)} <= contract.answered
+
+
+def test_every_error_is_declared_as_problem_details(server: tuple[Client, Contract]) -> None:
+    _, contract = server
+    for path, operations in contract.document["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            errors = {
+                status: r for status, r in responses.items() if status[0] in "45" or status == "default"
+            }
+            assert "default" in errors, path
+            for status, response in errors.items():
+                assert response["content"] == {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                } or response["content"]["application/problem+json"]["schema"] == {
+                    "$ref": "#/components/schemas/ConflictProblem"
+                }, (path, status)
+            if operation.get("security"):
+                assert {"401", "503"} <= set(responses), path
+            if path.startswith(("/v1/sync/", "/v1/records", "/v1/attachments")):
+                assert "429" in responses, path
+    problem = contract.document["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail", "code"} <= set(problem["required"])
