@@ -153,9 +153,11 @@ def complete(document: OpenAPI) -> None:
             for status, response in responses.items():
                 # Litestar declares the 400 of a route with parameters in its own error shape; this
                 # app answers every error, that one included, as problem details.
-                if status[0] in "45" and isinstance(response, OpenAPIResponse):
-                    if PROBLEM_MEDIA_TYPE not in (response.content or {}):
-                        response.content = {PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=_problem_ref())}
+                declared_problem = isinstance(response, OpenAPIResponse) and PROBLEM_MEDIA_TYPE in (
+                    response.content or {}
+                )
+                if status[0] in "45" and isinstance(response, OpenAPIResponse) and not declared_problem:
+                    response.content = {PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=_problem_ref())}
             no_content = responses.get("204")
             if isinstance(no_content, OpenAPIResponse):
                 # Litestar gives a handler returning ``Response[None]`` a JSON body; 204 has none.
