@@ -34,6 +34,7 @@ class Code(StrEnum):
     OUT_OF_SCOPE = "out_of_scope"
     FORBIDDEN_FIELD = "forbidden_field"
     CLOCK_AHEAD = "clock_ahead"
+    CLOCK_TOO_FAR_AHEAD = "clock_too_far_ahead"
     ILLEGAL_TRANSITION_FROM_NEW = "illegal_transition_from_new"
     ILLEGAL_TRANSITION_FROM_SUBMITTED = "illegal_transition_from_submitted"
     ILLEGAL_TRANSITION_FROM_DISPATCHED = "illegal_transition_from_dispatched"
@@ -117,6 +118,7 @@ _MEANINGS: dict[str, str] = {
     "out_of_scope": "the record, before or after the change, is outside the caller's scope",
     "forbidden_field": "the caller's role may not write this field or value",
     "clock_ahead": "applied, but the device's clock is ahead of the server's: fix the phone's time",
+    "clock_too_far_ahead": "the hlc is further ahead of the server's clock than the bound: fix the phone's date",
     **{
         f"illegal_transition_from_{status}": _transition_meaning(status)
         for status in ("new", *REQUEST_STATUSES)

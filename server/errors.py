@@ -62,7 +62,6 @@ _CODE_BY_STATUS = {
     400: "invalid_request",
     401: "invalid_token",
     403: "forbidden",
-    404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
     415: "unsupported_media_type",
@@ -73,6 +72,10 @@ _CODE_BY_STATUS = {
 
 
 def _from_http_exception(error: HTTPException) -> ProblemDetailsException:
+    if error.status_code == 404:
+        # Only routing answers Litestar's 404 (no such path): it carries no code, as on a server
+        # older than the path, so a phone tells a missing endpoint from `not_found` of a record.
+        return ProblemDetailsException(status_code=404, detail=error.detail, title="no such path")
     code = _CODE_BY_STATUS.get(error.status_code, "http_error")
     # A validation error lists the parameters or body values it refused.
     extra = {"errors": error.extra} if isinstance(error.extra, list) else {}
