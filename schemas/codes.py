@@ -75,8 +75,10 @@ class Code(StrEnum):
     STORAGE_FULL = "storage_full"
     INTERNAL_ERROR = "internal_error"
     HTTP_ERROR = "http_error"
-    # Accounts (the admin API).
+    # Accounts (the admin API, enrolment).
     UNKNOWN_ROLE = "unknown_role"
+    ROLE_REQUIRED = "role_required"
+    INVALID_ENROLMENT_CODE = "invalid_enrolment_code"
     USER_EXISTS = "user_exists"
     # The conflict inbox (the admin API).
     UNKNOWN_KIND = "unknown_kind"
@@ -87,7 +89,6 @@ class Code(StrEnum):
     DELETE_WITH_FIELDS = "delete_with_fields"
     INCOMPLETE_RESOLUTION = "incomplete_resolution"
     NOTHING_TO_KEEP = "nothing_to_keep"
-    NOT_YOUR_COMMUNITY = "not_your_community"
     CONFLICT_CHANGED = "conflict_changed"
     ALREADY_RESOLVED = "already_resolved"
     REJECTED = "rejected"
@@ -155,6 +156,8 @@ _MEANINGS: dict[str, str] = {
     "internal_error": "a server bug; it was logged",
     "http_error": "another HTTP error; the status and detail say which",
     "unknown_role": "the role is not one of the server's roles; the message lists them",
+    "role_required": "a device without a user must be enrolled with role district_admin",
+    "invalid_enrolment_code": "the enrolment code is unknown, expired or already used: ask an admin for a new one",
     "user_exists": "a user of that name already exists",
     "unknown_kind": "the conflict kind is not one the inbox knows; the message lists them",
     "bad_rule": "the bulk resolution rule does not apply to this field",
@@ -164,7 +167,6 @@ _MEANINGS: dict[str, str] = {
     "delete_with_fields": "a confirmed delete takes no field values",
     "incomplete_resolution": "the resolution leaves a conflicting field unresolved",
     "nothing_to_keep": "the record has no field value to keep",
-    "not_your_community": "the conflict lies outside the admin's communities",
     "conflict_changed": "the conflict's heads moved since it was loaded; `current` holds its state now",
     "already_resolved": "the conflict was resolved meanwhile; `current` holds its state now",
     "rejected": "a resolution's change was refused without a more specific code",

@@ -76,6 +76,17 @@ def _holds_codes(node: ast.Assign | ast.AnnAssign) -> bool:
     )
 
 
+def _held_codes(value: ast.expr) -> list[ast.expr]:
+    """The code places of a value assigned to a name that holds codes: a mapping's values, a
+    lookup's default (``.get(key, "code")``), or the value itself; not a call's other arguments
+    (``enrolment_codes = Table("enrolment_codes", Column(...))``)."""
+    if isinstance(value, ast.Dict):
+        return [v for v in value.values if v is not None]
+    if isinstance(value, ast.Call):
+        return list(value.args[1:]) if _callee(value) == "get" else []
+    return [value]
+
+
 def _callee(call: ast.Call) -> str | None:
     if isinstance(call.func, ast.Name):
         return call.func.id
@@ -142,8 +153,7 @@ def codes_written(sources: list[Path]) -> dict[str, set[str]]:
                 elif isinstance(node, ast.Assign | ast.AnnAssign) and _holds_codes(node):
                     assert node.value is not None
                     # A mapping to codes: its values (its keys say what each code is for).
-                    held = node.value.values if isinstance(node.value, ast.Dict) else [node.value]
-                    places += [n for value in held for n in ast.walk(value) if isinstance(n, ast.Constant)]
+                    places += _held_codes(node.value)
                 elif isinstance(node, ast.Compare) and len(node.comparators) == 1:
                     left, right = node.left, node.comparators[0]
                     places += [right] if _names_code(left) else [left] if _names_code(right) else []
