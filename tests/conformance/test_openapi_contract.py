@@ -295,6 +295,11 @@ def _drive_admin(client: Client) -> dict[str, str]:
     )
     assert client.get("/v1/sync/pull", headers=worker).status_code == 401
     assert client.delete("/v1/admin/devices/nobody", headers=admin).status_code == 404
+    issued = client.post("/v1/admin/enrolment-codes", json={"user_id": user_id}, headers=admin)
+    assert issued.status_code == 201, issued.text
+    enrolment = {"code": issued.json()["code"], "name": "second grid phone"}
+    assert client.post("/v1/enrol", json=enrolment, headers={"authorization": ""}).status_code == 201
+    assert client.post("/v1/enrol", json=enrolment, headers={"authorization": ""}).status_code == 400
     assert client.get("/v1/admin/audit", headers=admin).status_code == 200
     assert client.get("/v1/admin/audit", params={"limit": 0}, headers=admin).status_code == 400
     return admin
