@@ -23,6 +23,7 @@ class Code(StrEnum):
     BAD_HLC = "bad_hlc"
     BAD_PRED = "bad_pred"
     EMPTY_PRED = "empty_pred"
+    FOREIGN_PRED = "foreign_pred"
     UNKNOWN_COLLECTION = "unknown_collection"
     UNKNOWN_FIELD = "unknown_field"
     WRONG_OP = "wrong_op"
@@ -108,6 +109,7 @@ _MEANINGS: dict[str, str] = {
     "bad_hlc": "the hlc is not <wall ms, 15 digits>-<counter, 6 digits>-<replica id>",
     "bad_pred": "a pred entry is malformed, names the change itself, or there are too many",
     "empty_pred": "a remove names no add in pred",
+    "foreign_pred": "pred names a change of another record or field (or another element's add), which it may not supersede",
     "unknown_collection": "no such collection; the message lists those that exist",
     "unknown_field": "no such field in the collection; the message lists those that exist",
     "wrong_op": "set on a set field, or add/remove on a scalar field",
