@@ -25,6 +25,7 @@ from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
 from server.negotiation import BoundedRequest
+from server.openapi import OpenAPIDocument
 from server.pages.admin import STATIC, admin_pages, template_config
 from server.pages.field_app import field_app, me
 from server.registry.attachments_controller import AttachmentsController
@@ -166,7 +167,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         request_class=BoundedRequest,
         response_headers=SECURITY_HEADERS,
-        plugins=[problem_details_plugin()],
+        plugins=[problem_details_plugin(), OpenAPIDocument()],
         openapi_config=OpenAPIConfig(
             title="gridsync",
             version="1",

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import msgspec
-from litestar.exceptions import TooManyRequestsException
+from litestar.exceptions import HTTPException, TooManyRequestsException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -56,6 +56,32 @@ def _from_gridsync_error(error: GridsyncError) -> ProblemDetailsException:
     return problem(error.status, error.code, error.message, headers=error.headers, **extra)
 
 
+# Litestar's own refusals (parameter validation, an unknown path, a body over the limit) get a
+# code by status like every other error; the detail stays Litestar's.
+_CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "invalid_token",
+    403: "forbidden",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "database_unavailable",
+}
+
+
+def _from_http_exception(error: HTTPException) -> ProblemDetailsException:
+    if error.status_code == 404:
+        # Only routing answers Litestar's 404 (no such path): it carries no code, as on a server
+        # older than the path, so a phone tells a missing endpoint from `not_found` of a record.
+        return ProblemDetailsException(status_code=404, detail=error.detail, title="no such path")
+    code = _CODE_BY_STATUS.get(error.status_code, "http_error")
+    # A validation error lists the parameters or body values it refused.
+    extra = {"errors": error.extra} if isinstance(error.extra, list) else {}
+    return problem(error.status_code, code, error.detail, headers=error.headers, **extra)
+
+
 def _from_database_error(error: Exception) -> ProblemDetailsException:
     kind = classify_database_error(error)
     if kind == "full":
@@ -102,6 +128,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
             exception_to_problem_detail_map={
                 GridsyncError: _from_gridsync_error,
                 TooManyRequestsException: _from_rate_limit,
+                HTTPException: _from_http_exception,
                 # Everything else is classified: database faults (SQLAlchemy's, the drivers'
                 # own from driver-level reads, OS errors: a lost connection, a restart, a
                 # timeout, a full disk) answer 503 or 507; the rest is a bug, logged with its

@@ -1,44 +1,53 @@
-"""Health and the protocol's JSON Schema, both open without a token."""
+"""Health and the protocol's schema, both open without a token."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException
 
-from schemas.protocol import (
-    ExchangeResponse,
-    PullResponse,
-    PushRequest,
-    PushResponse,
-    RecordView,
-    SnapshotResponse,
-)
+from schemas.catalog import ProtocolSchema, describe_protocol
+from schemas.collections import COLLECTIONS
+from server.errors import RETRY_AFTER_SECONDS, problem
+from server.openapi import problems
 from server.sync.store import SyncStore
 
-__all__ = ["health", "protocol_schema"]
+__all__ = ["Health", "health", "protocol_schema"]
 
 
-@get("/health", operation_id="health", tags=["system"], exclude_from_auth=True, cache=False)
-async def health(store: NamedDependency[SyncStore]) -> dict[str, str]:
+class Health(msgspec.Struct):
+    status: Literal["ok"]
+
+
+@get(
+    "/health",
+    operation_id="health",
+    tags=["system"],
+    exclude_from_auth=True,
+    cache=False,
+    responses=problems(503),
+)
+async def health(store: NamedDependency[SyncStore]) -> Health:
     try:
         await store.ping()
     except Exception as error:
-        raise HTTPException(status_code=503, detail=f"database unavailable: {type(error).__name__}") from None
-    return {"status": "ok"}
+        raise problem(
+            503,
+            "database_unavailable",
+            f"database unavailable: {type(error).__name__}",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
+    return Health(status="ok")
 
 
-_SCHEMA = msgspec.json.schema_components(
-    [PushRequest, PushResponse, PullResponse, ExchangeResponse, SnapshotResponse, RecordView],
-    ref_template="#/$defs/{name}",
-)
+_PROTOCOL_SCHEMA = describe_protocol(COLLECTIONS)
 
 
 @get("/v1/protocol/schema", operation_id="protocolSchema", tags=["system"], exclude_from_auth=True)
-async def protocol_schema() -> dict[str, Any]:
-    """JSON Schema (2020-12) of every protocol v1 message, for app developers."""
-    _, definitions = _SCHEMA
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": definitions}
+async def protocol_schema() -> ProtocolSchema:
+    """JSON Schema (2020-12) of every protocol v1 message in `$defs`; every collection's fields
+    (value schemas, allowed values, links, status transitions); every `code` the server answers
+    with. Enough for a client to validate its changes offline."""
+    return _PROTOCOL_SCHEMA

@@ -1,7 +1,8 @@
 """Fixtures shared by every suite: one fresh, migrated database per test on each backend.
 
-The conformance suites run on SQLite always and on PostgreSQL when GRIDSYNC_TEST_POSTGRES_URL is
-set; in CI (CI=true) the PostgreSQL URL is required, so that suite can never be skipped silently.
+The conformance suites run on SQLite always, and on PostgreSQL at GRIDSYNC_TEST_POSTGRES_URL, or
+when that is unset at the default URL whenever a PostgreSQL answers there; in CI (CI=true)
+PostgreSQL is required, so that suite can never be skipped silently.
 """
 
 from __future__ import annotations
@@ -25,10 +26,7 @@ from server.settings import Settings
 from server.sync.store import SyncStore
 from sync.client import Replica
 
-POSTGRES_URL = os.environ.get("GRIDSYNC_TEST_POSTGRES_URL")
-if os.environ.get("CI") and not POSTGRES_URL:
-    raise RuntimeError("CI must set GRIDSYNC_TEST_POSTGRES_URL: the PostgreSQL suite may not be skipped")
-BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 def _asyncpg_dsn(url: str, database: str | None = None) -> str:
@@ -36,6 +34,40 @@ def _asyncpg_dsn(url: str, database: str | None = None) -> str:
     if database is not None:
         parsed = parsed.set(database=database)
     return parsed.render_as_string(hide_password=False)
+
+
+async def _reach(url: str) -> None:
+    """Connect to ``url``'s database, creating it first when only the server exists."""
+    try:
+        connection = await asyncpg.connect(_asyncpg_dsn(url), timeout=3)
+    except asyncpg.InvalidCatalogNameError:
+        server = await asyncpg.connect(_asyncpg_dsn(url, "postgres"), timeout=3)
+        try:
+            await server.execute(f'CREATE DATABASE "{make_url(url).database}"')
+        finally:
+            await server.close()
+        connection = await asyncpg.connect(_asyncpg_dsn(url), timeout=3)
+    await connection.close()
+
+
+def _postgres_url() -> str | None:
+    """The PostgreSQL the suites run on: the configured URL, else the default one if it answers."""
+    configured = os.environ.get("GRIDSYNC_TEST_POSTGRES_URL")
+    url = configured or DEFAULT_POSTGRES_URL
+    try:
+        asyncio.run(_reach(url))
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        if configured or os.environ.get("CI"):
+            raise RuntimeError(
+                f"PostgreSQL does not answer at {url} ({type(error).__name__}: {error}); "
+                "the PostgreSQL suite may not be skipped here"
+            ) from None
+        return None
+    return url
+
+
+POSTGRES_URL = _postgres_url()
+BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 
 
 async def _migrate(url: str) -> None:

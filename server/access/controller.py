@@ -32,6 +32,7 @@ from server.access.principals import Principal, UserScope, requires_signed_in_ad
 from server.access.rate_limits import SignInThrottle
 from server.access.tokens import SECURITY_REQUIREMENT, session_cookie
 from server.errors import GridsyncError
+from server.openapi import problems
 from server.settings import Settings
 
 __all__ = ["AdminController", "EnrolmentController", "SignInController"]
@@ -182,7 +183,13 @@ class SignInController(Controller):
     path = "/v1/admin"
     tags = ["admin"]
 
-    @post("/login", operation_id="signIn", exclude_from_auth=True, status_code=200)
+    @post(
+        "/login",
+        operation_id="signIn",
+        exclude_from_auth=True,
+        status_code=200,
+        responses=problems(400, 401, 429, 503),
+    )
     async def sign_in(
         self, request: Request[Any, Any, Any], data: JSONBody[SignIn], accounts: NamedDependency[AccountStore]
     ) -> Response[SignedIn]:
@@ -202,7 +209,13 @@ class SignInController(Controller):
         await accounts.audit(principal, "sign_in", user.id, address=address)
         return Response(SignedIn(token=token, user=user), cookies=[session_cookie(request, token)])
 
-    @post("/logout", operation_id="signOut", status_code=204, security=SECURITY_REQUIREMENT)
+    @post(
+        "/logout",
+        operation_id="signOut",
+        status_code=204,
+        security=SECURITY_REQUIREMENT,
+        responses=problems(401, 503),
+    )
     async def sign_out(
         self, request: Request[Principal, str, Any], accounts: NamedDependency[AccountStore]
     ) -> Response[None]:
@@ -217,19 +230,24 @@ class AdminController(Controller):
     guards = [requires_signed_in_admin, cookie_writes_send_json]
     security = SECURITY_REQUIREMENT
 
-    @get("/me", operation_id="whoAmI")
+    @get("/me", operation_id="whoAmI", responses=problems(401, 403, 503))
     async def me(
         self, request: Request[Principal, str, Any], accounts: NamedDependency[AccountStore]
     ) -> UserInfo:
         return await accounts.user(request.user.user_id)
 
-    @get("/users", operation_id="listUsers")
+    @get("/users", operation_id="listUsers", responses=problems(401, 403, 503))
     async def list_users(
         self, request: Request[Principal, str, Any], accounts: NamedDependency[AccountStore]
     ) -> list[UserInfo]:
         return await _visible_users(request.user, accounts)
 
-    @post("/users", operation_id="createUser", status_code=201)
+    @post(
+        "/users",
+        operation_id="createUser",
+        status_code=201,
+        responses=problems(400, 401, 403, 409, 415, 503),
+    )
     async def create_user(
         self,
         request: Request[Principal, str, Any],
@@ -238,7 +256,11 @@ class AdminController(Controller):
     ) -> UserInfo:
         return await _create_user(request.user, data, accounts, _address(request))
 
-    @patch("/users/{user_id:str}", operation_id="changeUserRole")
+    @patch(
+        "/users/{user_id:str}",
+        operation_id="changeUserRole",
+        responses=problems(400, 401, 403, 404, 415, 503),
+    )
     async def change_user(
         self,
         request: Request[Principal, str, Any],
@@ -261,7 +283,7 @@ class AdminController(Controller):
         )
         return after
 
-    @get("/devices", operation_id="listDevices")
+    @get("/devices", operation_id="listDevices", responses=problems(401, 403, 503))
     async def list_devices(
         self, request: Request[Principal, str, Any], accounts: NamedDependency[AccountStore]
     ) -> list[DeviceInfo]:
@@ -271,7 +293,12 @@ class AdminController(Controller):
         allowed = {u.id for u in await _visible_users(request.user, accounts)}
         return [d for d in found if d.user_id in allowed]
 
-    @post("/devices", operation_id="enrollDevice", status_code=201)
+    @post(
+        "/devices",
+        operation_id="enrollDevice",
+        status_code=201,
+        responses=problems(400, 401, 403, 404, 409, 415, 503),
+    )
     async def enroll_device(
         self,
         request: Request[Principal, str, Any],
@@ -283,7 +310,12 @@ class AdminController(Controller):
         device_id, token = await accounts.enroll_phone(request.user, user, data.name, _address(request))
         return EnrolledDevice(device_id=device_id, token=token, user=user)
 
-    @post("/enrolment-codes", operation_id="issueEnrolmentCode", status_code=201)
+    @post(
+        "/enrolment-codes",
+        operation_id="issueEnrolmentCode",
+        status_code=201,
+        responses=problems(400, 401, 403, 404, 409, 415, 503),
+    )
     async def issue_enrolment_code(
         self,
         request: Request[Principal, str, Any],
@@ -297,7 +329,12 @@ class AdminController(Controller):
         ttl_s = data.ttl_s or settings.enrolment_code_ttl_s
         return await accounts.issue_code(request.user, user, ttl_s, _address(request))
 
-    @delete("/devices/{device_id:str}", operation_id="revokeDevice", status_code=204)
+    @delete(
+        "/devices/{device_id:str}",
+        operation_id="revokeDevice",
+        status_code=204,
+        responses=problems(400, 401, 403, 404, 503),
+    )
     async def revoke_device(
         self,
         request: Request[Principal, str, Any],
@@ -321,7 +358,7 @@ class AdminController(Controller):
             device_name=device.name,
         )
 
-    @get("/audit", operation_id="auditLog")
+    @get("/audit", operation_id="auditLog", responses=problems(400, 401, 403, 503))
     async def audit(
         self,
         request: Request[Principal, str, Any],
@@ -343,7 +380,13 @@ class EnrolmentController(Controller):
     path = "/v1/enrol"
     tags = ["admin"]
 
-    @post("/", operation_id="enrolWithCode", exclude_from_auth=True, status_code=201)
+    @post(
+        "/",
+        operation_id="enrolWithCode",
+        exclude_from_auth=True,
+        status_code=201,
+        responses=problems(400, 429, 503),
+    )
     async def enrol(
         self,
         request: Request[Any, Any, Any],

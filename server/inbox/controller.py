@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.middleware.rate_limit import get_remote_address
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
+from schemas.problem import Problem
 from server.access.accounts import AccountStore
 from server.access.guards import cookie_writes_send_json
 from server.access.principals import Principal, requires_admin
@@ -24,8 +25,15 @@ from server.inbox.service import (
     audit_bulk,
     audit_resolution,
 )
+from server.openapi import problems
 
-__all__ = ["ConflictsController"]
+__all__ = ["ConflictProblem", "ConflictsController"]
+
+
+class ConflictProblem(Problem, kw_only=True):
+    """A refused resolution's problem details: they carry the conflict as it stands now."""
+
+    current: ConflictDetail | None = None
 
 
 class ConflictsController(Controller):
@@ -34,7 +42,12 @@ class ConflictsController(Controller):
     guards = [requires_admin, cookie_writes_send_json]
     security = SECURITY_REQUIREMENT
 
-    @get("/", operation_id="listConflicts", summary="The conflict inbox, newest first, with counts")
+    @get(
+        "/",
+        operation_id="listConflicts",
+        summary="The conflict inbox, newest first, with counts",
+        responses=problems(400, 401, 403, 503),
+    )
     async def list_conflicts(
         self,
         request: Request[Principal, str, Any],
@@ -53,7 +66,12 @@ class ConflictsController(Controller):
         )
         return await inbox.search(request.user, where, cursor, limit)
 
-    @get("/{conflict_id:str}", operation_id="getConflict", summary="Every head of every conflicting field")
+    @get(
+        "/{conflict_id:str}",
+        operation_id="getConflict",
+        summary="Every head of every conflicting field",
+        responses=problems(401, 403, 404, 503),
+    )
     async def get_conflict(
         self,
         request: Request[Principal, str, Any],
@@ -69,6 +87,11 @@ class ConflictsController(Controller):
         summary="Resolve with a chosen head or a new value per field",
         description="Send `seen_heads` from the conflict you loaded: if the heads moved, or the conflict "
         "was resolved meanwhile, the answer is 409 with the current state in `current`.",
+        responses={
+            **problems(401, 403, 404, 415, 503),
+            # A refused choice or moved heads: the answer carries the conflict as it is now.
+            **problems(400, 409, shape=ConflictProblem),
+        },
     )
     async def resolve(
         self,
@@ -89,6 +112,7 @@ class ConflictsController(Controller):
         summary="Resolve one field of many conflicts by a rule: preview, then apply",
         description="Without `expect` nothing is written (a preview). Send the preview's items back as "
         "`expect` (conflict_id and heads) to apply; items whose heads moved are skipped as `stale`.",
+        responses=problems(400, 401, 403, 415, 503),
     )
     async def bulk(
         self,

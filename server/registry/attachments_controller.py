@@ -12,6 +12,7 @@ from litestar.params import FromPath
 from schemas.views import AttachmentStored
 from server.access.tokens import SECURITY_REQUIREMENT
 from server.errors import GridsyncError
+from server.openapi import answer, bytes_body, problems
 from server.registry.attachments import AttachmentStore, check_hash
 from server.settings import Settings
 
@@ -53,6 +54,12 @@ class AttachmentsController(Controller):
         summary="Upload a photo or file under the SHA-256 of its bytes",
         description="Idempotent: the same bytes again answer `created: false`. Body: the raw bytes.",
         request_max_body_size=None,  # the attachment limit is ours, checked while reading
+        operation_class=bytes_body("The file's bytes; their SHA-256 must be the name in the path"),
+        responses={
+            200: answer(AttachmentStored, "Stored before: `created` is false"),
+            201: answer(AttachmentStored, "Stored now: `created` is true"),
+            **problems(400, 401, 413, 422, 429, 503, 507),
+        },
     )
     async def put_attachment(
         self,
@@ -65,7 +72,15 @@ class AttachmentsController(Controller):
         stored = await attachments.put(sha256, await _read_limited(request, settings.max_attachment_bytes))
         return Response(stored, status_code=201 if stored.created else 200)
 
-    @get("/{sha256:str}", operation_id="getAttachment", summary="Download an attachment")
+    @get(
+        "/{sha256:str}",
+        operation_id="getAttachment",
+        summary="Download an attachment",
+        responses={
+            200: answer(bytes, "The bytes, with the media type they were uploaded as", "*/*"),
+            **problems(400, 401, 404, 429, 503),
+        },
+    )
     async def get_attachment(
         self, sha256: FromPath[str], attachments: NamedDependency[AttachmentStore]
     ) -> Response[bytes]:

@@ -18,6 +18,7 @@ from server.access.accounts import AccountStore
 from server.access.principals import Principal
 from server.access.tokens import SECURITY_REQUIREMENT
 from server.errors import GridsyncError
+from server.openapi import problems
 from server.registry.lists import Registry, ScopeFilter
 from server.registry.reports import Reports
 from server.settings import Settings
@@ -66,6 +67,7 @@ class RecordListController(Controller):
             "Each record has the shape of GET /v1/records/{collection}/{id}; ID numbers are masked. "
             "`updated_since` takes a pull or push cursor. Page with `cursor` while `more`."
         ),
+        responses=problems(400, 401, 404, 429, 503),
     )
     async def list_records(
         self,
@@ -116,7 +118,12 @@ class ReportsController(Controller):
     security = SECURITY_REQUIREMENT
     dependencies = {"reports": Provide(_reports, sync_to_thread=False)}
 
-    @get("/reports/summary", operation_id="summary", summary="The community office's figures")
+    @get(
+        "/reports/summary",
+        operation_id="summary",
+        summary="The community office's figures",
+        responses=problems(400, 401, 429, 503),
+    )
     async def summary(
         self,
         request: Request[Principal, str, Any],
@@ -133,6 +140,7 @@ class ReportsController(Controller):
         "/checkins/no-signal",
         operation_id="noSignal",
         summary="Elderly-alone households with no signal today (after the cutoff hour)",
+        responses=problems(400, 401, 429, 503),
     )
     async def no_signal(
         self,
@@ -147,7 +155,12 @@ class ReportsController(Controller):
             ScopeFilter(community, grid, building, principal=request.user), _moment(at)
         )
 
-    @get("/flags", operation_id="flags", summary="Overspent balances and concurrent status moves")
+    @get(
+        "/flags",
+        operation_id="flags",
+        summary="Overspent balances and concurrent status moves",
+        responses=problems(400, 401, 429, 503),
+    )
     async def flags(
         self,
         request: Request[Principal, str, Any],
@@ -162,6 +175,7 @@ class ReportsController(Controller):
         "/points/{resident_id:str}",
         operation_id="pointsBalance",
         summary="A volunteer's points balance, derived from the ledger",
+        responses=problems(401, 404, 429, 503),
     )
     async def balance(
         self,

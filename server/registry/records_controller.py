@@ -11,6 +11,7 @@ from litestar.params import FromPath
 from schemas.protocol import RecordView
 from server.access.principals import Principal
 from server.access.tokens import SECURITY_REQUIREMENT
+from server.openapi import problems
 from server.sync.store import SyncStore
 
 __all__ = ["RecordsController"]
@@ -25,6 +26,7 @@ class RecordsController(Controller):
         "/{collection:str}/{record_id:str}",
         operation_id="getRecord",
         summary="One record: merged fields, deletion and open conflicts",
+        responses=problems(401, 404, 429, 503),
     )
     async def get_record(
         self,

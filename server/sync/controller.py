@@ -15,16 +15,35 @@ from litestar.params import FromQuery
 from litestar.response import Stream
 
 from schemas.codec import JSON
-from schemas.protocol import PROTOCOL_VERSION, ExchangeResponse, PullResponse, PushResponse, SnapshotResponse
+from schemas.protocol import (
+    PROTOCOL_VERSION,
+    ExchangeResponse,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    SnapshotResponse,
+)
 from server.access.policy import is_scoped
 from server.access.principals import Principal
 from server.access.tokens import SECURITY_REQUIREMENT
 from server.errors import problem
 from server.negotiation import request_codec, response_codec
+from server.openapi import answer, negotiated, problems
 from server.sync.store import SyncStore
 from sync.hlc import REPLICA_ID_PATTERN
 
 __all__ = ["SyncController"]
+
+_PUSH_BODY = negotiated(
+    PushRequest,
+    "A PushRequest in JSON or MessagePack (by Content-Type), optionally gzipped "
+    "(Content-Encoding: gzip). A change that is not a valid Change is answered `rejected` "
+    "with `malformed_change`; the rest of the batch is judged as usual.",
+)
+# Every sync route answers 401 without a valid token, 429 over a rate limit, 503 without its
+# database; a write also 507 when the disk is full.
+_PUSH_PROBLEMS = problems(400, 401, 413, 415, 429, 503, 507)
+_PULL_PROBLEMS = problems(400, 401, 409, 429, 503)
 
 
 _PULL_SLICE = 500
@@ -203,6 +222,8 @@ class SyncController(Controller):
             "Body: PushRequest (JSON or MessagePack by Content-Type). Each change is judged on "
             "its own: the response holds one result per change, in order. See docs/protocol.md."
         ),
+        operation_class=_PUSH_BODY,
+        responses={200: answer(PushResponse, "One result per change, in order"), **_PUSH_PROBLEMS},
     )
     async def push(
         self,
@@ -211,7 +232,13 @@ class SyncController(Controller):
     ) -> Response[bytes]:
         return _reply(request, await _pushed(request, store))
 
-    @get("/pull", operation_id="pull", summary="Changes after a cursor, in server order")
+    @get(
+        "/pull",
+        operation_id="pull",
+        summary="Changes after a cursor, in server order",
+        operation_class=negotiated(),
+        responses={200: answer(PullResponse, "The page after `since`"), **_PULL_PROBLEMS},
+    )
     async def pull(
         self,
         request: Request[Principal, str, Any],
@@ -231,6 +258,12 @@ class SyncController(Controller):
             "applied first, so the page holds it. Response: ExchangeResponse, the push's answer "
             "and the page. See docs/protocol.md."
         ),
+        operation_class=_PUSH_BODY,
+        responses={
+            200: answer(ExchangeResponse, "The push's answer and the page after `since`"),
+            **_PUSH_PROBLEMS,
+            **_PULL_PROBLEMS,
+        },
     )
     async def exchange(
         self,
@@ -253,6 +286,11 @@ class SyncController(Controller):
             "Page with `cursor` from the previous page. After the last page, pull from "
             "`sync_cursor` (the same on every page)."
         ),
+        operation_class=negotiated(),
+        responses={
+            200: answer(SnapshotResponse, "A page of records with their heads"),
+            **problems(400, 401, 404, 429, 503),
+        },
     )
     async def snapshot(
         self,

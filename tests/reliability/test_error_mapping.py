@@ -32,7 +32,7 @@ def test_an_unreachable_database_answers_503_promptly_with_retry_after() -> None
             assert "Traceback" not in reply.text
 
 
-@pytest.mark.skipif(POSTGRES_URL is None, reason="needs GRIDSYNC_TEST_POSTGRES_URL")
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs PostgreSQL (see tests/conftest.py)")
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_values_postgresql_refuses_are_classified_invalid(database_url: str) -> None:
     async def refuse(value: object) -> BaseException:
@@ -60,7 +60,7 @@ def test_a_connection_cut_while_idle_is_classified_unavailable() -> None:
     assert classify_database_error(ValueError("a bug")) is None
 
 
-@pytest.mark.skipif(POSTGRES_URL is None, reason="needs GRIDSYNC_TEST_POSTGRES_URL")
+@pytest.mark.skipif(POSTGRES_URL is None, reason="needs PostgreSQL (see tests/conftest.py)")
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_driver_level_read_that_fails_drops_its_connection_from_the_pool(database_url: str) -> None:
     async def fail_a_read() -> bool:

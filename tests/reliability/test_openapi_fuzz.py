@@ -1,14 +1,12 @@
 """Fault 5, part 2: schemathesis drives every operation of the OpenAPI document of a live
 `gridsync serve`, with valid (positive) and invalid (negative) data. No answer may be a 5xx.
 
-The push body is read raw (so one bad change cannot fail its batch), which leaves it out of the
-generated OpenAPI document; the test adds it from the protocol's own JSON Schema
-(`/v1/protocol/schema`), so push is fuzzed with PushRequest-shaped bodies too. The document
-declares no links between operations, so there is no stateful run to make."""
+The document declares every request body, the raw-read push body included (a PushRequest), so
+push and exchange are fuzzed with PushRequest-shaped bodies too. The document declares no links
+between operations, so there is no stateful run to make."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,18 +25,6 @@ EXAMPLES_PER_OPERATION = 40
 def _document(base_url: str) -> dict[str, Any]:
     with httpx.Client(base_url=base_url, timeout=10) as http:
         document: dict[str, Any] = http.get("/schema/openapi.json").json()
-        protocol = http.get("/v1/protocol/schema").json()
-    # The protocol's definitions under their own prefix, so they cannot clash with Litestar's.
-    definitions = json.loads(
-        json.dumps(protocol["$defs"]).replace('"#/$defs/', '"#/components/schemas/Protocol')
-    )
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update({f"Protocol{name}": schema for name, schema in definitions.items()})
-    for path in ("/v1/sync/push", "/v1/sync/exchange"):
-        document["paths"][path]["post"]["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProtocolPushRequest"}}},
-        }
     return document
 
 

@@ -27,7 +27,7 @@ from tests.reliability.harness import (
 )
 
 pytestmark = pytest.mark.skipif(
-    not POSTGRES_URL and not os.environ.get("CI"), reason="needs GRIDSYNC_TEST_POSTGRES_URL"
+    not POSTGRES_URL and not os.environ.get("CI"), reason="needs PostgreSQL (see tests/conftest.py)"
 )
 
 

@@ -21,7 +21,7 @@ from tests.conftest import POSTGRES_URL, _admin, _migrate
 from tests.factories import set_
 
 pytestmark = pytest.mark.skipif(
-    not POSTGRES_URL and not os.environ.get("CI"), reason="needs GRIDSYNC_TEST_POSTGRES_URL"
+    not POSTGRES_URL and not os.environ.get("CI"), reason="needs PostgreSQL (see tests/conftest.py)"
 )
 
 
