@@ -52,6 +52,8 @@ def _media(headers: httpx.Headers) -> str:
 def _decode(media: str, content: bytes) -> Any:
     if media.endswith("msgpack"):
         return msgspec.msgpack.decode(content)
+    if media.startswith("text/"):
+        return content.decode()
     return json.loads(content)
 
 
@@ -165,8 +167,14 @@ async def _create_admin(settings: Settings) -> None:
 
 @pytest.fixture
 def contract_settings(database_url: str) -> Settings:
-    """Small limits, so that every 413 can be reached with small bodies."""
-    return Settings(database_url=database_url, max_changes_per_push=20, max_attachment_bytes=1024)
+    """Small limits, so that every 413 can be reached with small bodies; event streams of a second."""
+    return Settings(
+        database_url=database_url,
+        max_changes_per_push=20,
+        max_attachment_bytes=1024,
+        event_stream_seconds=1,
+        event_heartbeat_seconds=1,
+    )
 
 
 @pytest.fixture
@@ -226,6 +234,11 @@ def _drive_sync(client: Client) -> None:
     assert client.get("/v1/sync/snapshot", params={"collection": "households"}).status_code == 200
     assert client.get("/v1/sync/snapshot", params={"collection": "cats"}).status_code == 404
     assert client.get("/v1/sync/snapshot", params={"cursor": "garbage"}).status_code == 400
+
+    assert client.get("/v1/me").json()["role"] == "district_admin"
+    events = client.get("/v1/sync/events")
+    assert events.status_code == 200
+    assert "event: head" in events.text
 
 
 def _drive_registry(client: Client) -> None:
