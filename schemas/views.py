@@ -24,6 +24,7 @@ __all__ = [
     "PointsBalance",
     "RecordPage",
     "RequestFigures",
+    "ResidentErased",
     "Summary",
 ]
 
@@ -131,3 +132,12 @@ class AttachmentStored(msgspec.Struct, kw_only=True):
     size: int
     media_type: str
     created: bool
+
+
+class ResidentErased(msgspec.Struct, kw_only=True):
+    """What erasing a resident did: the log rows purged and the delete phones receive."""
+
+    resident_id: str
+    purged_changes: int
+    delete_change_id: str
+    seq: int

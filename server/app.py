@@ -15,6 +15,7 @@ from litestar.static_files import create_static_files_router
 
 from server.access.accounts import AccountStore
 from server.access.controller import AdminController, SignInController
+from server.access.personal import prepare_stored
 from server.access.rate_limits import RateLimits
 from server.access.tokens import SECURITY_COMPONENTS, TokenMiddleware
 from server.db.engine import create_engine
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             connect_timeout=settings.database_connect_timeout,
         )
         app.state.store = SyncStore(engine, settings)
+        # Stored ID numbers need their key: without it (or with another) the app does not start.
+        await prepare_stored(engine, app.state.store.sealer, app.state.store.collections)
         app.state.accounts = AccountStore(engine)
         app.state.inbox = ConflictInbox(engine, app.state.store)
         # What start-up made lives as long as the process: frozen, it is no longer walked by

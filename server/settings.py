@@ -46,6 +46,10 @@ class Settings:
     checkin_cutoff_hour: int = 10
     timezone: str = "Asia/Shanghai"
     max_attachment_bytes: int = 5 * 1024 * 1024
+    # The key that seals ID numbers at rest (URL-safe base64 of 64 bytes), or a file holding it;
+    # see docs/security.md. Neither: a SQLite database's ``<file>.key`` if it exists.
+    encryption_key: str = ""
+    encryption_key_file: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

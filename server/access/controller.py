@@ -14,12 +14,15 @@ from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.middleware.rate_limit import get_remote_address
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
+from schemas.views import ResidentErased
 from server.access.accounts import AccountStore, AuditEntry, DeviceInfo, UserInfo
 from server.access.guards import cookie_writes_send_json
 from server.access.principals import Principal, UserScope, requires_admin
 from server.access.tokens import SECURITY_REQUIREMENT, SESSION_COOKIE
+from server.registry.erasure import erase_resident
+from server.sync.store import SyncStore
 
 __all__ = ["AdminController", "SignInController"]
 
@@ -237,6 +240,22 @@ class AdminController(Controller):
             community_id=owner.home_community if owner else None,
             device_name=device.name,
         )
+
+    @post(
+        "/residents/{resident_id:str}/erase",
+        operation_id="eraseResident",
+        status_code=200,
+        summary="Erase a resident who moved out: personal fields and history purged, audited",
+        description="Phones drop the resident on their next pull (docs/security.md, Erasure). "
+        "A community admin erases residents of their communities only; others answer 404.",
+    )
+    async def erase_resident(
+        self,
+        request: Request[Principal, str, Any],
+        resident_id: FromPath[str],
+        store: NamedDependency[SyncStore],
+    ) -> ResidentErased:
+        return await erase_resident(store, request.user, resident_id, address=_address(request))
 
     @get("/audit", operation_id="auditLog")
     async def audit(

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
 from schemas.views import AttachmentStored
+from server.access.principals import Principal
 from server.access.tokens import SECURITY_REQUIREMENT
 from server.errors import GridsyncError
 from server.registry.attachments import AttachmentStore, check_hash
@@ -65,11 +66,21 @@ class AttachmentsController(Controller):
         stored = await attachments.put(sha256, await _read_limited(request, settings.max_attachment_bytes))
         return Response(stored, status_code=201 if stored.created else 200)
 
-    @get("/{sha256:str}", operation_id="getAttachment", summary="Download an attachment")
+    @get(
+        "/{sha256:str}",
+        operation_id="getAttachment",
+        summary="Download an attachment",
+        description="Only for a caller who may read a record that names it (a hazard's or request's "
+        "photos); 404 otherwise. A JPEG or PNG comes without its metadata (EXIF, XMP), so its bytes "
+        "need not hash to its name.",
+    )
     async def get_attachment(
-        self, sha256: FromPath[str], attachments: NamedDependency[AttachmentStore]
+        self,
+        sha256: FromPath[str],
+        request: Request[Principal, Any, Any],
+        attachments: NamedDependency[AttachmentStore],
     ) -> Response[bytes]:
-        content, media_type = await attachments.get(sha256)
+        content, media_type = await attachments.get(sha256, request.user)
         headers = {
             "cache-control": "private, max-age=31536000, immutable",
             "x-content-type-options": "nosniff",
