@@ -9,7 +9,7 @@ import asyncio
 import base64
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,7 @@ async def _stored_text(database_url: str) -> bytes:
                 "conflict_events",
                 "compacted_changes",
             ):
-                rows = await connection.execute(text(f"SELECT t::text FROM {table} t"))  # noqa: S608
+                rows = await connection.execute(text(f"SELECT t::text FROM {table} t"))
                 found += "\n".join(row[0] for row in rows).encode()
             rows = await connection.execute(text("SELECT state FROM records"))
             found += b"".join(bytes(row[0]) for row in rows)
@@ -407,11 +407,13 @@ def test_photos_are_stored_and_served_without_their_exif(
     import hashlib
 
     taken = photo(kind)
-    assert b"PhoneMaker" in taken and Image.open(io.BytesIO(taken)).getexif().get_ifd(0x8825)
+    assert b"PhoneMaker" in taken
+    assert Image.open(io.BytesIO(taken)).getexif().get_ifd(0x8825)
     sha = hashlib.sha256(taken).hexdigest()
     stored = client.put(f"/v1/attachments/{sha}", content=taken)
     assert stored.status_code == 201, stored.text
-    assert stored.json()["sha256"] == sha and stored.json()["size"] < len(taken)
+    assert stored.json()["sha256"] == sha
+    assert stored.json()["size"] < len(taken)
     assert client.put(f"/v1/attachments/{sha}", content=taken).json()["created"] is False
     link = {
         "op": "add",
@@ -428,7 +430,8 @@ def test_photos_are_stored_and_served_without_their_exif(
     assert served.status_code == 200
     image = Image.open(io.BytesIO(served.content))
     assert dict(image.getexif()) == {}
-    assert b"PhoneMaker" not in served.content and b"Exif" not in served.content
+    assert b"PhoneMaker" not in served.content
+    assert b"Exif" not in served.content
     assert image.tobytes() == Image.open(io.BytesIO(taken)).tobytes()  # the pixels as taken
     assert b"PhoneMaker" not in asyncio.run(_stored_text_of_attachments(database_url))
 
@@ -455,7 +458,7 @@ def test_a_damaged_photo_is_refused(client: Client) -> None:
 
 
 @pytest.fixture
-def erased_history(client: Client, district: Replica, settings: Settings) -> Iterator[dict[str, Any]]:
+def erased_history(client: Client, district: Replica, settings: Settings) -> dict[str, Any]:
     """A worker who pulled the district, then more edits of r1 (a long history), all before r1 is erased."""
     worker = _token(settings, "w", "grid_worker", UserScope(communities=("c1",), grids=("g1",)))
     before = _pull_all(client, worker)
@@ -473,7 +476,7 @@ def erased_history(client: Client, district: Replica, settings: Settings) -> Ite
         for n in range(30)
     ]
     assert client.post("/v1/sync/push", json={"replica_id": "p1", "changes": edits}).status_code == 200
-    yield {"worker": worker, "cursor": before["cursor"]}
+    return {"worker": worker, "cursor": before["cursor"]}
 
 
 def test_an_admin_erases_a_resident_and_phones_drop_them(
@@ -489,7 +492,8 @@ def test_an_admin_erases_a_resident_and_phones_drop_them(
     erased = client.post("/v1/admin/residents/r1/erase", headers=admin)
     assert erased.status_code == 200, erased.text
     body = erased.json()
-    assert body["resident_id"] == "r1" and body["purged_changes"] >= 36
+    assert body["resident_id"] == "r1"
+    assert body["purged_changes"] >= 36
 
     async def stored() -> tuple[list[Any], Any, list[Any]]:
         engine = create_engine(database_url)
@@ -519,15 +523,14 @@ def test_an_admin_erases_a_resident_and_phones_drop_them(
 
     logged, state, audited = asyncio.run(stored())
     assert logged == [("delete", body["delete_change_id"])]
-    assert list(state.heads) == [body["delete_change_id"]] and not state.covered
+    assert list(state.heads) == [body["delete_change_id"]]
+    assert not state.covered
     assert [(a[0], a[1], a[3]) for a in audited] == [("resident_erase", "residents/r1", "c1")]
     assert json.loads(audited[0][2])["purged_changes"] == body["purged_changes"]
     everything = asyncio.run(_stored_text(database_url))
-    assert (
-        b"Wang Fang" not in everything
-        and b"wheelchair" not in everything
-        and b"13800000029" not in everything
-    )
+    assert b"Wang Fang" not in everything
+    assert b"wheelchair" not in everything
+    assert b"13800000029" not in everything
 
     # The worker's phone is told to drop r1 (its next pull's ``left``); nothing of it comes again.
     after = _pull_all(client, worker, since=cursor)
@@ -564,6 +567,7 @@ def test_the_demo_makes_a_development_key_beside_a_sqlite_database(tmp_path: Pat
     url = f"sqlite+aiosqlite:///{tmp_path / 'dev.db'}"
     assert main(["demo", "--database-url", url, "--households", "8"]) == 0
     key_file = tmp_path / "dev.db.key"
-    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert key_file.exists()
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     with TestClient(create_app(Settings(database_url=url))) as client:
         assert client.get("/health").status_code == 200
