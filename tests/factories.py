@@ -151,18 +151,3 @@ def photo(
     out = io.BytesIO()
     image.save(out, kind, exif=exif.tobytes() if place is not None else b"")
     return out.getvalue()
-
-
-async def enroll_as(database_url: str, name: str, role: str, scope: Any) -> str:
-    """A token for a new user of ``role`` and ``scope`` (a ``UserScope``), in a test database."""
-    from server.accounts import AccountStore
-    from server.database import create_engine
-
-    engine = create_engine(database_url)
-    try:
-        accounts = AccountStore(engine)
-        user = await accounts.create_user(name, role, scope)
-        _, token = await accounts.enroll_device(user.id, f"{name}'s phone")
-    finally:
-        await engine.dispose()
-    return token

@@ -108,7 +108,7 @@ attachments = Table(
 )
 
 # Which records name which attachment (a hazard's or a request's photos): an attachment is
-# served only to a caller who may read one of them (server/attachments.py).
+# served only to a caller who may read one of them (server/registry/attachments.py).
 attachment_refs = Table(
     "attachment_refs",
     metadata,

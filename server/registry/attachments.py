@@ -10,7 +10,7 @@ A JPEG or PNG is stored without its metadata (EXIF, with the place it was taken;
 comments and text chunks): the name stays the hash of what the phone sent, which it may have
 computed offline, and the bytes stored and served are the stripped copy. The pixels are not
 touched (no re-encoding). A photo is served only to a caller who may read a record that names it
-(``server/attachment_refs.py``); to anyone else it answers as if it did not exist.
+(``server/registry/attachment_refs.py``); to anyone else it answers as if it did not exist.
 """
 
 from __future__ import annotations

@@ -408,7 +408,7 @@ class PushWriter:
         sealer: Sealer | None = None,
     ) -> None:
         self.engine = engine
-        # ID numbers are sealed before anything compares or stores them (server/personal.py).
+        # ID numbers are sealed before anything compares or stores them (server/access/personal.py).
         self._sealer = sealer
         self._sealed = sealed_fields(collections)
         self._sealed_names = frozenset(field for _, field in self._sealed)

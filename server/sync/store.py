@@ -95,7 +95,7 @@ _PULL_JSON_POSTGRES = (
     """|| ',"seq":' || seq::text || '}' FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3)"""
 )
 _position_decode = msgspec.json.Decoder(tuple[str, int, int]).decode
-# A sealed value (an ID number at rest, server/personal.py) as it shows in a pulled row's JSON.
+# A sealed value (an ID number at rest, server/access/personal.py) as it shows in a pulled row's JSON.
 _SEALED_JSON = f'"{SEALED_PREFIX}'
 _SENSITIVE_PAIRS = SENSITIVE_NOTES | TAG_FIELDS
 
@@ -172,7 +172,7 @@ class SyncStore:
         # Each device's acknowledged pull position, which bounds history compaction.
         self.acks = PullAcknowledgements(engine, settings.ack_interval_ms)
         self.conflict_tracker = ConflictTracker(self.collections)
-        # The key that seals ID numbers; None when none is configured (server/personal.py).
+        # The key that seals ID numbers; None when none is configured (server/access/personal.py).
         self.sealer = load_sealer(settings)
         self._masked = frozenset(
             (spec.name, field.name)
@@ -352,7 +352,7 @@ class SyncStore:
         more = len(rows) > limit
         del rows[limit:]
         # Without more rows than the page, every seq up to the bound was read: the cursor moves
-        # there, past any gap an erasure left (server/erasure.py), and says whether there is more.
+        # there, past any gap an erasure left (server/registry/erasure.py), and says whether there is more.
         end = _seq_of(rows[-1]) if more else max(after, min(upper, last_seq))
         more = more or end < last_seq
         for index, row in enumerate(rows):

@@ -20,16 +20,16 @@ from litestar.testing import TestClient
 from PIL import Image
 from sqlalchemy import select, text
 
-from server.access import UserScope
+from server.access.personal import EncryptionKeyError
+from server.access.principals import UserScope
 from server.app import create_app
 from server.cli import main
-from server.database import create_engine
-from server.personal import EncryptionKeyError
+from server.db.engine import create_engine
+from server.db.tables import audit_log, changes, records
 from server.settings import Settings
-from server.tables import audit_log, changes, records
 from sync.client import Replica
 from sync.merge import state_codec
-from tests.factories import enroll_as, photo
+from tests.factories import enroll_user, photo
 
 Client = TestClient  # type: ignore[type-arg]
 ID_NUMBER = "110101195001011234"
@@ -92,7 +92,7 @@ def district(client: Client, phone: Callable[[str], Replica]) -> Replica:
 
 
 def _token(settings: Settings, name: str, role: str, scope: UserScope) -> dict[str, str]:
-    token = asyncio.run(enroll_as(settings.database_url, name, role, scope))
+    token = asyncio.run(enroll_user(settings, name, role, scope))
     return {"authorization": f"Bearer {token}"}
 
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from server.attachments import strip_metadata
-from server.store import SyncError
+from server.errors import GridsyncError
+from server.registry.attachments import strip_metadata
 from tests.factories import photo
 
 
@@ -46,6 +46,6 @@ def test_damaged_photos_answer_422_and_nothing_else(cut: int, noise: bytes, kind
 def _outcome(content: bytes, media_type: str) -> object:
     try:
         strip_metadata(content, media_type)
-    except SyncError as error:
+    except GridsyncError as error:
         return (error.status, error.code)
     return "stripped"
