@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.codec import MalformedChange
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
+from server.access.personal import Sealer, sealed_fields
 from server.access.places import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
 from server.access.policy import (
     Place,
@@ -46,6 +47,7 @@ from server.db.engine import (
 from server.db.tables import SCOPE_COLUMNS, devices
 from server.db.upkeep import storage_upkeep
 from server.inbox.tracking import ConflictTracker
+from server.registry.attachment_refs import attachment_fields, link_attachments
 from server.settings import Settings
 from server.sync.horizon import change_digest, compacted_digests
 from server.sync.rules import NamedChange, judge_batch
@@ -420,8 +422,16 @@ class PushWriter:
         clock: HybridClock,
         conflict_tracker: ConflictTracker,
         cursor: Callable[[str, int], str],
+        sealer: Sealer | None = None,
     ) -> None:
         self.engine = engine
+        # ID numbers are sealed before anything compares or stores them (server/access/personal.py).
+        self._sealer = sealer
+        self._sealed = sealed_fields(collections)
+        self._sealed_names = frozenset(field for _, field in self._sealed)
+        # Set fields that name attachments (photos): an add links the photo to its record.
+        self._photo_fields = attachment_fields(collections)
+        self._photo_names = frozenset(field for _, field in self._photo_fields)
         self.settings = settings
         self.collections = collections
         self.clock = clock
@@ -473,6 +483,7 @@ class PushWriter:
                 for candidate, rejection in zip(candidates, verdicts, strict=True)
                 if rejection is None
             ]
+        candidates = self._seal(candidates, results)
         job = _PushJob(
             device_id, principal, check, via, results, candidates, asyncio.get_running_loop().create_future()
         )
@@ -480,6 +491,30 @@ class PushWriter:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued())
         return await job.outcome
+
+    def _seal(
+        self, candidates: list[tuple[int, Change]], results: list[ChangeResult | None]
+    ) -> list[tuple[int, Change]]:
+        """The candidates with their ID numbers sealed; without a key such a change is refused."""
+        names = self._sealed_names
+        if not any(change.field in names for _, change in candidates):
+            return candidates
+        sealed: list[tuple[int, Change]] = []
+        for index, change in candidates:
+            if (change.collection, change.field) in self._sealed and isinstance(change.value, str):
+                assert change.field is not None
+                if self._sealer is None:
+                    results[index] = _rejected(
+                        change.id,
+                        "encryption_key_missing",
+                        "the server has no key to store ID numbers encrypted "
+                        "(GRIDSYNC_ENCRYPTION_KEY): nothing was stored; ask the server's administrator",
+                    )
+                    continue
+                value = self._sealer.seal(change.collection, change.field, change.value)
+                change = msgspec.structs.replace(change, value=value)
+            sealed.append((index, change))
+        return sealed
 
     async def idle(self) -> None:
         """Wait until every push queued so far is written and the writer has let go of its
@@ -640,6 +675,8 @@ class PushWriter:
             if view.logging is not None:
                 view.plan()  # the records' rows are final: made while the log's go in
             await view.settle()  # the connection is the log's until its rows are in
+            if any(change.field in self._photo_names for change in fresh_changes):
+                await link_attachments(connection, self._photo_fields, fresh_changes)
             await self.conflict_tracker.track(
                 connection,
                 states,

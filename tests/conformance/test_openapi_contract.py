@@ -29,7 +29,7 @@ from server.access.principals import UserScope
 from server.app import create_app
 from server.db.engine import create_engine
 from server.settings import Settings
-from tests.factories import hlc
+from tests.factories import hlc, photo
 from tests.reliability.harness import free_port
 
 Client = TestClient  # type: ignore[type-arg]
@@ -38,7 +38,7 @@ PASSWORD = "correct horse battery"
 # A request that sends a body the document does not allow on purpose (a malformed change, which
 # the push answers `rejected` while it applies the rest) says so with this header.
 INVALID_BODY = "x-test-invalid-body"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PNG = photo("PNG", place=None)
 
 
 def _pointer(*parts: str) -> str:
@@ -266,6 +266,9 @@ def _drive_attachments(client: Client) -> None:
     assert client.put(f"/v1/attachments/{'0' * 64}", content=PNG, headers=png).status_code == 422
     big = b"x" * 2048
     assert client.put(f"/v1/attachments/{hashlib.sha256(big).hexdigest()}", content=big).status_code == 413
+    # A photo is served to whoever may read a record that names it.
+    assert client.get(f"/v1/attachments/{name}").status_code == 404
+    _push(client, [_change("photos", name, record="z1", collection="hazards", op="add")])
     assert client.get(f"/v1/attachments/{name}").content == PNG
     assert client.get(f"/v1/attachments/{'1' * 64}").status_code == 404
 
@@ -313,6 +316,8 @@ def _drive_admin(client: Client) -> dict[str, str]:
     enrolment = {"code": issued.json()["code"], "name": "second grid phone"}
     assert client.post("/v1/enrol", json=enrolment, headers={"authorization": ""}).status_code == 201
     assert client.post("/v1/enrol", json=enrolment, headers={"authorization": ""}).status_code == 400
+    assert client.post("/v1/admin/residents/r1/erase", headers=admin).status_code == 200
+    assert client.post("/v1/admin/residents/nobody/erase", headers=admin).status_code == 404
     assert client.get("/v1/admin/audit", headers=admin).status_code == 200
     assert client.get("/v1/admin/audit", params={"limit": 0}, headers=admin).status_code == 400
     return admin
