@@ -60,6 +60,9 @@ class Settings:
     max_event_streams_per_device: int = 2
     event_heartbeat_seconds: int = 15
     event_stream_seconds: int = 30 * 60
+    # Seconds between two runs of the task rules (server/desk/tasks.py); 0 runs them only when
+    # the desk's task page is opened.
+    task_rules_interval: int = 60
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
