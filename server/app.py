@@ -24,6 +24,7 @@ from server.access.rate_limits import RateLimits, SignInThrottle
 from server.access.tokens import SECURITY_COMPONENTS, TokenMiddleware
 from server.db.engine import create_engine
 from server.desk.controller import TasksController
+from server.desk.pages import desk_pages
 from server.desk.tasks import TaskRules
 from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ConflictsController,
             admin_pages(),
             field_app(),
+            desk_pages(),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             health,
             protocol_schema,
