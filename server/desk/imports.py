@@ -37,7 +37,7 @@ __all__ = ["ImportReport", "Importer", "RowOutcome", "default_mapping"]
 
 Action = Literal["create", "change", "same", "error"]
 _CHUNK = 500
-_LISTED = 2_000  # rows listed in a report (all are counted)
+_LISTED = 500  # rows listed in a report besides the wrong ones (all are counted)
 _PARENT = {
     "grids": "community_id",
     "buildings": "grid_id",
@@ -131,7 +131,6 @@ class Importer:
         self.community = community
         self.mapping = {**default_mapping(self.spec), **(mapping or {})}
         self.progress = progress or (lambda _: None)
-        self._created: set[str] = set()
         self._residents: dict[tuple[Any, Any], str] | None = None
 
     async def dry_run(self, path: Path, data: IO[bytes]) -> ImportReport:
@@ -143,7 +142,6 @@ class Importer:
         if checked.errors:
             return checked
         data.seek(0)
-        self._created.clear()
         return await self._run(path, data, apply=True)
 
     async def _run(self, path: Path, data: IO[bytes], *, apply: bool) -> ImportReport:
@@ -153,11 +151,10 @@ class Importer:
                 path, data, self.mapping, _FILL_DOWN.get(self.spec.name, frozenset())
             )
             for chunk in _chunks(rows):
-                planned = await self._chunk(chunk, report)
-                if apply and planned:
+                planned = await self._chunk(chunk, report, build=apply)
+                if planned:
                     written = await self.desk.push(self.principal, planned)
                     report.refused += [f"{r.id}: {r.message}" for r in written.refused]
-                report.changes += len(planned)
                 self.progress(len(chunk))
         except SheetError as error:
             report.errors += 1
@@ -204,7 +201,8 @@ class Importer:
             problems.append("缺少编号列（或能确定这一行是哪条记录的列，如楼栋、单元、门牌号）")
         return record_id, values, problems
 
-    async def _chunk(self, chunk: Sequence[SheetRow], report: ImportReport) -> list[Change]:
+    async def _chunk(self, chunk: Sequence[SheetRow], report: ImportReport, *, build: bool) -> list[Change]:
+        """Judge a chunk's rows into ``report``; with ``build``, the changes to push."""
         parsed = [(row, *await self._parsed(row)) for row in chunk]
         parent = _PARENT[self.spec.name]
         keys = {(self.spec.name, rid) for _, rid, _, _ in parsed if rid}
@@ -219,14 +217,24 @@ class Importer:
                 report.add(RowOutcome(row.number, record_id, "error", message="；".join(problems)))
                 continue
             state = rows.get((self.spec.name, record_id), (None, None))[0]
-            changes, changed = self._diff(record_id, values, state)
-            action: Action = "create" if state is None and record_id not in self._created else "change"
-            if not changed:
-                action = "same"
-            self._created.add(record_id)
+            to_write, seen = self._diff(values, state)
+            changed = sorted(to_write)
+            report.changes += self._count(to_write, state)
+            if build:
+                planned += self.desk.plan(self.principal, self.spec.name, record_id, to_write, seen)
+            action: Action = "same" if not changed else "create" if state is None else "change"
             report.add(RowOutcome(row.number, record_id, action, changed))
-            planned += changes
         return planned
+
+    def _count(self, to_write: Mapping[str, Any], state: RecordState | None) -> int:
+        """How many changes writing ``to_write`` takes (a set field: one per element added or removed)."""
+        count = 0
+        for name, value in to_write.items():
+            if self.spec.fields[name].policy == "set":
+                count += len(set(value) ^ (elements(state, name) if state is not None else set()))
+            else:
+                count += 1
+        return count
 
     def _check_parent(
         self,
@@ -266,9 +274,9 @@ class Importer:
         return found
 
     def _diff(
-        self, record_id: str, values: Mapping[str, Any], state: RecordState | None
-    ) -> tuple[list[Change], list[str]]:
-        """The changes that make the record hold ``values``, over the heads read (``seen``)."""
+        self, values: Mapping[str, Any], state: RecordState | None
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The fields to write to make the record hold ``values``, and the heads read (``seen``)."""
         to_write: dict[str, Any] = {}
         seen: dict[str, list[str]] = {}
         heads = record_heads(state) if state is not None else []
@@ -285,5 +293,4 @@ class Importer:
                 continue
             to_write[name] = value
             seen[name] = [h.id for h in heads if h.field == name]
-        changes = self.desk.plan(self.principal, self.spec.name, record_id, to_write, seen)
-        return changes, sorted(to_write)
+        return to_write, seen

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -77,11 +77,17 @@ class Desk:
     def today(self) -> datetime.date:
         return datetime.datetime.now(self.zone).date()
 
-    def _stamp(self, principal: Principal | None, collection: str, record_id: str) -> dict[str, Any]:
-        replica = self.replica(principal)
+    def _stamper(
+        self, principal: Principal | None, collection: str, record_id: str
+    ) -> Callable[[], dict[str, Any]]:
+        """What each change of one record's write carries: its own id, the write's one hlc."""
         tick = parse_hlc(self.store.clock.now())
-        hlc = format_hlc(tick.wall_ms, tick.counter, replica)
-        return {"id": str(uuid.uuid4()), "collection": collection, "record_id": record_id, "hlc": hlc}
+        common = {
+            "collection": collection,
+            "record_id": record_id,
+            "hlc": format_hlc(tick.wall_ms, tick.counter, self.replica(principal)),
+        }
+        return lambda: {"id": str(uuid.uuid4()), **common}
 
     @staticmethod
     def replica(principal: Principal | None) -> str:
@@ -122,6 +128,7 @@ class Desk:
         """Scalar fields set to ``values`` over the heads in ``seen``; a set field given as a
         list is written as the adds and removes that make it that list."""
         spec = self.registry.spec(collection)
+        stamp = self._stamper(principal, collection, record_id)
         planned: list[Change] = []
         for name, value in values.items():
             field_spec = spec.fields.get(name)
@@ -129,35 +136,23 @@ class Desk:
                 raise GridsyncError(400, "unknown_field", f"{collection} have no field {name!r}")
             if field_spec.policy == "scalar":
                 pred = tuple(sorted(seen.get(name, ())))
-                planned.append(
-                    SetChange(
-                        **self._stamp(principal, collection, record_id), field=name, value=value, pred=pred
-                    )
-                )
+                planned.append(SetChange(**stamp(), field=name, value=value, pred=pred))
                 continue
-            planned += self._set_changes(principal, collection, record_id, name, value, seen)
+            planned += self._set_changes(stamp, name, value, seen)
         return planned
 
+    @staticmethod
     def _set_changes(
-        self,
-        principal: Principal | None,
-        collection: str,
-        record_id: str,
-        name: str,
-        value: Any,
-        seen: Mapping[str, Sequence[str]],
+        stamp: Callable[[], dict[str, Any]], name: str, value: Any, seen: Mapping[str, Sequence[str]]
     ) -> list[Change]:
         # ``seen[name + ":" + element]`` holds the adds of an element the page showed.
         wanted = set(value or ())
         shown = {key.split(":", 1)[1]: ids for key, ids in seen.items() if key.startswith(f"{name}:")}
         planned: list[Change] = [
-            AddChange(**self._stamp(principal, collection, record_id), field=name, value=element)
-            for element in sorted(wanted - set(shown))
+            AddChange(**stamp(), field=name, value=element) for element in sorted(wanted - set(shown))
         ]
         planned += [
-            RemoveChange(
-                **self._stamp(principal, collection, record_id), field=name, value=element, pred=tuple(ids)
-            )
+            RemoveChange(**stamp(), field=name, value=element, pred=tuple(ids))
             for element, ids in sorted(shown.items())
             if element not in wanted
         ]

@@ -157,7 +157,7 @@ def test_a_day_at_the_desk(demo_server: LiveServer, chromium: Browser) -> None:
     )
     task_id = _task(page, demo_server, worker["user_id"])
     _worker_visits(demo_server, task_id)
-    page.goto(f"{demo_server.base_url}/admin/tasks")
+    page.goto(f"{demo_server.base_url}/admin/tasks?assignee={worker['user_id']}")
     row = page.locator(f"#task-{task_id}")
     expect(row.locator(".status")).to_have_text("done")
     expect(row).to_contain_text("visit-answering-task")
