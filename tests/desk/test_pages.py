@@ -15,6 +15,7 @@ from openpyxl import load_workbook
 
 from server.access.accounts import AccountStore
 from server.db.engine import create_engine
+from server.desk.tasks import rule_task_id
 from server.settings import Settings
 from sync.client import Replica
 from tests.desk.sheets import households_sheet
@@ -152,3 +153,58 @@ def test_task_import_and_export_from_the_pages(
     )
     assert [row[0] for row in rows[1:]] == ["h12"]
     assert "export" in asyncio.run(_actions(settings))
+
+
+def test_hazard_desk_fixes_assigns_and_verifies_with_a_photo(
+    client: Client, settings: Settings, phone: Callable[[str], Replica]
+) -> None:
+    office = phone("office")
+    build(office, client)
+    write(
+        office,
+        "hazards",
+        "z1",
+        {"grid_id": "g1", "category": "fire", "severity": "critical", "status": "open"},
+    )
+    write(
+        office, "hazards", "z2", {"grid_id": "g1", "category": "other", "severity": "low", "status": "open"}
+    )
+    assert office.sync(client).rejected == []
+    csrf = _admin(client, settings)
+    page = client.get("/admin/hazards").text
+    assert page.index('id="hazard-z1"') < page.index('id="hazard-z2"')  # most severe first
+    assigned = client.post(
+        "/admin/hazards/z2",
+        data={"csrf": csrf, "action": "assign", "assignee": "w-2", "due_date": "2026-12-20"},
+        follow_redirects=False,
+    )
+    assert assigned.status_code == 303, assigned.text
+    recheck = [
+        t for t in client.get("/v1/records/tasks").json()["records"] if t["fields"].get("hazard_id") == "z2"
+    ]
+    assert [(t["fields"]["assignee"], t["fields"]["grid_id"]) for t in recheck] == [("w-2", "g1")]
+    fixed = client.post("/admin/hazards/z1", data={"csrf": csrf, "action": "fixed"}, follow_redirects=False)
+    assert fixed.status_code == 303, fixed.text
+    assert view(client, "hazards", "z1")["fields"]["status"] == "fixed"
+    fixed_at = view(client, "hazards", "z1")["fields"]["fixed_at"]
+    made = rule_task_id("hazard-fixed", f"z1:{fixed_at}")
+    assert f'id="task-{made}"' in client.get("/admin/tasks").text  # the rule made the re-check
+    no_photo = client.post(
+        "/admin/hazards/z1", data={"csrf": csrf, "action": "verify"}, follow_redirects=False
+    )
+    assert no_photo.status_code == 400
+    photo = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    verified = client.post(
+        "/admin/hazards/z1",
+        data={"csrf": csrf, "action": "verify"},
+        files={"photo": ("after.png", photo, "image/png")},
+        follow_redirects=False,
+    )
+    assert verified.status_code == 303, verified.text
+    fields = view(client, "hazards", "z1")["fields"]
+    assert fields["status"] == "verified"
+    assert len(fields["photos"]) == 1
+    assert client.get(f"/v1/attachments/{fields['photos'][0]}").content == photo
+    tasks = client.get("/admin/tasks").text
+    row = tasks[tasks.index(f'id="task-{made}"') :]
+    assert '<td class="status">done</td>' in row[: row.index("</tr>")]
