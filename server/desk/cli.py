@@ -20,6 +20,7 @@ from server.access.accounts import AccountStore
 from server.access.principals import Principal
 from server.desk.exports import EXPORTABLE, Exporter, ExportFilter, audit_export
 from server.desk.imports import Importer, ImportReport
+from server.desk.mappings import load_mapping, save_mapping
 from server.desk.service import Desk
 from server.desk.spreadsheets import IMPORTABLE
 from server.errors import GridsyncError
@@ -65,11 +66,17 @@ async def _import(engine: AsyncEngine, settings: Settings, args: argparse.Namesp
     # The console owns its loop: reading the file in it blocks nothing else.
     with Progress(*columns, console=console, transient=True) as progress, path.open("rb") as data:  # noqa: ASYNC230
         bar = progress.add_task("读取", total=None)
+        mapping = _mapping(args.mapping)
+        if mapping:
+            # Kept as the office's: later imports of this collection reuse it.
+            await save_mapping(engine, args.community, args.collection, mapping)
+        else:
+            mapping = await load_mapping(engine, args.community, args.collection)
         importer = Importer(
             desk,
             args.collection,
             community=args.community,
-            mapping=_mapping(args.mapping),
+            mapping=mapping,
             progress=lambda rows: progress.advance(bar, rows),
         )
         report = await (importer.dry_run(path, data) if args.dry_run else importer.apply(path, data))
@@ -136,7 +143,9 @@ def add_desk_commands(
     imports.add_argument("file")
     imports.add_argument("--collection", required=True, choices=IMPORTABLE)
     imports.add_argument("--community", help="only rows of this community")
-    imports.add_argument("--mapping", help="JSON file: column name -> field name")
+    imports.add_argument(
+        "--mapping", help="JSON file: column name -> field name (kept for the office; later imports reuse it)"
+    )
     imports.add_argument("--dry-run", action="store_true", help="list what would change; write nothing")
     imports.add_argument("--verbose", action="store_true", help="list every created or changed row")
     imports.set_defaults(run=_runner(_import, with_engine, settings_of))

@@ -18,6 +18,7 @@ from litestar.response import Template
 
 from server.desk.forms import desk
 from server.desk.imports import Importer, ImportReport
+from server.desk.mappings import load_mapping, save_mapping
 from server.desk.spreadsheets import IMPORTABLE
 from server.errors import GridsyncError
 from server.pages.admin import _first, _form, _page, _principal
@@ -60,20 +61,27 @@ def _view(request: Request[Any, Any, Any], principal: Any, **shown: Any) -> Temp
 
 @get("/import", name="desk-import", include_in_schema=False)
 async def import_page(request: Request[Any, Any, Any]) -> Template:
-    return _view(request, await _principal(request))
+    """The upload form, with the office's saved mapping for the chosen collection."""
+    principal = await _principal(request)
+    collection = request.query_params.get("collection") or "households"
+    community = request.query_params.get("community") or None
+    saved = await load_mapping(request.app.state.store.engine, community, collection)
+    mapping = json.dumps(saved, ensure_ascii=False) if saved else ""
+    return _view(request, principal, collection=collection, community=community, mapping=mapping)
 
 
 async def _run(
     request: Request[Any, Any, Any], principal: Any, form: dict[str, list[str]], path: Path, *, apply: bool
 ) -> ImportReport:
     collection = _first(form, "collection") or ""
-    importer = Importer(
-        desk(request),
-        collection,
-        principal=principal,
-        community=_first(form, "community") or None,
-        mapping=_mapping(_first(form, "mapping")),
-    )
+    community = _first(form, "community") or None
+    engine = request.app.state.store.engine
+    mapping = _mapping(_first(form, "mapping"))
+    if mapping:
+        await save_mapping(engine, community, collection, mapping)  # the office's, for next time
+    else:
+        mapping = await load_mapping(engine, community, collection)
+    importer = Importer(desk(request), collection, principal=principal, community=community, mapping=mapping)
     with path.open("rb") as data:
         return await (importer.apply(path, data) if apply else importer.dry_run(path, data))
 

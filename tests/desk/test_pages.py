@@ -18,7 +18,7 @@ from server.db.engine import create_engine
 from server.desk.tasks import rule_task_id
 from server.settings import Settings
 from sync.client import Replica
-from tests.desk.sheets import households_sheet
+from tests.desk.sheets import households_sheet, write_sheet
 from tests.domain.district import Client, build, view, write
 from tests.factories import create_user, sign_in
 
@@ -208,3 +208,27 @@ def test_hazard_desk_fixes_assigns_and_verifies_with_a_photo(
     tasks = client.get("/admin/tasks").text
     row = tasks[tasks.index(f'id="task-{made}"') :]
     assert '<td class="status">done</td>' in row[: row.index("</tr>")]
+
+
+def test_an_offices_column_mapping_is_kept(
+    client: Client, settings: Settings, phone: Callable[[str], Replica], tmp_path: Path
+) -> None:
+    build(phone("office"), client)
+    csrf = _admin(client, settings)
+    headers = ["户号", "楼", "户主名"]
+    sheet = write_sheet(
+        tmp_path / "own.xlsx", "台账", headers, [["h20", "b1", "赵六"], ["h21", "b1", "钱七"]]
+    )
+    files = {"file": ("own.xlsx", sheet.read_bytes(), "application/octet-stream")}
+    without = client.post(
+        "/admin/import", data={"csrf": csrf, "collection": "households", "community": "c1"}, files=files
+    )
+    assert "没有找到表头" in without.text
+    mapping = '{"户号": "id", "楼": "building_id", "户主名": "head_name"}'
+    form = {"csrf": csrf, "collection": "households", "community": "c1", "mapping": mapping}
+    mapped = client.post("/admin/import", data=form, files=files)
+    assert mapped.text.count('class="row-create"') == 2, mapped.text[mapped.text.find("id=\"report\""):][:1500]
+    again = client.post("/admin/import", data=form | {"mapping": ""}, files=files)
+    assert again.text.count('class="row-create"') == 2, again.text[again.text.find("id=\"report\""):][:1500]
+    shown = client.get("/admin/import", params={"collection": "households", "community": "c1"})
+    assert "户主名" in shown.text
