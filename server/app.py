@@ -13,18 +13,19 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
-from litestar.types import ASGIApp
+from litestar.types import ASGIApp, Empty
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.access.accounts import AccountStore
 from server.access.controller import AdminController, EnrolmentController, SignInController
 from server.access.rate_limits import RateLimits, SignInThrottle
 from server.access.tokens import SECURITY_COMPONENTS, TokenMiddleware
-from server.db.engine import create_engine
+from server.db.engine import create_engine, create_read_engines
 from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
 from server.negotiation import BoundedRequest
+from server.observability.requests import RequestObserver
 from server.openapi import OpenAPIDocument
 from server.pages.admin import STATIC, admin_pages, template_config
 from server.pages.field_app import field_app, me
@@ -36,7 +37,7 @@ from server.sync.controller import SyncController
 from server.sync.events import LogEvents
 from server.sync.events_controller import EventsController
 from server.sync.store import SyncStore
-from server.system import health, protocol_schema
+from server.system import health, health_live, health_ready, metrics, protocol_schema
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -105,7 +106,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             pool_size=settings.database_pool_size,
             connect_timeout=settings.database_connect_timeout,
         )
-        app.state.store = SyncStore(engine, settings)
+        replicas = create_read_engines(settings)
+        app.state.engines = {"primary": engine, **{f"replica{n}": e for n, e in enumerate(replicas, 1)}}
+        app.state.store = SyncStore(engine, settings, read_engines=replicas)
         app.state.accounts = AccountStore(engine)
         app.state.inbox = ConflictInbox(engine, app.state.store)
         app.state.events = LogEvents(engine, settings)
@@ -118,7 +121,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await app.state.events.stop()
-            await engine.dispose()
+            for each in app.state.engines.values():
+                await each.dispose()
 
     sync_routes = Router(
         path="/",
@@ -140,7 +144,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     enrolment_routes = Router(
         path="/", route_handlers=[EnrolmentController], middleware=[limits.enrolment.middleware]
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             sync_routes,
             sign_in_routes,
@@ -151,6 +155,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             field_app(),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             health,
+            health_live,
+            health_ready,
+            metrics,
             protocol_schema,
         ],
         lifespan=[lifespan],
@@ -178,4 +185,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         request_max_body_size=settings.max_body_bytes,
         template_config=template_config(),
+        # JSON logs: the serve command configures every logger (server/observability/requests.py).
+        logging_config=None if settings.log_format == "json" else Empty,
     )
+    # Outside routing and the exception handlers: every response is observed, errors included.
+    app.asgi_handler = RequestObserver(app.asgi_handler, json_log=settings.log_format == "json")
+    return app

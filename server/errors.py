@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import msgspec
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, TooManyRequestsException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -14,6 +15,7 @@ from litestar.plugins.problem_details import (
 )
 
 from server.db.engine import classify_database_error
+from server.observability.requests import request_id_of
 
 __all__ = ["RETRY_AFTER_SECONDS", "GridsyncError", "problem", "problem_details_plugin"]
 
@@ -38,10 +40,20 @@ class GridsyncError(Exception):
         self.headers, self.extra = headers, extra
 
 
+class _Problem(ProblemDetailsException):
+    """Problem details that carry the request's id (``request_id``), as its log line does."""
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        response = super().to_response(request)
+        if (request_id := request_id_of(request.scope)) is not None:
+            response.content["request_id"] = request_id
+        return response
+
+
 def problem(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> ProblemDetailsException:
-    return ProblemDetailsException(
+    return _Problem(
         status_code=status,
         detail=detail,
         title=code.replace("_", " "),
@@ -113,6 +125,13 @@ def _from_database_error(error: Exception) -> ProblemDetailsException:
     # (Litestar logs unhandled exceptions only in debug mode: every 500 is logged here.)
     logger.error("unexpected error", exc_info=error)
     return problem(500, "internal_error", "the server failed on this request; it was logged")
+
+
+def _from_http_exception(error: HTTPException) -> ProblemDetailsException:
+    """Litestar's own errors (a 404 route, a 405, a bad parameter), as Litestar shapes them."""
+    return _Problem(
+        status_code=error.status_code, title=error.detail, extra=error.extra, headers=error.headers
+    )
 
 
 def _from_rate_limit(error: TooManyRequestsException) -> ProblemDetailsException:

@@ -60,6 +60,12 @@ class Settings:
     max_event_streams_per_device: int = 2
     event_heartbeat_seconds: int = 15
     event_stream_seconds: int = 30 * 60
+    # Operations (docs/deploy.md): ``json`` logs one JSON line per request; a token that
+    # ``GET /metrics`` requires (unset: only loopback callers may scrape); PostgreSQL hot
+    # standbys, comma-separated, that serve pulls, snapshots and reads (docs/scaling.md).
+    log_format: str = "text"
+    metrics_token: str = ""
+    database_read_urls: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
