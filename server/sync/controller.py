@@ -191,8 +191,10 @@ async def _page_reply(
     # The acknowledgement is written once the page is sent: the phone does not wait for it.
     device_id = request.user.device_id
     ack = None if device_id is None else BackgroundTask(store.acks.record, device_id, since)
-    # An exchange's page holds its own push, whichever database serves it.
-    at_least = 0 if pushed is None else store.cursor_seq(pushed.cursor)
+    # An exchange's page holds the changes its push applied, whichever database serves it (an
+    # empty push asks for nothing: a standby a few ms behind the primary still serves it).
+    applied = pushed is not None and any(result.status == "applied" for result in pushed.results)
+    at_least = store.cursor_seq(pushed.cursor) if pushed is not None and applied else 0
     if codec.media_type == JSON and not is_scoped(request.user):
         rows, cursor, more = await store.pull_json(since, count, principal=request.user, at_least=at_least)
         note_changes(request.scope, pulled=len(rows))
