@@ -22,13 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from benchmarks.standby import Standby
 from schemas.protocol import PushRequest
 from server.db.engine import create_engine
 from server.db.tables import changes
 from tests.conftest import POSTGRES_URL
 from tests.factories import set_
-from tests.reliability.harness import ServerProcess, record_figures
-from tests.reliability.standby import Standby
+from tests.reliability.harness import ServerProcess, free_port, record_figures
 
 pytestmark = pytest.mark.skipif(POSTGRES_URL is None, reason="needs GRIDSYNC_TEST_POSTGRES_URL")
 
@@ -42,7 +42,7 @@ SPLIT_BRAIN_ID = "00000000-5917-b7a1-0000-000000000000"
 @pytest.fixture(scope="module")
 def standby() -> Iterator[Standby]:
     assert POSTGRES_URL is not None
-    made = Standby(POSTGRES_URL)
+    made = Standby(POSTGRES_URL, free_port())
     try:
         made.create()
         yield made

@@ -1,8 +1,9 @@
-"""A streaming hot standby of the machine's PostgreSQL, made for one test and removed after it.
+"""A streaming hot standby of the machine's PostgreSQL, made for one test or benchmark scenario
+and removed after it (tests/reliability/test_replicas.py, the standby storm of the benchmarks).
 
 ``pg_basebackup -R`` copies the primary into a temporary directory (with a replication slot, so
 the primary keeps the WAL a stopped standby still needs), and ``pg_ctl`` runs it as the
-``postgres`` user on a loopback port in 19000-19999. The primary must accept replication
+``postgres`` user on a loopback port the caller picks. The primary must accept replication
 connections from 127.0.0.1: when its ``pg_hba.conf`` has no rule for them, one trust rule for
 127.0.0.1 is added and the configuration reloaded (idempotent; docs/deploy.md names it).
 """
@@ -20,8 +21,6 @@ from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
-
-from tests.reliability.harness import free_port
 
 __all__ = ["Standby"]
 
@@ -55,9 +54,9 @@ def _give_to_postgres(path: Path) -> None:
 class Standby:
     """A hot standby of the primary at ``primary_url`` (any database of it)."""
 
-    def __init__(self, primary_url: str) -> None:
+    def __init__(self, primary_url: str, port: int) -> None:
         self.primary = make_url(primary_url)
-        self.port = free_port()
+        self.port = port
         self.slot = f"{_SLOT_PREFIX}{int(time.time())}_{uuid.uuid4().hex[:6]}"
         self.directory = Path(tempfile.mkdtemp(prefix="gridsync-standby-"))
         self.data = self.directory / "data"
