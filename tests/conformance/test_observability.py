@@ -79,6 +79,8 @@ def test_a_scrape_parses_and_counts_pushes_conflicts_groups_and_pull_lag(
     # A pull from a cursor acknowledges it (after the page is sent): the lag histogram counts it.
     cursor = a.cursor
     assert ops_client.get("/v1/sync/pull", params={"since": cursor}).status_code == 200
+    # A scanner's random paths share one label: no series per path.
+    assert ops_client.get("/wp-admin/setup-config-7d1e.php").status_code == 404
     after = _scrape(ops_client)
 
     for family in (
@@ -115,6 +117,9 @@ def test_a_scrape_parses_and_counts_pushes_conflicts_groups_and_pull_lag(
         route="/v1/sync/push",
     )
     grew("gridsync_push_group_pushes", "gridsync_push_group_pushes_count", 5)
+    grew("gridsync_http_requests", "gridsync_http_requests_total", 1, route="unmatched", status="404")
+    routes = {sample.labels.get("route", "") for sample in after["gridsync_http_requests"]}
+    assert not any("wp-admin" in route for route in routes)
     # Every active device with an acknowledged cursor is in the +Inf bucket, none per device.
     lag = after["gridsync_pull_lag_changes"]
     assert _value(lag, "gridsync_pull_lag_changes_bucket", le="+Inf") >= 1
