@@ -25,6 +25,7 @@ from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
 from server.negotiation import BoundedRequest
+from server.observability.metrics import forget_dead_workers
 from server.observability.requests import RequestObserver
 from server.openapi import OpenAPIDocument
 from server.pages.admin import STATIC, admin_pages, template_config
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             pool_size=settings.database_pool_size,
             connect_timeout=settings.database_connect_timeout,
         )
+        forget_dead_workers()
         replicas = create_read_engines(settings)
         app.state.engines = {"primary": engine, **{f"replica{n}": e for n, e in enumerate(replicas, 1)}}
         app.state.store = SyncStore(engine, settings, read_engines=replicas)

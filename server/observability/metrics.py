@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,7 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.metrics_core import GaugeHistogramMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, literal, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,6 +41,7 @@ __all__ = [
     "count_changes",
     "count_conflicts",
     "count_replica_read",
+    "forget_dead_workers",
     "multiprocess_dir",
     "observe_pool",
     "observe_push_group",
@@ -110,6 +112,19 @@ PULL_LAG_BUCKETS = (0, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
 def multiprocess_dir() -> str | None:
     """The directory of multiprocess mode, or None when this process keeps its metrics alone."""
     return os.environ.get(_MULTIPROC_ENV) or None
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges (connections in use, SSE streams) of workers that are gone: uvicorn
+    starts a new worker in place of one that died, and the dead one's last values must not stay
+    in the sums. Called as each worker starts."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -20,6 +22,7 @@ from sqlalchemy import text
 from schemas.protocol import PushRequest
 from server.app import create_app
 from server.db.engine import create_engine
+from server.observability.metrics import forget_dead_workers
 from server.observability.requests import JsonFormatter
 from server.settings import Settings
 from sync.client import Replica
@@ -209,3 +212,17 @@ def test_live_and_ready_and_not_ready_when_the_schema_is_behind(
     assert not_ready.json()["code"] == "not_ready"
     # Live says nothing of the database: the process still answers.
     assert ops_client.get("/health/live").status_code == 200
+
+
+def test_a_dead_workers_live_gauges_leave_the_sums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn replaces a worker that died; its connections and streams must not stay counted."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    gone = 2**22 + 17  # above Linux's default pid_max: no such process
+    for name in (f"gauge_livesum_{gone}.db", f"gauge_livesum_{os.getpid()}.db", f"counter_{gone}.db"):
+        (tmp_path / name).write_bytes(b"")
+    forget_dead_workers()
+    # Counters of a dead worker still count (requests it answered happened); its live gauges go.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"counter_{gone}.db",
+        f"gauge_livesum_{os.getpid()}.db",
+    ]
