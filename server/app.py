@@ -25,7 +25,7 @@ from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
 from server.negotiation import BoundedRequest
-from server.observability.metrics import forget_dead_workers
+from server.observability.metrics import forget_dead_workers, sse_streams_open
 from server.observability.requests import RequestObserver
 from server.openapi import OpenAPIDocument
 from server.pages.admin import STATIC, admin_pages, template_config
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.events = LogEvents(engine, settings)
         await app.state.events.start()
         app.state.store.writer.commit_watchers.append(app.state.events.committed)
+        app.state.events.stream_watchers.append(sse_streams_open)
         # What start-up made lives as long as the process: frozen, it is no longer walked by
         # every full garbage collection (which the many objects of each push set off).
         gc.freeze()

@@ -49,6 +49,7 @@ __all__ = [
     "scrape",
     "sse_connection",
     "sse_connections",
+    "sse_streams_open",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -170,6 +171,12 @@ def count_replica_read(outcome: str) -> None:
 def sse_connections(change: int) -> None:
     """Count server-sent event streams opening (+1) or closing (-1)."""
     SSE_CONNECTIONS.inc(change)
+
+
+def sse_streams_open(count: int) -> None:
+    """This process's open server-sent event streams, as ``LogEvents`` reports them (a watcher
+    of its ``stream_watchers``)."""
+    SSE_CONNECTIONS.set(count)
 
 
 @contextmanager
