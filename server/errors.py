@@ -87,7 +87,7 @@ def _from_http_exception(error: HTTPException) -> ProblemDetailsException:
     if error.status_code == 404:
         # Only routing answers Litestar's 404 (no such path): it carries no code, as on a server
         # older than the path, so a phone tells a missing endpoint from `not_found` of a record.
-        return ProblemDetailsException(status_code=404, detail=error.detail, title="no such path")
+        return _Problem(status_code=404, detail=error.detail, title="no such path")
     code = _CODE_BY_STATUS.get(error.status_code, "http_error")
     # A validation error lists the parameters or body values it refused.
     extra = {"errors": error.extra} if isinstance(error.extra, list) else {}
@@ -125,13 +125,6 @@ def _from_database_error(error: Exception) -> ProblemDetailsException:
     # (Litestar logs unhandled exceptions only in debug mode: every 500 is logged here.)
     logger.error("unexpected error", exc_info=error)
     return problem(500, "internal_error", "the server failed on this request; it was logged")
-
-
-def _from_http_exception(error: HTTPException) -> ProblemDetailsException:
-    """Litestar's own errors (a 404 route, a 405, a bad parameter), as Litestar shapes them."""
-    return _Problem(
-        status_code=error.status_code, title=error.detail, extra=error.extra, headers=error.headers
-    )
 
 
 def _from_rate_limit(error: TooManyRequestsException) -> ProblemDetailsException:
