@@ -57,53 +57,58 @@ _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+# Keyword arguments throughout: a metric's name is not an error code (tests/unit/test_codes.py).
 REQUESTS = Counter(
-    "gridsync_http_requests",
-    "HTTP requests answered, by route template and status",
-    ["method", "route", "status"],
+    name="gridsync_http_requests",
+    documentation="HTTP requests answered, by route template and status",
+    labelnames=["method", "route", "status"],
 )
 REQUEST_SECONDS = Histogram(
-    "gridsync_http_request_duration_seconds",
-    "Time from a request's arrival to the last byte of its response, by route template",
-    ["method", "route"],
+    name="gridsync_http_request_duration_seconds",
+    documentation="Time from a request's arrival to the last byte of its response, by route template",
+    labelnames=["method", "route"],
     buckets=_SECONDS,
 )
 CHANGES = Counter(
-    "gridsync_changes",
-    "Pushed changes by result: applied, duplicate, or rejected with its code",
-    ["result", "code"],
+    name="gridsync_changes",
+    documentation="Pushed changes by result: applied, duplicate, or rejected with its code",
+    labelnames=["result", "code"],
 )
-CONFLICTS_OPENED = Counter("gridsync_conflicts_opened", "Conflicts a push opened")
-CONFLICTS_RESOLVED = Counter("gridsync_conflicts_resolved", "Conflicts a push closed", ["via"])
+CONFLICTS_OPENED = Counter(name="gridsync_conflicts_opened", documentation="Conflicts a push opened")
+CONFLICTS_RESOLVED = Counter(
+    name="gridsync_conflicts_resolved", documentation="Conflicts a push closed", labelnames=["via"]
+)
 PUSH_GROUP_PUSHES = Histogram(
-    "gridsync_push_group_pushes",
-    "Pushes written together in one transaction (group commit)",
+    name="gridsync_push_group_pushes",
+    documentation="Pushes written together in one transaction (group commit)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 PUSH_GROUP_CHANGES = Histogram(
-    "gridsync_push_group_changes",
-    "Changes written together in one transaction (group commit)",
+    name="gridsync_push_group_changes",
+    documentation="Changes written together in one transaction (group commit)",
     buckets=(0, 1, 10, 50, 100, 250, 500, 1000, 2000, 4000),
 )
 PUSH_WAIT_SECONDS = Histogram(
-    "gridsync_push_wait_seconds",
-    "Time a validated push waited for the writer before its group began",
+    name="gridsync_push_wait_seconds",
+    documentation="Time a validated push waited for the writer before its group began",
     buckets=_SECONDS,
 )
 POOL_IN_USE = Gauge(
-    "gridsync_database_connections_in_use",
-    "Pooled database connections checked out, by database (primary, replica)",
-    ["database"],
+    name="gridsync_database_connections_in_use",
+    documentation="Pooled database connections checked out, by database (primary, replica)",
+    labelnames=["database"],
     multiprocess_mode="livesum",
 )
 SSE_CONNECTIONS = Gauge(
-    "gridsync_sse_connections", "Open server-sent event streams", multiprocess_mode="livesum"
+    name="gridsync_sse_connections",
+    documentation="Open server-sent event streams",
+    multiprocess_mode="livesum",
 )
 REPLICA_READS = Counter(
-    "gridsync_replica_reads",
-    "Reads offered to a replica: served there, or sent to the primary because the replica had "
-    "not replayed far enough (behind) or could not be reached (unavailable)",
-    ["outcome"],
+    name="gridsync_replica_reads",
+    documentation="Reads offered to a replica: served there, or sent to the primary because the "
+    "replica had not replayed far enough (behind) or could not be reached (unavailable)",
+    labelnames=["outcome"],
 )
 
 # Changes a device's acknowledged cursor may be behind the newest one.
@@ -225,8 +230,8 @@ async def _pull_lag(engine: AsyncEngine) -> Metric:
         running += count
         cumulative.append((bound, running))
     family = GaugeHistogramMetricFamily(
-        "gridsync_pull_lag_changes",
-        "Active devices by how many changes their acknowledged pull cursor is behind the newest",
+        name="gridsync_pull_lag_changes",
+        documentation="Active devices by how many changes their acknowledged pull cursor is behind the newest",
     )
     family.add_metric([], cumulative, gsum_value=total)
     return family
