@@ -22,6 +22,7 @@ from schemas.collections import CollectionSpec, per_schema
 from schemas.protocol import Change, ConflictHead, DeleteChange
 from server.db.paging import chunks
 from server.db.tables import conflict_events, conflicts
+from server.observability.metrics import count_conflicts
 from sync.hlc import parse_hlc
 from sync.merge import DELETE_CONFLICT_KEY, RecordKey, RecordState
 from sync.merge import conflicts as merge_conflicts
@@ -200,6 +201,7 @@ class ConflictTracker:
                 )
                 events.append(self._event(row.id, "resolved", now_ms, seq, device_id, row.heads))
 
+        count_conflicts(len(opened), len(closed), via)
         if opened:
             await connection.execute(conflicts.insert(), opened)
         by_id = conflicts.c.id == bindparam("b_id")

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -47,6 +47,7 @@ from server.db.engine import (
 from server.db.tables import SCOPE_COLUMNS, devices
 from server.db.upkeep import storage_upkeep
 from server.inbox.tracking import ConflictTracker
+from server.observability.metrics import observe_push_group
 from server.registry.attachment_refs import attachment_fields, link_attachments
 from server.settings import Settings
 from server.sync.horizon import change_digest, compacted_digests
@@ -276,6 +277,7 @@ class _PushJob:
     outcome: asyncio.Future[PushOutcome]
     # Written again after a hope of ``_MaybeDuplicateError`` failed: its ids are looked up first.
     look_up_ids: bool = False
+    queued_at: float = field(default_factory=time.perf_counter)
 
     def fail(self, error: BaseException) -> None:
         if not self.outcome.done():
@@ -539,6 +541,8 @@ class PushWriter:
                     ):
                         group.append(self._queue.popleft())
                         size += len(group[-1].candidates)
+                    began = time.perf_counter()
+                    observe_push_group(len(group), size, [began - job.queued_at for job in group])
                     try:
                         await self._write_group(connection, group)
                     except Exception as error:
