@@ -35,6 +35,7 @@ from server.observability.metrics import forget_dead_workers, sse_streams_open
 from server.observability.requests import RequestObserver
 from server.openapi import OpenAPIDocument
 from server.pages.admin import STATIC, admin_pages, template_config
+from server.pages.enrolment import enrolment_pages
 from server.pages.field_app import field_app, me
 from server.registry.attachments_controller import AttachmentsController
 from server.registry.controller import RecordListController, ReportsController
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             admin_pages(),
             field_app(),
             desk_pages(),
+            enrolment_pages(),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             health,
             health_live,

@@ -38,7 +38,13 @@ from server.registry.erasure import erase_resident
 from server.settings import Settings
 from server.sync.store import SyncStore
 
-__all__ = ["AdminController", "EnrolmentController", "SignInController"]
+__all__ = [
+    "AdminController",
+    "EnrolmentController",
+    "SignInController",
+    "manageable_user",
+    "visible_users",
+]
 
 # Inputs that reach SQL are bounded to what the database can hold: PostgreSQL refuses NUL in
 # text and integers beyond 64 bits (a 500 before; found by tests/reliability/test_openapi_fuzz.py).
@@ -163,11 +169,17 @@ async def _user_for(
     return user
 
 
+async def manageable_user(admin: Principal, user_id: str, accounts: AccountStore, address: str) -> UserInfo:
+    """An existing user this admin may manage (404 or 403 otherwise), for the admin pages."""
+    return await _user_for(admin, user_id, None, accounts, address)
+
+
 def _scope_of(user: UserInfo) -> UserScope:
     return UserScope(tuple(user.communities), tuple(user.grids), tuple(user.buildings), user.company)
 
 
-async def _visible_users(admin: Principal, accounts: AccountStore) -> list[UserInfo]:
+async def visible_users(admin: Principal, accounts: AccountStore) -> list[UserInfo]:
+    """The users this admin may see and manage."""
     found = await accounts.list_users()
     if admin.is_district_admin:
         return found
@@ -243,7 +255,7 @@ class AdminController(Controller):
     async def list_users(
         self, request: Request[Principal, str, Any], accounts: NamedDependency[AccountStore]
     ) -> list[UserInfo]:
-        return await _visible_users(request.user, accounts)
+        return await visible_users(request.user, accounts)
 
     @post(
         "/users",
@@ -293,7 +305,7 @@ class AdminController(Controller):
         found = await accounts.list_devices()
         if request.user.is_district_admin:
             return found
-        allowed = {u.id for u in await _visible_users(request.user, accounts)}
+        allowed = {u.id for u in await visible_users(request.user, accounts)}
         return [d for d in found if d.user_id in allowed]
 
     @post(
