@@ -405,3 +405,9 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         TASKS,
     )
 }
+
+# The district's practices (deliberation, the party organisation, the curtain agreement ...):
+# declared in schemas/practices.py with the helpers above, so imported last.
+from schemas.practices import PRACTICES  # noqa: E402
+
+COLLECTIONS.update({c.name: c for c in PRACTICES})

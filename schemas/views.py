@@ -15,6 +15,7 @@ from schemas.protocol import RecordView
 __all__ = [
     "AttachmentStored",
     "Caller",
+    "DeliberationFigures",
     "ElderlyFigures",
     "Flag",
     "FlagList",
@@ -116,6 +117,18 @@ class ElderlyFigures(msgspec.Struct, kw_only=True):
     past_cutoff: bool
 
 
+class DeliberationFigures(msgspec.Struct, kw_only=True):
+    """Deliberation cases in scope: how many, where they are in the eight steps, how many are
+    settled, and the open ones past their deadline."""
+
+    cases: int = 0
+    open: int = 0
+    settled: int = 0
+    dropped: int = 0
+    overdue: int = 0
+    by_step: dict[str, int] = msgspec.field(default_factory=dict)
+
+
 class Summary(msgspec.Struct, kw_only=True):
     """``GET /v1/reports/summary``: what the community office asks for."""
 
@@ -126,6 +139,7 @@ class Summary(msgspec.Struct, kw_only=True):
     hazards: HazardFigures
     requests: RequestFigures
     elderly: ElderlyFigures
+    deliberations: DeliberationFigures = msgspec.field(default_factory=DeliberationFigures)
 
 
 class AttachmentStored(msgspec.Struct, kw_only=True):

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from schemas.collections import CollectionSpec
 from schemas.views import (
     ElderlyFigures,
     Flag,
@@ -29,6 +30,7 @@ from schemas.views import (
 from server.access.policy import hides_sensitive
 from server.errors import GridsyncError
 from server.registry.lists import Registry, Scoped, ScopeFilter, scan
+from server.registry.practice_figures import deliberation_figures
 from server.settings import Settings
 from sync.hlc import parse_hlc
 from sync.merge import RecordState, scalar_value
@@ -77,6 +79,16 @@ class LedgerEntry:
             return None  # an entry whose fields have not all arrived yet counts once they have
         at = _moment(scalar_value(state, "at")) or _first_written(state)
         return cls(row.record_id, resident, kind, points, at)
+
+
+def _state_machines(collections: Mapping[str, CollectionSpec]) -> list[tuple[str, str]]:
+    """(collection, field) of every state-machine field, in declaration order."""
+    return [
+        (name, field_name)
+        for name, spec in collections.items()
+        for field_name, field_spec in spec.fields.items()
+        if field_spec.transitions is not None
+    ]
 
 
 def walk_ledger(entries: Iterable[LedgerEntry]) -> tuple[int, int, list[str]]:
@@ -138,23 +150,31 @@ class Reports:
             if kind in (None, "overspend"):
                 found += await self._overspends(connection, where)
             if kind in (None, "concurrent_transition"):
-                async for row in scan(connection, "requests", where):
-                    heads = [h for h in row.state.heads.values() if h.field == "status"]
-                    if len(heads) > 1:
-                        values = ", ".join(sorted({repr(h.value) for h in heads}))
-                        found.append(
-                            Flag(
-                                kind="concurrent_transition",
-                                collection="requests",
-                                record_id=row.record_id,
-                                message=f"two devices moved this request's status at once ({values}); "
-                                "the newest is shown until an admin decides",
-                                records=sorted(h.id for h in heads),
-                                community_id=row.community_id,
-                                grid_id=row.grid_id,
-                            )
-                        )
+                found += await self._concurrent_moves(connection, where)
         return FlagList(flags=found)
+
+    async def _concurrent_moves(self, connection: AsyncConnection, where: ScopeFilter) -> list[Flag]:
+        """Records whose state-machine field (a request's status, a deliberation's step) two
+        devices moved at once: both moves are kept, the newest shown until someone decides."""
+        found: list[Flag] = []
+        for collection, name in _state_machines(self.registry.collections):
+            async for row in scan(connection, collection, where):
+                heads = [h for h in row.state.heads.values() if h.field == name]
+                if len(heads) > 1:
+                    values = ", ".join(sorted({repr(h.value) for h in heads}))
+                    found.append(
+                        Flag(
+                            kind="concurrent_transition",
+                            collection=collection,
+                            record_id=row.record_id,
+                            message=f"two devices moved this record's {name} at once ({values}); "
+                            "the newest is shown until an admin decides",
+                            records=sorted(h.id for h in heads),
+                            community_id=row.community_id,
+                            grid_id=row.grid_id,
+                        )
+                    )
+        return found
 
     async def _overspends(self, connection: AsyncConnection, where: ScopeFilter) -> list[Flag]:
         ledgers: dict[str, list[LedgerEntry]] = defaultdict(list)
@@ -256,6 +276,7 @@ class Reports:
             hazards = await self._hazards(connection, where, now)
             requests = await self._requests(connection, where, now, since)
             elderly, missing, past_cutoff = await self._no_signal(connection, where, now)
+            deliberations = await deliberation_figures(connection, where, now)
         per_grid: Counter[str | None] = Counter(living.values())
         seen_per_grid: Counter[str | None] = Counter(grid for h, grid in living.items() if h in visited)
         coverage = [
@@ -278,6 +299,7 @@ class Reports:
             elderly=ElderlyFigures(
                 elderly_alone=len(elderly), no_signal_today=len(missing), past_cutoff=past_cutoff
             ),
+            deliberations=deliberations,
         )
 
     async def _hazards(
