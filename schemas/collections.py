@@ -83,6 +83,9 @@ RequestStatus = Literal["submitted", "dispatched", "accepted", "done", "rated", 
 PointsKind = Literal["earned", "redeemed"]
 TaskKind = Literal["visit", "hazard-recheck", "request-follow-up", "no-signal", "other"]
 TaskStatus = Literal["open", "done", "cancelled"]
+# Where a request came in: the building chat group (楼栋群), a phone call, a visit, the office
+# counter, a deliberation case.
+RequestChannel = Literal["building-chat-group", "phone", "visit", "walk-in", "deliberation", "other"]
 
 REQUEST_STATUSES: tuple[str, ...] = typing.get_args(RequestStatus)
 # The five-step loop: resident orders, community dispatches, property company takes (accepted),
@@ -222,6 +225,17 @@ GRIDS = collection(
     scalar("party_branch", ShortText, description="The compound party branch that serves this grid"),
     set_of("workers", Person, description="Assigned grid workers (the 1+3+N team): user ids"),
     scalar("notes", LongText),
+    # The 1+3+N team: one full-time worker, three part-time, N party members and volunteers.
+    scalar("compound_id", RecordRef, ref="compounds", description="The compound (小区) it lies in"),
+    scalar("full_time_worker", Person, description="The one full-time grid worker (专职网格员)"),
+    set_of("part_time_workers", Person, description="The three part-time grid workers (兼职网格员)"),
+    set_of(
+        "team_members",
+        RecordRef,
+        ref="residents",
+        ref_required=False,
+        description="The N party members and volunteers of the team",
+    ),
     description="A grid of a community, served by one full-time worker and helpers",
     scope_self="grid_id",
     scope_links=("community_id",),
@@ -242,6 +256,8 @@ BUILDINGS = collection(
         description="Residents who are building leaders",
     ),
     scalar("notes", LongText),
+    # Not a scope link: a building is placed by its grid; the compound is its register.
+    scalar("compound_id", RecordRef, ref="compounds", description="The compound (小区) it belongs to"),
     description="A building of a grid",
     scope_self="building_id",
     scope_links=("grid_id",),
@@ -275,6 +291,12 @@ RESIDENTS = collection(
     set_of("tags", Tag, description="e.g. party-member-retired, skilled, volunteer, building-leader"),
     scalar("skills", ShortText, description="Useful skills: electrician, nurse, lawyer ..."),
     scalar("notes", LongText),
+    scalar(
+        "party_member_kind",
+        Literal["resident", "in-work", "transient", "retired"],
+        description="A party member of the four kinds: resident, in work, transient, retired",
+    ),
+    scalar("party_branch_id", RecordRef, ref="party_branches", ref_required=False),
     description="A person in the registry book",
     scope_links=("household_id",),
 )
@@ -316,6 +338,13 @@ HAZARDS = collection(
     scalar("fixed_at", Moment),
     scalar("verified_by", Person),
     scalar("verified_at", Moment),
+    set_of(
+        "request_ids",
+        RecordRef,
+        ref="requests",
+        ref_required=False,
+        description="Requests raised to fix it",
+    ),
     description="A hazard check finding",
     exclusive=("household_id", "building_id", "grid_id"),
     scope_links=("household_id", "building_id", "grid_id"),
@@ -332,14 +361,28 @@ REQUESTS = collection(
     scalar("submitted_at", Moment),
     scalar("dispatched_to", ShortText, description="The property company or service it went to"),
     scalar("handler", Person, description="Who took it"),
-    scalar("supervisor", Person, description="The party member supervising it"),
+    scalar("supervisor", Person, description="Display name of the supervisor; see supervisor_id"),
+    scalar(
+        "supervisor_id",
+        RecordRef,
+        ref="residents",
+        description="The party member resident supervising it (党员督单)",
+    ),
     scalar("due_date", Day),
     scalar("done_at", Moment),
     scalar("satisfaction", Satisfaction, description="1-5, given by the resident"),
     scalar("comment", LongText, description="The resident's comment with the rating"),
     set_of("photos", Sha256),
+    # Where else a request may be about (one place only), where it came from, what it fixes.
+    scalar("building_id", RecordRef, ref="buildings", description="Place: a building"),
+    scalar("grid_id", RecordRef, ref="grids", description="Place: a common area of a grid"),
+    scalar("compound_id", RecordRef, ref="compounds", description="Place: a whole compound (小区)"),
+    scalar("area", ShortText, description="Where exactly, e.g. the underground garage"),
+    scalar("channel", RequestChannel, description="Where it came in (楼栋群, phone, visit ...)"),
+    scalar("hazard_id", RecordRef, ref="hazards", ref_required=False, description="The hazard it fixes"),
     description="A resident's service request",
-    scope_links=("household_id",),
+    exclusive=("household_id", "building_id", "grid_id", "compound_id"),
+    scope_links=("household_id", "building_id", "grid_id", "compound_id"),
 )
 
 CHECKINS = collection(

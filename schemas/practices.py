@@ -4,6 +4,10 @@
 * ``deliberations``: a livelihood issue settled by four-party deliberation through the
   eight-step work method (收集问题 ... 民主监督), its step a state machine judged like a
   request's status.
+* the party organisation as the report builds it: ``compounds`` (小区, the unit of one register
+  per compound) between community and building, ``party_branches`` (小区党支部) with their
+  secretary and committee, ``party_groups`` (楼栋党小组) of a building, and
+  ``central_households`` (党员中心户), each linked to the households it serves.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from schemas.collections import (
+    Code,
     Count,
     Day,
     LongText,
@@ -25,7 +30,7 @@ from schemas.collections import (
     set_of,
 )
 
-__all__ = ["DELIBERATION_STEPS", "DELIBERATION_TRANSITIONS", "PRACTICES"]
+__all__ = ["DELIBERATION_STEPS", "DELIBERATION_TRANSITIONS", "PRACTICES", "PartyMemberKind"]
 
 # The eight steps (八步工作法) in order, then the two ways a case ends.
 DeliberationStep = Literal[
@@ -102,4 +107,70 @@ DELIBERATIONS = collection(
     scope_links=("grid_id", "community_id"),
 )
 
-PRACTICES = (DELIBERATIONS,)
+PartyMemberKind = Literal["resident", "in-work", "transient", "retired"]
+
+COMPOUNDS = collection(
+    "compounds",
+    scalar("community_id", RecordRef, ref="communities", description="The community it belongs to"),
+    scalar("name", ShortText, description="e.g. 锦乐苑"),
+    scalar("code", Code, description="The register's code (一小区一册)"),
+    scalar("address", ShortText),
+    scalar("property_company", ShortText, description="Who manages it, e.g. the village-owned company"),
+    scalar("notes", LongText),
+    description="A residential compound (小区) of a community: one register per compound",
+    scope_links=("community_id",),
+)
+
+PARTY_BRANCHES = collection(
+    "party_branches",
+    scalar("community_id", RecordRef, ref="communities", description="Under the community party committee"),
+    scalar("compound_id", RecordRef, ref="compounds", description="The compound it leads"),
+    scalar("name", ShortText, description="e.g. 锦乐苑小区党支部"),
+    scalar("secretary_id", RecordRef, ref="residents", description="The branch secretary, a resident"),
+    set_of(
+        "committee",
+        RecordRef,
+        ref="residents",
+        ref_required=False,
+        description="Branch committee members (支委), residents",
+    ),
+    scalar(
+        "also_leads_property_committee",
+        bool,
+        description="The secretary also chairs the property committee (一肩挑)",
+    ),
+    scalar("notes", LongText),
+    description="A compound party branch (小区党支部) under the community party committee",
+    scope_links=("community_id",),
+)
+
+PARTY_GROUPS = collection(
+    "party_groups",
+    scalar("branch_id", RecordRef, ref="party_branches", description="The compound branch it belongs to"),
+    scalar("building_id", RecordRef, ref="buildings", description="The building it serves"),
+    scalar("name", ShortText),
+    scalar("leader_id", RecordRef, ref="residents", ref_required=False, description="The group leader"),
+    set_of("members", RecordRef, ref="residents", ref_required=False, description="Party members in it"),
+    description="A building party group (楼栋党小组) of a compound branch",
+    scope_links=("building_id",),
+)
+
+CENTRAL_HOUSEHOLDS = collection(
+    "central_households",
+    scalar("household_id", RecordRef, ref="households", description="The party member's own household"),
+    scalar("party_member_id", RecordRef, ref="residents", description="The party member who serves"),
+    scalar("party_group_id", RecordRef, ref="party_groups", ref_required=False),
+    set_of(
+        "serves",
+        RecordRef,
+        ref="households",
+        ref_required=False,
+        description="The households it looks after (usually 5-10 neighbours)",
+    ),
+    scalar("sign_hung", bool, description="The 党员中心户 sign hangs at the door"),
+    scalar("notes", LongText),
+    description="A party-member central household (党员中心户) and the neighbours it serves",
+    scope_links=("household_id",),
+)
+
+PRACTICES = (DELIBERATIONS, COMPOUNDS, PARTY_BRANCHES, PARTY_GROUPS, CENTRAL_HOUSEHOLDS)

@@ -67,6 +67,16 @@ FIELD_RECORDS: list[tuple[str, str, dict[str, Any]]] = [
             "status": "open",
         },
     ),
+    # The district's practices (schemas/practices.py).
+    (
+        "deliberations",
+        "d1",
+        {"grid_id": "g1", "title": "Garage leaks", "step": "collect", "attended": ["r1"]},
+    ),
+    ("compounds", "cp1", {"community_id": "c1", "name": "Jinle Garden"}),
+    ("party_branches", "pb1", {"community_id": "c1", "compound_id": "cp1", "committee": ["r1"]}),
+    ("party_groups", "pg1", {"branch_id": "pb1", "building_id": "b1", "members": ["r1"]}),
+    ("central_households", "ch1", {"household_id": "h1", "party_member_id": "r1", "serves": ["h2"]}),
 ]
 # A scalar field of each collection two phones can disagree on.
 DISPUTED = {
@@ -80,6 +90,11 @@ DISPUTED = {
     "requests": ("q1", "title"),
     "checkins": ("k1", "notes"),
     "tasks": ("t1", "reason"),
+    "deliberations": ("d1", "decision"),
+    "compounds": ("cp1", "name"),
+    "party_branches": ("pb1", "name"),
+    "party_groups": ("pg1", "name"),
+    "central_households": ("ch1", "notes"),
 }
 VALUES = {"code": ("A1", "B2"), "severity": ("low", "critical"), "phone": ("13800000001", "13900000002")}
 
@@ -155,6 +170,11 @@ def test_every_collection_syncs_through_push_pull_and_snapshot(
     ):
         assert found[key] == ("c1", "g1", "b1", "h1"), key
     assert found[("hazards", "z1")] == ("c1", "g1", None, None)
+    assert found[("deliberations", "d1")] == ("c1", "g1", None, None)
+    assert found[("party_groups", "pg1")] == ("c1", "g1", "b1", None)
+    assert found[("central_households", "ch1")] == ("c1", "g1", "b1", "h1")
+    for key in (("compounds", "cp1"), ("party_branches", "pb1")):
+        assert found[key] == ("c1", None, None, None), key
 
 
 def test_a_household_that_moves_takes_its_records_along(
