@@ -83,6 +83,7 @@ RequestStatus = Literal["submitted", "dispatched", "accepted", "done", "rated", 
 PointsKind = Literal["earned", "redeemed"]
 TaskKind = Literal["visit", "hazard-recheck", "request-follow-up", "no-signal", "other"]
 TaskStatus = Literal["open", "done", "cancelled"]
+FollowUpFinding = Literal["all-well", "needed-help", "not-at-home", "in-hospital", "other"]
 # Where a request came in: the building chat group (楼栋群), a phone call, a visit, the office
 # counter, a deliberation case.
 RequestChannel = Literal["building-chat-group", "phone", "visit", "walk-in", "deliberation", "other"]
@@ -394,7 +395,13 @@ CHECKINS = collection(
     scalar("checked_at", Moment),
     scalar("notes", LongText),
     scalar("task_id", RecordRef, ref="tasks", ref_required=False, description="The task it answers"),
-    description="The daily check on an elderly person living alone",
+    # A curtain agreement's exception (no signal seen), its follow-up and what was found.
+    scalar("agreement_id", RecordRef, ref="curtain_agreements", ref_required=False),
+    scalar("missed", Literal["morning", "evening"], description="Which agreed hour passed unseen"),
+    scalar("followed_up_by", Person, description="Who went to the door or phoned"),
+    scalar("followed_up_at", Moment),
+    scalar("found", FollowUpFinding, description="What the follow-up found"),
+    description="A curtain signal, or (usually) an exception to a curtain agreement and its follow-up",
     scope_links=("household_id",),
 )
 

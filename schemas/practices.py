@@ -8,15 +8,21 @@
   per compound) between community and building, ``party_branches`` (小区党支部) with their
   secretary and committee, ``party_groups`` (楼栋党小组) of a building, and
   ``central_households`` (党员中心户), each linked to the households it serves.
+* ``curtain_agreements`` (窗帘约定): a household signs up, with the hours its curtains open
+  and close and who watches; only exceptions are recorded (``checkins`` with no signal, their
+  follow-up and what was found), never a daily clock-in.
 """
 
 from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
+
+from msgspec import Meta
 
 from schemas.collections import (
+    END,
     Code,
     Count,
     Day,
@@ -173,4 +179,39 @@ CENTRAL_HOUSEHOLDS = collection(
     scope_links=("household_id",),
 )
 
-PRACTICES = (DELIBERATIONS, COMPOUNDS, PARTY_BRANCHES, PARTY_GROUPS, CENTRAL_HOUSEHOLDS)
+# Who a curtain agreement is for: elderly living alone, empty-nest elderly, the widowed, the
+# disabled.
+Circumstance = Literal["elderly-alone", "empty-nest", "widowed", "disability"]
+ClockTime = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]" + END)]
+
+CURTAIN_AGREEMENTS = collection(
+    "curtain_agreements",
+    scalar("household_id", RecordRef, ref="households", description="The household that signed up"),
+    scalar("resident_id", RecordRef, ref="residents", ref_required=False, description="Who signed"),
+    scalar("signed_on", Day),
+    scalar("ended_on", Day, description="The day the household left the agreement"),
+    set_of("circumstances", Circumstance, description="Who it is for"),
+    scalar("open_by", ClockTime, description="Curtains open by this local time (HH:MM)"),
+    scalar("close_by", ClockTime, description="Curtains closed by this local time (HH:MM)"),
+    scalar(
+        "watcher_id", RecordRef, ref="residents", ref_required=False, description="The neighbour who watches"
+    ),
+    scalar("watcher", Person, description="Or the worker or leader who watches (user id)"),
+    scalar(
+        "daily_signal",
+        bool,
+        description="The household asked for each day's signal to be recorded too (default: exceptions only)",
+    ),
+    scalar("notes", LongText),
+    description="A curtain agreement (窗帘约定) a household signed up for",
+    scope_links=("household_id",),
+)
+
+PRACTICES = (
+    DELIBERATIONS,
+    COMPOUNDS,
+    PARTY_BRANCHES,
+    PARTY_GROUPS,
+    CENTRAL_HOUSEHOLDS,
+    CURTAIN_AGREEMENTS,
+)

@@ -75,11 +75,17 @@ class NoSignalHousehold(msgspec.Struct, kw_only=True):
     phone: str | None = None
     grid_id: str | None = None
     building_id: str | None = None
+    # Why: "exception" (the watcher saw no signal) or "no-signal" (the agreed hour passed unseen).
+    reason: str | None = None
+    agreement_id: str | None = None
+    open_by: str | None = None
+    watcher_id: str | None = None
 
 
 class NoSignalList(msgspec.Struct, kw_only=True):
-    """Elderly-alone households with no signal today. Listed once the cutoff hour has passed;
-    before it, ``waiting`` counts those not seen yet."""
+    """Households under a curtain agreement that need someone at the door: an exception not yet
+    followed up, or (for those that asked for a daily signal) the agreed hour passed unseen;
+    ``waiting`` counts the latter whose hour has not come yet."""
 
     day: str
     cutoff: str
@@ -113,8 +119,10 @@ class RequestFigures(msgspec.Struct, kw_only=True):
 
 class ElderlyFigures(msgspec.Struct, kw_only=True):
     elderly_alone: int
+    # Households needing someone at the door today (the no-signal list).
     no_signal_today: int
     past_cutoff: bool
+    under_agreement: int = 0
 
 
 class DeliberationFigures(msgspec.Struct, kw_only=True):

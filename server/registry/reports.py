@@ -29,6 +29,7 @@ from schemas.views import (
 )
 from server.access.policy import hides_sensitive
 from server.errors import GridsyncError
+from server.registry.curtain import watch_list
 from server.registry.lists import Registry, Scoped, ScopeFilter, scan
 from server.registry.practice_figures import deliberation_figures
 from server.settings import Settings
@@ -204,24 +205,6 @@ class Reports:
 
     # ------------------------------------------------------------------ checkins
 
-    async def _no_signal(
-        self, connection: AsyncConnection, where: ScopeFilter, now: datetime.datetime
-    ) -> tuple[list[Scoped], list[Scoped], bool]:
-        """(elderly-alone households living here, those with no signal today, past the cutoff)."""
-        day = now.date().isoformat()
-        elderly = [
-            row
-            async for row in scan(connection, "households", where)
-            if ELDERLY_TAG in elements(row.state, "tags") and not scalar_value(row.state, "moved_out")
-        ]
-        seen = {
-            scalar_value(row.state, "household_id")
-            async for row in scan(connection, "checkins", where)
-            if scalar_value(row.state, "signal") is True and scalar_value(row.state, "day") == day
-        }
-        missing = [row for row in elderly if row.record_id not in seen]
-        return elderly, missing, now.hour >= self.settings.checkin_cutoff_hour
-
     async def no_signal(self, where: ScopeFilter, at: datetime.datetime | None = None) -> NoSignalList:
         if hides_sensitive(where.principal):
             # The list names elderly-alone households: a tag these roles do not read.
@@ -232,24 +215,28 @@ class Reports:
             )
         now = self.now(at)
         async with self.registry.engine.connect() as connection:
-            _, missing, past_cutoff = await self._no_signal(connection, where, now)
+            found = await watch_list(connection, where, now, self.settings.checkin_cutoff_hour)
         households = [
             NoSignalHousehold(
-                id=row.record_id,
-                address=scalar_value(row.state, "address"),
-                head_name=scalar_value(row.state, "head_name"),
-                phone=scalar_value(row.state, "phone"),
-                grid_id=row.grid_id,
-                building_id=row.building_id,
+                id=watch.household.record_id,
+                address=scalar_value(watch.household.state, "address"),
+                head_name=scalar_value(watch.household.state, "head_name"),
+                phone=scalar_value(watch.household.state, "phone"),
+                grid_id=watch.household.grid_id,
+                building_id=watch.household.building_id,
+                reason=watch.reason,
+                agreement_id=watch.agreement.record_id,
+                open_by=scalar_value(watch.agreement.state, "open_by"),
+                watcher_id=scalar_value(watch.agreement.state, "watcher_id"),
             )
-            for row in sorted(missing, key=lambda r: r.record_id)
+            for watch in found.listed
         ]
         return NoSignalList(
             day=now.date().isoformat(),
             cutoff=f"{self.settings.checkin_cutoff_hour:02d}:00 {self.settings.timezone}",
-            past_cutoff=past_cutoff,
-            waiting=0 if past_cutoff else len(households),
-            households=households if past_cutoff else [],
+            past_cutoff=now.hour >= self.settings.checkin_cutoff_hour,
+            waiting=found.waiting,
+            households=households,
         )
 
     # ------------------------------------------------------------------ summary
@@ -275,7 +262,12 @@ class Reports:
                     visited.add(scalar_value(row.state, "household_id"))
             hazards = await self._hazards(connection, where, now)
             requests = await self._requests(connection, where, now, since)
-            elderly, missing, past_cutoff = await self._no_signal(connection, where, now)
+            elderly = [
+                row
+                async for row in scan(connection, "households", where)
+                if ELDERLY_TAG in elements(row.state, "tags") and not scalar_value(row.state, "moved_out")
+            ]
+            watched = await watch_list(connection, where, now, self.settings.checkin_cutoff_hour)
             deliberations = await deliberation_figures(connection, where, now)
         per_grid: Counter[str | None] = Counter(living.values())
         seen_per_grid: Counter[str | None] = Counter(grid for h, grid in living.items() if h in visited)
@@ -297,7 +289,10 @@ class Reports:
             hazards=hazards,
             requests=requests,
             elderly=ElderlyFigures(
-                elderly_alone=len(elderly), no_signal_today=len(missing), past_cutoff=past_cutoff
+                elderly_alone=len(elderly),
+                no_signal_today=len(watched.listed),
+                past_cutoff=now.hour >= self.settings.checkin_cutoff_hour,
+                under_agreement=watched.covered,
             ),
             deliberations=deliberations,
         )

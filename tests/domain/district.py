@@ -35,6 +35,15 @@ TREE: list[tuple[str, str, dict[str, Any]]] = [
         {"household_id": "h1", "name": "Wang Fang", "id_number": ID_NUMBER, "tags": ["volunteer"]},
     ),
     ("residents", "r2", {"household_id": "h3", "name": "Li Lei", "birth_year": 1941}),
+    # The elderly households signed the curtain agreement and asked for each day's signal.
+    *(
+        (
+            "curtain_agreements",
+            f"ca-{h}",
+            {"household_id": h, "circumstances": ["elderly-alone"], "daily_signal": True},
+        )
+        for h in ("h1", "h2", "h3")
+    ),
 ]
 
 

@@ -95,6 +95,7 @@ DISPUTED = {
     "party_branches": ("pb1", "name"),
     "party_groups": ("pg1", "name"),
     "central_households": ("ch1", "notes"),
+    "curtain_agreements": ("ca-h1", "notes"),
 }
 VALUES = {"code": ("A1", "B2"), "severity": ("low", "critical"), "phone": ("13800000001", "13900000002")}
 
@@ -113,6 +114,7 @@ def test_every_collection_syncs_through_push_pull_and_snapshot(
         "buildings",
         "households",
         "residents",
+        "curtain_agreements",
     } == set(COLLECTIONS)
     b.sync(client)
     # Both offline: each writes every disputed field, and adds to every set field.

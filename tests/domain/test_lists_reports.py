@@ -161,7 +161,12 @@ def test_summary_figures(client: Client, phone: Callable[[str], Replica]) -> Non
         "completion_rate": 0.5,
         "mean_satisfaction": 4.0,
     }
-    assert summary["elderly"] == {"elderly_alone": 3, "no_signal_today": 3, "past_cutoff": True}
+    assert summary["elderly"] == {
+        "elderly_alone": 3,
+        "no_signal_today": 3,
+        "past_cutoff": True,
+        "under_agreement": 3,
+    }
     district = client.get("/v1/reports/summary", params={"at": NOON}).json()
     assert [g["grid_id"] for g in district["visit_coverage"]] == ["g1", "g2", "g3"]
     week = client.get("/v1/reports/summary", params={"community": "c1", "at": NOON, "days": 7}).json()

@@ -130,11 +130,14 @@ def test_elderly_with_no_signal_by_the_cutoff_need_a_visit_today(
     assert listed["day"] == "2026-11-25"
     assert [h["id"] for h in listed["households"]] == ["h3"]
     assert listed["households"][0]["grid_id"] == "g2"
+    assert listed["households"][0]["reason"] == "exception"
+    # An exception (the watcher saw no signal) is listed at once, before the cutoff too.
     morning = client.get("/v1/checkins/no-signal", params={"at": "2026-11-25T08:00:00+08:00"}).json()
-    assert (morning["past_cutoff"], morning["waiting"], morning["households"]) == (False, 1, [])
-    # The cutoff hour is a setting.
+    assert (morning["past_cutoff"], morning["waiting"]) == (False, 0)
+    assert [h["id"] for h in morning["households"]] == ["h3"]
+    # The cutoff hour (for agreements without their own hour) is a setting.
     later = late_cutoff_client.get("/v1/checkins/no-signal", params={"at": NOON}).json()
-    assert (later["past_cutoff"], later["waiting"]) == (False, 1)
+    assert (later["past_cutoff"], later["waiting"]) == (False, 0)
     # Scoped by grid; and a signal recorded later the same day takes the household off the list.
     assert client.get("/v1/checkins/no-signal", params={"at": NOON, "grid": "g1"}).json()["households"] == []
     a.sync(client)
@@ -143,5 +146,10 @@ def test_elderly_with_no_signal_by_the_cutoff_need_a_visit_today(
     a.sync(client)
     assert client.get("/v1/checkins/no-signal", params={"at": NOON}).json()["households"] == []
     summary = client.get("/v1/reports/summary", params={"at": NOON, "community": "c1"}).json()
-    assert summary["elderly"] == {"elderly_alone": 2, "no_signal_today": 0, "past_cutoff": True}
+    assert summary["elderly"] == {
+        "elderly_alone": 2,
+        "no_signal_today": 0,
+        "past_cutoff": True,
+        "under_agreement": 2,
+    }
     assert client.get("/v1/checkins/no-signal", params={"at": "yesterday"}).json()["code"] == "bad_time"
