@@ -12,9 +12,13 @@ import pytest
 from litestar.testing import TestClient
 
 from schemas.collections import COLLECTIONS
+from schemas.practices import DELIBERATION_STEPS
+from schemas.protocol import SetChange
 from server.app import create_app
 from server.cli import main
 from server.registry.demo import CHINA, DemoPlan, demo_changes, load_demo
+from server.registry.lists import Registry, ScopeFilter
+from server.registry.reports import Reports
 from server.settings import Settings
 from server.sync.store import SyncStore
 
@@ -41,8 +45,35 @@ def test_the_demo_is_deterministic_from_seed_and_time() -> None:
     statuses = {c.value for c in full if c.collection == "requests" and c.field == "status"}
     assert statuses == {"submitted", "dispatched", "accepted", "done", "rated", "cancelled", "reopened"}
     areas = {c.value for c in full if c.field == "area"}
-    assert any("collapsed" in a for a in areas)
-    assert any("garage" in a for a in areas)
+    assert any("塌陷" in a for a in areas)
+    assert any("车库" in a for a in areas)
+
+
+def test_the_demo_is_the_district_of_the_report() -> None:
+    full = demo_changes(DemoPlan(), NOW)
+
+    def records(collection: str) -> set[str]:
+        return {c.record_id for c in full if c.collection == collection}
+
+    assert len(records("compounds")) == len(records("party_branches")) == 15
+    assert len(records("buildings")) == 50
+    assert len({c.record_id for c in full if c.field == "leaders"}) == 50
+    served: Counter[str] = Counter(c.record_id for c in full if c.field == "serves")
+    assert len(served) == 112
+    assert all(5 <= n <= 10 for n in served.values())
+    steps = {c.value for c in full if c.collection == "deliberations" and c.field == "step"}
+    assert steps == set(DELIBERATION_STEPS)
+    titles = {c.value for c in full if c.collection == "deliberations" and c.field == "title"}
+    assert {"路面塌陷", "地库漏水"} <= titles
+    settled = Counter(c.value for c in full if c.collection == "deliberations" and c.field == "step")
+    assert settled["settled"] == 62
+    kinds = {c.value for c in full if c.field == "party_member_kind"}
+    assert kinds == {"resident", "in-work", "transient", "retired"}
+    names = [c.value for c in full if c.collection == "residents" and c.field == "name"]
+    assert all("\u4e00" <= name[0] <= "\u9fff" for name in names)
+    # Phones that disagreed offline: the same field written from the same head by two replicas.
+    offline = [c for c in full if isinstance(c, SetChange) and c.hlc.split("-", 2)[2].startswith("phone-")]
+    assert len(offline) >= 8
 
 
 async def test_a_small_demo_loads_through_the_store(store: SyncStore, settings: Settings) -> None:
@@ -50,6 +81,10 @@ async def test_a_small_demo_loads_through_the_store(store: SyncStore, settings: 
     loaded = await load_demo(store, changes, batch=700)
     assert loaded.rejected == []
     assert await store.change_count() == len(changes)
+    # At 15:30 each community has today's exceptions to follow up: a few, not every household
+    # under an agreement.
+    today = await Reports(Registry(store), settings).summary(ScopeFilter(), at=NOW)
+    assert 5 <= today.elderly.no_signal_today <= 15 < today.elderly.under_agreement
     again = await load_demo(store, changes[:500])
     assert again.rejected == []  # every change answers duplicate: loading twice adds nothing
     assert await store.change_count() == len(changes)
@@ -72,7 +107,14 @@ def test_the_demo_answers_the_reports(
         assert all(0 < g["coverage"] <= 1 for g in summary["visit_coverage"])
         assert summary["hazards"]["open"] >= 1
         assert summary["requests"]["opened"] > 0
-        assert summary["elderly"]["elderly_alone"] > 0
+        assert summary["elderly"]["under_agreement"] > 0
+        # Today's agreements: a few exceptions to follow up, never every elderly person.
+        # Today's exceptions only (dated by the real clock): never every elderly person.
+        assert summary["elderly"]["no_signal_today"] <= 4
+        district = client.get("/v1/reports/summary").json()
+        assert district["deliberations"]["settled"] == 62
+        conflicts = client.get("/v1/admin/conflicts").json()
+        assert conflicts["counts"]["total"] >= 3
         flags = client.get("/v1/flags", params={"kind": "overspend"}).json()["flags"]
         assert len(flags) == 1
         garage = client.get("/v1/records/hazards/hz-garage").json()
