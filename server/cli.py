@@ -270,7 +270,7 @@ def _device_revoke(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from server.registry.demo import DemoPlan, demo_command
 
-    plan = DemoPlan(seed=args.seed, households=args.households)
+    plan = DemoPlan(seed=args.seed, households=args.households, offline_phones=not args.no_offline_phones)
     settings = _settings(args)
     key_file = default_key_file(settings.database_url)
     if load_sealer(settings) is None and key_file is not None:
@@ -404,6 +404,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--households", type=int, default=4_100)
     demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
+    demo.add_argument(
+        "--no-offline-phones",
+        action="store_true",
+        help="leave out the simulated offline phones' disagreements (an empty conflict inbox)",
+    )
     demo.set_defaults(run=_demo)
 
     resident = commands.add_parser("resident", help="residents' personal data")

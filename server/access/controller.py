@@ -306,7 +306,9 @@ class AdminController(Controller):
         if request.user.is_district_admin:
             return found
         allowed = {u.id for u in await visible_users(request.user, accounts)}
-        return [d for d in found if d.user_id in allowed]
+        # When a phone last synced is for security (a lost phone), not for watching workers:
+        # only district admins see it.
+        return [msgspec.structs.replace(d, last_seen_at_ms=None) for d in found if d.user_id in allowed]
 
     @post(
         "/devices",

@@ -81,7 +81,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
     """A real ``gridsync serve`` on a loopback port, with a small demo district and an admin."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'gridsync.db'}"
     subprocess.run(
-        [sys.executable, "-m", "server.cli", "demo", "--households", "300", "--database-url", database_url],
+        [
+            *(sys.executable, "-m", "server.cli", "demo", "--households", "300", "--no-offline-phones"),
+            *("--database-url", database_url),
+        ],
         capture_output=True,
         check=True,
     )

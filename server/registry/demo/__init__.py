@@ -45,5 +45,6 @@ def demo_changes(plan: DemoPlan = _DEFAULT_PLAN, now: datetime.datetime | None =
     write_agreements(writer, plan, district, now)
     write_points(writer, plan, district, now)
     write_deliberations(writer, district, now)
-    write_conflicts(writer, district, now)
+    if plan.offline_phones:
+        write_conflicts(writer, district, now)
     return writer.changes

@@ -22,6 +22,8 @@ class DemoPlan:
     central_households: int = 112
     season_days: int = 90
     checkin_days: int = 14
+    # Disagreements of simulated offline phones, so the conflict inbox has something to show.
+    offline_phones: bool = True
 
     @property
     def building_count(self) -> int:
