@@ -381,6 +381,10 @@ REQUESTS = collection(
     scalar("area", ShortText, description="Where exactly, e.g. the underground garage"),
     scalar("channel", RequestChannel, description="Where it came in (楼栋群, phone, visit ...)"),
     scalar("hazard_id", RecordRef, ref="hazards", ref_required=False, description="The hazard it fixes"),
+    # The rating is the resident's own: given through the one-time link, or typed on a phone
+    # only when marked as rated by phone on the resident's behalf.
+    scalar("rated_on_behalf", bool, description="Rated by phone on the resident's behalf"),
+    scalar("rated_at", Moment),
     description="A resident's service request",
     exclusive=("household_id", "building_id", "grid_id", "compound_id"),
     scope_links=("household_id", "building_id", "grid_id", "compound_id"),

@@ -39,6 +39,7 @@ from server.pages.enrolment import enrolment_pages
 from server.pages.field_app import field_app, me
 from server.registry.attachments_controller import AttachmentsController
 from server.registry.controller import RecordListController, ReportsController
+from server.registry.ratings_controller import RatingLinkController, rating_page, rating_submit
 from server.registry.records_controller import RecordsController
 from server.settings import Settings, get_settings
 from server.sync.controller import SyncController
@@ -187,6 +188,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             enrolment_routes,
             AdminController,
             ConflictsController,
+            RatingLinkController,
+            rating_page,
+            rating_submit,
             admin_pages(),
             field_app(),
             desk_pages(),
@@ -208,7 +212,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         middleware=[
             *([_behind(proxies)] if proxies else []),
-            DefineMiddleware(TokenMiddleware, exclude=["^/schema", "^/admin", "^/static", "^/app"]),
+            DefineMiddleware(TokenMiddleware, exclude=["^/schema", "^/admin", "^/static", "^/app", "^/r/"]),
         ],
         request_class=BoundedRequest,
         response_headers=SECURITY_HEADERS,

@@ -320,6 +320,46 @@ class _Placement:
         return {key: self.moved.get(key, state) for key, state in self.states.items()}
 
 
+# The resident rates for themselves (the rating link); a phone types a rating only when it is
+# marked as given by phone on the resident's behalf.
+RESIDENT_RATING_FIELDS = frozenset({"satisfaction", "comment"})
+
+
+def _on_behalf(state: RecordState | None) -> bool:
+    """Whether any head of the request marks its rating as given by phone for the resident (a
+    concurrent link rating may hold the other value beside it)."""
+    return state is not None and any(
+        h.field == "rated_on_behalf" and h.value is True for h in state.heads.values()
+    )
+
+
+def _residents_rate(
+    fresh: list[tuple[int, Change]],
+    tentative: Mapping[RecordKey, RecordState],
+    results: list[ChangeResult | None],
+) -> list[tuple[int, Change]]:
+    allowed: list[tuple[int, Change]] = []
+    for index, change in fresh:
+        state = tentative.get((change.collection, change.record_id))
+        if (
+            change.collection == "requests"
+            and isinstance(change, SetChange)
+            and change.field in RESIDENT_RATING_FIELDS
+            and change.value is not None
+            and not _on_behalf(state)
+        ):
+            results[index] = ChangeResult(
+                id=change.id,
+                status="rejected",
+                code="rating_is_the_residents",
+                message=f"requests/{change.record_id}: the rating is the resident's own: hand them the "
+                "rating link, or set rated_on_behalf to true when they rated by phone",
+            )
+        else:
+            allowed.append((index, change))
+    return allowed
+
+
 def authorize_batch(
     principal: Principal | None,
     collections: Mapping[str, CollectionSpec],
@@ -368,6 +408,7 @@ def authorize_batch(
     final = placement.final_states()
     after_scopes = resolve_scopes(collections, final, scope_rows)
     placed = {index for index, _ in placing}
+    fresh = _residents_rate([(i, c) for i, c in fresh if i not in refused], final, results)
     allowed: list[tuple[int, Change]] = []
     for index, change in fresh:
         if index in refused:

@@ -34,6 +34,7 @@ __all__ = [
     "enrolment_codes",
     "import_mappings",
     "metadata",
+    "rating_links",
     "records",
     "scope_moves",
     "sync_counter",
@@ -269,4 +270,17 @@ scope_moves = Table(
     Column("level", String(32), nullable=True),
     Column("old_scope", Text, nullable=False),
     Column("new_scope", Text, nullable=False),
+)
+
+# One-time links a resident rates a finished request through (server/registry/ratings.py): only
+# the token's SHA-256 is kept.
+rating_links = Table(
+    "rating_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("request_id", String(64), nullable=False),
+    Column("created_by", String(36), nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Column("used_at_ms", BigInteger, nullable=True),
 )
