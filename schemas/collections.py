@@ -417,6 +417,11 @@ POINTS = collection(
     scalar("reason", ShortText, description="The activity (earned) or what it bought (redeemed)"),
     scalar("at", Moment),
     scalar("recorded_by", Person),
+    scalar(
+        "activity_id", RecordRef, ref="point_activities", ref_required=False, description="From the catalogue"
+    ),
+    scalar("reward_id", RecordRef, ref="rewards", ref_required=False, description="What it bought"),
+    scalar("wish_id", RecordRef, ref="wishes", ref_required=False, description="A small wish fulfilled"),
     description="A volunteer points ledger entry; the balance is derived",
     append_only=True,
     scope_links=("resident_id",),

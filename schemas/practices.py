@@ -11,6 +11,9 @@
 * ``curtain_agreements`` (窗帘约定): a household signs up, with the hours its curtains open
   and close and who watches; only exceptions are recorded (``checkins`` with no signal, their
   follow-up and what was found), never a daily clock-in.
+* points as the report runs them: a catalogue of ``point_activities`` and ``rewards`` (the
+  village market, property-fee discounts) that ``points`` entries name, and small ``wishes``
+  (微心愿) residents post and volunteers claim and fulfil.
 """
 
 from __future__ import annotations
@@ -207,6 +210,56 @@ CURTAIN_AGREEMENTS = collection(
     scope_links=("household_id",),
 )
 
+ActivityPoints = Annotated[int, Meta(ge=1, le=100_000)]
+RewardKind = Literal["village-market", "property-fee-discount", "goods", "service", "other"]
+WishStatus = Literal["posted", "claimed", "fulfilled", "withdrawn"]
+# A wish is claimed by a volunteer, fulfilled, or released back; its poster may withdraw it.
+WISH_TRANSITIONS: Mapping[str | None, frozenset[str]] = {
+    None: frozenset({"posted"}),
+    "posted": frozenset({"claimed", "withdrawn"}),
+    "claimed": frozenset({"fulfilled", "posted"}),
+    "fulfilled": frozenset(),
+    "withdrawn": frozenset({"posted"}),
+}
+
+POINT_ACTIVITIES = collection(
+    "point_activities",
+    scalar("community_id", RecordRef, ref="communities"),
+    scalar("name", ShortText, description="e.g. 楼道清扫 (stairwell cleaning)"),
+    scalar("points", ActivityPoints, description="Points an activity earns"),
+    scalar("active", bool),
+    scalar("notes", LongText),
+    description="An activity of the points catalogue and what it earns",
+    scope_links=("community_id",),
+)
+
+REWARDS = collection(
+    "rewards",
+    scalar("community_id", RecordRef, ref="communities"),
+    scalar("name", ShortText, description="e.g. 便民菜市场代金券 (village market voucher)"),
+    scalar("kind", RewardKind),
+    scalar("cost", ActivityPoints, description="Points it costs"),
+    scalar("provider", ShortText, description="e.g. the village market, the property company"),
+    scalar("active", bool),
+    description="A reward of the points catalogue: market vouchers, property-fee discounts ...",
+    scope_links=("community_id",),
+)
+
+WISHES = collection(
+    "wishes",
+    scalar("household_id", RecordRef, ref="households", description="The household that posted it"),
+    scalar("resident_id", RecordRef, ref="residents", ref_required=False),
+    scalar("title", ShortText, description="e.g. 想要一台收音机 (a radio)"),
+    scalar("description", LongText),
+    scalar("status", WishStatus, transitions=WISH_TRANSITIONS),
+    scalar("posted_at", Moment),
+    scalar("claimed_by", RecordRef, ref="residents", ref_required=False, description="The volunteer"),
+    scalar("claimed_at", Moment),
+    scalar("fulfilled_at", Moment),
+    description="A small wish (微心愿) a resident posts and a volunteer claims and fulfils",
+    scope_links=("household_id",),
+)
+
 PRACTICES = (
     DELIBERATIONS,
     COMPOUNDS,
@@ -214,4 +267,7 @@ PRACTICES = (
     PARTY_GROUPS,
     CENTRAL_HOUSEHOLDS,
     CURTAIN_AGREEMENTS,
+    POINT_ACTIVITIES,
+    REWARDS,
+    WISHES,
 )

@@ -77,6 +77,9 @@ FIELD_RECORDS: list[tuple[str, str, dict[str, Any]]] = [
     ("party_branches", "pb1", {"community_id": "c1", "compound_id": "cp1", "committee": ["r1"]}),
     ("party_groups", "pg1", {"branch_id": "pb1", "building_id": "b1", "members": ["r1"]}),
     ("central_households", "ch1", {"household_id": "h1", "party_member_id": "r1", "serves": ["h2"]}),
+    ("point_activities", "pa1", {"community_id": "c1", "name": "Stairwell cleaning", "points": 10}),
+    ("rewards", "rw1", {"community_id": "c1", "name": "Market voucher", "kind": "village-market"}),
+    ("wishes", "wi1", {"household_id": "h1", "title": "A radio", "status": "posted"}),
 ]
 # A scalar field of each collection two phones can disagree on.
 DISPUTED = {
@@ -96,6 +99,9 @@ DISPUTED = {
     "party_groups": ("pg1", "name"),
     "central_households": ("ch1", "notes"),
     "curtain_agreements": ("ca-h1", "notes"),
+    "point_activities": ("pa1", "name"),
+    "rewards": ("rw1", "name"),
+    "wishes": ("wi1", "title"),
 }
 VALUES = {"code": ("A1", "B2"), "severity": ("low", "critical"), "phone": ("13800000001", "13900000002")}
 

@@ -17,7 +17,7 @@ import datetime
 import random
 
 from schemas.protocol import Change
-from server.registry.demo.care import write_agreements, write_points
+from server.registry.demo.care import write_agreements, write_points, write_wishes
 from server.registry.demo.deliberation import write_conflicts, write_deliberations
 from server.registry.demo.fieldwork import write_hazards, write_requests, write_visits
 from server.registry.demo.load import DemoLoad, demo_command, load_demo
@@ -44,6 +44,7 @@ def demo_changes(plan: DemoPlan = _DEFAULT_PLAN, now: datetime.datetime | None =
     write_requests(writer, plan, district, now)
     write_agreements(writer, plan, district, now)
     write_points(writer, plan, district, now)
+    write_wishes(writer, district, now)
     write_deliberations(writer, district, now)
     if plan.offline_phones:
         write_conflicts(writer, district, now)

@@ -11,7 +11,7 @@ from server.registry.demo.names import ACTIVITIES, REWARDS
 from server.registry.demo.plan import DemoPlan, District
 from server.registry.demo.writer import CHINA, Writer, at_day, moment
 
-__all__ = ["write_agreements", "write_points"]
+__all__ = ["write_agreements", "write_points", "write_wishes"]
 
 _COVERED = ("elderly-alone", "empty-nest", "widowed", "disability")
 _FOUND = ("all-well",) * 6 + ("not-at-home", "needed-help", "in-hospital")
@@ -101,13 +101,82 @@ def write_agreements(w: Writer, plan: DemoPlan, d: District, now: datetime.datet
                 )
 
 
+_ACTIVITY_POINTS = (10, 10, 5, 20, 10)
+_REWARD_KINDS = ("village-market", "property-fee-discount", "goods", "goods")
+_REWARD_COSTS = (30, 50, 40, 60)
+_WISHES = (
+    "想要一台收音机",
+    "希望有人陪着去医院复查",
+    "想学用智能手机视频通话",
+    "家里灯泡坏了想请人换",
+    "想要一副老花镜",
+)
+
+
+def _catalogue(w: Writer, d: District, start: datetime.datetime) -> None:
+    for community in sorted({c for _, c in d.grids}):
+        for index, (name, points) in enumerate(zip(ACTIVITIES, _ACTIVITY_POINTS, strict=True)):
+            w.record(
+                "point_activities",
+                f"{community}-act{index}",
+                start,
+                community_id=community,
+                name=name,
+                points=points,
+                active=True,
+            )
+        for index, (name, kind, cost) in enumerate(zip(REWARDS, _REWARD_KINDS, _REWARD_COSTS, strict=True)):
+            provider = "便民菜市场" if kind == "village-market" else "旭赢物业服务公司"
+            w.record(
+                "rewards",
+                f"{community}-rw{index}",
+                start,
+                community_id=community,
+                name=name,
+                kind=kind,
+                cost=cost,
+                provider=provider,
+                active=True,
+            )
+
+
+def write_wishes(w: Writer, d: District, now: datetime.datetime) -> None:
+    """Small wishes (微心愿) at every stage: posted, claimed by a volunteer, fulfilled."""
+    rng = w.rng
+    elderly = [h for h in d.households if d.tags[h] & set(_COVERED) and d.residents[h]]
+    for index, household in enumerate(elderly[: max(5, len(elderly) // 8)]):
+        wish = f"wish-{index:04d}"
+        at = moment(rng, now, 30)
+        w.record(
+            "wishes",
+            wish,
+            at,
+            household_id=household,
+            resident_id=d.residents[household][0],
+            title=_WISHES[index % len(_WISHES)],
+            status="posted",
+            posted_at=at,
+        )
+        stage = index % 3
+        if stage and d.volunteers:
+            at = min(now, at + datetime.timedelta(days=1))
+            w.set("wishes", wish, "status", "claimed", at)
+            w.record("wishes", wish, at, claimed_by=rng.choice(d.volunteers), claimed_at=at)
+        if stage == 2 and d.volunteers:
+            at = min(now, at + datetime.timedelta(days=2))
+            w.set("wishes", wish, "status", "fulfilled", at)
+            w.record("wishes", wish, at, fulfilled_at=at)
+
+
 def write_points(w: Writer, plan: DemoPlan, d: District, now: datetime.datetime) -> None:
     rng = w.rng
+    _catalogue(w, d, now - datetime.timedelta(days=plan.season_days))
     entry = itertools.count(1)
     for volunteer in d.volunteers:
         balance = 0
         for _ in range(rng.randint(1, 6)):
-            points = rng.choice((5, 10, 10, 20))
+            activity = rng.randrange(len(ACTIVITIES))
+            points = _ACTIVITY_POINTS[activity]
             at = moment(rng, now, plan.season_days)
             balance += points
             w.record(
@@ -117,11 +186,13 @@ def write_points(w: Writer, plan: DemoPlan, d: District, now: datetime.datetime)
                 resident_id=volunteer,
                 kind="earned",
                 points=points,
-                reason=rng.choice(ACTIVITIES),
+                reason=ACTIVITIES[activity],
+                activity_id=f"{volunteer.split('-')[0]}-act{activity}",
                 at=at,
                 recorded_by="w-demo",
             )
         if rng.random() < 0.4 and balance >= 10:
+            reward = rng.randrange(len(REWARDS))
             at = moment(rng, now, 3)
             w.record(
                 "points",
@@ -130,7 +201,8 @@ def write_points(w: Writer, plan: DemoPlan, d: District, now: datetime.datetime)
                 resident_id=volunteer,
                 kind="redeemed",
                 points=balance // 2,
-                reason=rng.choice(REWARDS),
+                reason=REWARDS[reward],
+                reward_id=f"{volunteer.split('-')[0]}-rw{reward}",
                 at=at,
                 recorded_by="w-demo",
             )
