@@ -208,7 +208,7 @@ def collection(
 
 COMMUNITIES = collection(
     "communities",
-    scalar("name", ShortText, description="e.g. Xingfu Community"),
+    scalar("name", ShortText, description="e.g. 营村社区"),
     scalar("code", Code, description="Short code used on paper forms"),
     scalar("villages", ShortText, description="The resettled villages it was built from"),
     scalar("address", ShortText),
