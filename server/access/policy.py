@@ -29,7 +29,7 @@ from server.access import personal
 from server.access.places import Scope, ScopeRow, link_target, resolve_scopes, scope_depths
 from server.access.principals import Principal
 from server.db.tables import SCOPE_COLUMNS, records, scope_moves
-from sync.merge import RecordKey, RecordState, apply_change, copy_state, scalar_value
+from sync.merge import RecordKey, RecordState, apply_batch, apply_change, copy_state, scalar_value
 
 __all__ = [
     "COMPANY_FIELDS",
@@ -335,9 +335,18 @@ def _on_behalf(state: RecordState | None) -> bool:
 
 def _residents_rate(
     fresh: list[tuple[int, Change]],
-    tentative: Mapping[RecordKey, RecordState],
+    states: Mapping[RecordKey, RecordState],
+    known: set[str],
     results: list[ChangeResult | None],
 ) -> list[tuple[int, Change]]:
+    """Refuse a rating typed on a phone unless the request (with this batch) marks it as given
+    by phone on the resident's behalf."""
+    rating = [c for _, c in fresh if c.collection == "requests" and c.field in RESIDENT_RATING_FIELDS]
+    if not rating:
+        return fresh
+    touched = {(c.collection, c.record_id) for c in rating}
+    tentative = {key: copy_state(states[key]) for key in touched}
+    apply_batch(tentative, [c for _, c in fresh if (c.collection, c.record_id) in touched], known)
     allowed: list[tuple[int, Change]] = []
     for index, change in fresh:
         state = tentative.get((change.collection, change.record_id))
@@ -408,7 +417,7 @@ def authorize_batch(
     final = placement.final_states()
     after_scopes = resolve_scopes(collections, final, scope_rows)
     placed = {index for index, _ in placing}
-    fresh = _residents_rate([(i, c) for i, c in fresh if i not in refused], final, results)
+    fresh = _residents_rate([(i, c) for i, c in fresh if i not in refused], states, known, results)
     allowed: list[tuple[int, Change]] = []
     for index, change in fresh:
         if index in refused:

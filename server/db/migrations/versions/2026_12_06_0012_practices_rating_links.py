@@ -1,7 +1,7 @@
 """One-time links a resident rates a finished request through, kept as the token's SHA-256.
 
-Revision ID: 0011_practices_rating_links
-Revises: 0010_access_enrolment_codes
+Revision ID: 0012_practices_rating_links
+Revises: 0011_privacy_attachment_refs
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_practices_rating_links"
-down_revision = "0010_access_enrolment_codes"
+revision = "0012_practices_rating_links"
+down_revision = "0011_privacy_attachment_refs"
 branch_labels = None
 depends_on = None
 
