@@ -74,7 +74,10 @@ def demo_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A real ``gridsync serve`` on a loopback port over a small demo district."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'gridsync.db'}"
     subprocess.run(
-        [sys.executable, "-m", "server.cli", "demo", "--households", "300", "--database-url", database_url],
+        [
+            *(sys.executable, "-m", "server.cli", "demo", "--households", "300", "--no-offline-phones"),
+            *("--database-url", database_url),
+        ],
         capture_output=True,
         check=True,
     )

@@ -44,7 +44,7 @@ PARTY_KINDS = ("resident", "in-work", "transient", "retired")
 # (category, title)
 REQUEST_TITLES = {
     "repair": "单元门锁坏了",
-    "plumbing": "厨房水管漏水",
+    "plumbing": "卫生间水管滴漏",
     "electrical": "楼道灯不亮",
     "cleaning": "楼道堆放杂物",
     "elderly-care": "每周两次帮忙代购",
