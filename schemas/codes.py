@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from schemas.collections import REQUEST_STATUSES
+from schemas.practices import DELIBERATION_STEPS, WISH_STATUSES
 
 __all__ = ["CODE_MEANINGS", "Code"]
 
@@ -45,6 +46,22 @@ class Code(StrEnum):
     ILLEGAL_TRANSITION_FROM_RATED = "illegal_transition_from_rated"
     ILLEGAL_TRANSITION_FROM_CANCELLED = "illegal_transition_from_cancelled"
     ILLEGAL_TRANSITION_FROM_REOPENED = "illegal_transition_from_reopened"
+    # A deliberation's step and a small wish's status (schemas/practices.py).
+    ILLEGAL_TRANSITION_FROM_COLLECT = "illegal_transition_from_collect"
+    ILLEGAL_TRANSITION_FROM_TOPIC = "illegal_transition_from_topic"
+    ILLEGAL_TRANSITION_FROM_REVIEW = "illegal_transition_from_review"
+    ILLEGAL_TRANSITION_FROM_PRE_MEETING = "illegal_transition_from_pre-meeting"
+    ILLEGAL_TRANSITION_FROM_MEETING = "illegal_transition_from_meeting"
+    ILLEGAL_TRANSITION_FROM_PUBLISH = "illegal_transition_from_publish"
+    ILLEGAL_TRANSITION_FROM_IMPLEMENT = "illegal_transition_from_implement"
+    ILLEGAL_TRANSITION_FROM_SUPERVISE = "illegal_transition_from_supervise"
+    ILLEGAL_TRANSITION_FROM_SETTLED = "illegal_transition_from_settled"
+    ILLEGAL_TRANSITION_FROM_DROPPED = "illegal_transition_from_dropped"
+    ILLEGAL_TRANSITION_FROM_POSTED = "illegal_transition_from_posted"
+    ILLEGAL_TRANSITION_FROM_CLAIMED = "illegal_transition_from_claimed"
+    ILLEGAL_TRANSITION_FROM_FULFILLED = "illegal_transition_from_fulfilled"
+    ILLEGAL_TRANSITION_FROM_WITHDRAWN = "illegal_transition_from_withdrawn"
+    RATING_IS_THE_RESIDENTS = "rating_is_the_residents"
     # Problem details: a request refused as a whole.
     INVALID_REQUEST = "invalid_request"
     INVALID_INPUT = "invalid_input"
@@ -102,13 +119,16 @@ class Code(StrEnum):
     NOTHING_TO_KEEP = "nothing_to_keep"
     CONFLICT_CHANGED = "conflict_changed"
     ALREADY_RESOLVED = "already_resolved"
+    # The resident's rating link.
+    NOT_DONE = "not_done"
+    LINK_NOT_VALID = "link_not_valid"
     REJECTED = "rejected"
 
 
 def _transition_meaning(status: str) -> str:
     return (
-        f"a request's status moves where {status!r} (the status the device saw) does not allow; "
-        "the message lists where it may go"
+        f"a state-machine field (a request's status, a deliberation's step, a wish's status) moves "
+        f"where {status!r} (the value the device saw) does not allow; the message lists where it may go"
     )
 
 
@@ -135,8 +155,9 @@ _MEANINGS: dict[str, str] = {
     "encryption_key_missing": "an ID number, while the server has no key to store it encrypted: an operator's problem, retry later",
     **{
         f"illegal_transition_from_{status}": _transition_meaning(status)
-        for status in ("new", *REQUEST_STATUSES)
+        for status in ("new", *REQUEST_STATUSES, *DELIBERATION_STEPS, *WISH_STATUSES)
     },
+    "rating_is_the_residents": "a phone typed a request's rating without marking it rated by phone on the resident's behalf (rated_on_behalf)",
     "invalid_request": "a parameter or body failed validation; `errors` says which",
     "invalid_input": "a value cannot be stored (a NUL character, a number out of range); nothing was applied",
     "malformed_body": "the body is not the message the endpoint takes; nothing of it was applied",
@@ -189,6 +210,8 @@ _MEANINGS: dict[str, str] = {
     "nothing_to_keep": "the record has no field value to keep",
     "conflict_changed": "the conflict's heads moved since it was loaded; `current` holds its state now",
     "already_resolved": "the conflict was resolved meanwhile; `current` holds its state now",
+    "not_done": "a rating link is for a done request; the request is not done (or already rated)",
+    "link_not_valid": "the rating link is unknown, used, or expired: the office issues a new one",
     "rejected": "a resolution's change was refused without a more specific code",
 }
 

@@ -39,7 +39,7 @@ from schemas.collections import (
     set_of,
 )
 
-__all__ = ["DELIBERATION_STEPS", "DELIBERATION_TRANSITIONS", "PRACTICES", "PartyMemberKind"]
+__all__ = ["DELIBERATION_STEPS", "DELIBERATION_TRANSITIONS", "PRACTICES", "WISH_STATUSES", "PartyMemberKind"]
 
 # The eight steps (八步工作法) in order, then the two ways a case ends.
 DeliberationStep = Literal[
@@ -213,6 +213,7 @@ CURTAIN_AGREEMENTS = collection(
 ActivityPoints = Annotated[int, Meta(ge=1, le=100_000)]
 RewardKind = Literal["village-market", "property-fee-discount", "goods", "service", "other"]
 WishStatus = Literal["posted", "claimed", "fulfilled", "withdrawn"]
+WISH_STATUSES: tuple[str, ...] = typing.get_args(WishStatus)
 # A wish is claimed by a volunteer, fulfilled, or released back; its poster may withdraw it.
 WISH_TRANSITIONS: Mapping[str | None, frozenset[str]] = {
     None: frozenset({"posted"}),

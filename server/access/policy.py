@@ -357,13 +357,12 @@ def _residents_rate(
             and change.value is not None
             and not _on_behalf(state)
         ):
-            results[index] = ChangeResult(
-                id=change.id,
-                status="rejected",
-                code="rating_is_the_residents",
-                message=f"requests/{change.record_id}: the rating is the resident's own: hand them the "
+            refusal = (
+                "rating_is_the_residents",
+                f"requests/{change.record_id}: the rating is the resident's own: hand them the "
                 "rating link, or set rated_on_behalf to true when they rated by phone",
             )
+            _refuse(results, index, change, refusal)
         else:
             allowed.append((index, change))
     return allowed

@@ -23,14 +23,20 @@ export const COLLECTIONS = {
       "code": "scalar",
       "party_branch": "scalar",
       "workers": "set",
-      "notes": "scalar"
+      "notes": "scalar",
+      "compound_id": "scalar",
+      "full_time_worker": "scalar",
+      "part_time_workers": "set",
+      "team_members": "set"
     },
     "scopeSelf": "grid_id",
     "scopeLinks": [
       "community_id"
     ],
     "refs": {
-      "community_id": "communities"
+      "community_id": "communities",
+      "compound_id": "compounds",
+      "team_members": "residents"
     }
   },
   "buildings": {
@@ -41,7 +47,8 @@ export const COLLECTIONS = {
       "floors": "scalar",
       "units_count": "scalar",
       "leaders": "set",
-      "notes": "scalar"
+      "notes": "scalar",
+      "compound_id": "scalar"
     },
     "scopeSelf": "building_id",
     "scopeLinks": [
@@ -49,7 +56,8 @@ export const COLLECTIONS = {
     ],
     "refs": {
       "grid_id": "grids",
-      "leaders": "residents"
+      "leaders": "residents",
+      "compound_id": "compounds"
     }
   },
   "households": {
@@ -83,14 +91,17 @@ export const COLLECTIONS = {
       "phone": "scalar",
       "tags": "set",
       "skills": "scalar",
-      "notes": "scalar"
+      "notes": "scalar",
+      "party_member_kind": "scalar",
+      "party_branch_id": "scalar"
     },
     "scopeSelf": null,
     "scopeLinks": [
       "household_id"
     ],
     "refs": {
-      "household_id": "households"
+      "household_id": "households",
+      "party_branch_id": "party_branches"
     }
   },
   "visits": {
@@ -130,7 +141,8 @@ export const COLLECTIONS = {
       "fixed_by": "scalar",
       "fixed_at": "scalar",
       "verified_by": "scalar",
-      "verified_at": "scalar"
+      "verified_at": "scalar",
+      "request_ids": "set"
     },
     "scopeSelf": null,
     "scopeLinks": [
@@ -141,7 +153,8 @@ export const COLLECTIONS = {
     "refs": {
       "household_id": "households",
       "building_id": "buildings",
-      "grid_id": "grids"
+      "grid_id": "grids",
+      "request_ids": "requests"
     }
   },
   "requests": {
@@ -156,19 +169,36 @@ export const COLLECTIONS = {
       "dispatched_to": "scalar",
       "handler": "scalar",
       "supervisor": "scalar",
+      "supervisor_id": "scalar",
       "due_date": "scalar",
       "done_at": "scalar",
       "satisfaction": "scalar",
       "comment": "scalar",
-      "photos": "set"
+      "photos": "set",
+      "building_id": "scalar",
+      "grid_id": "scalar",
+      "compound_id": "scalar",
+      "area": "scalar",
+      "channel": "scalar",
+      "hazard_id": "scalar",
+      "rated_on_behalf": "scalar",
+      "rated_at": "scalar"
     },
     "scopeSelf": null,
     "scopeLinks": [
-      "household_id"
+      "household_id",
+      "building_id",
+      "grid_id",
+      "compound_id"
     ],
     "refs": {
       "household_id": "households",
-      "resident_id": "residents"
+      "resident_id": "residents",
+      "supervisor_id": "residents",
+      "building_id": "buildings",
+      "grid_id": "grids",
+      "compound_id": "compounds",
+      "hazard_id": "hazards"
     }
   },
   "checkins": {
@@ -179,7 +209,12 @@ export const COLLECTIONS = {
       "checked_by": "scalar",
       "checked_at": "scalar",
       "notes": "scalar",
-      "task_id": "scalar"
+      "task_id": "scalar",
+      "agreement_id": "scalar",
+      "missed": "scalar",
+      "followed_up_by": "scalar",
+      "followed_up_at": "scalar",
+      "found": "scalar"
     },
     "scopeSelf": null,
     "scopeLinks": [
@@ -187,7 +222,8 @@ export const COLLECTIONS = {
     ],
     "refs": {
       "household_id": "households",
-      "task_id": "tasks"
+      "task_id": "tasks",
+      "agreement_id": "curtain_agreements"
     }
   },
   "points": {
@@ -197,14 +233,20 @@ export const COLLECTIONS = {
       "points": "scalar",
       "reason": "scalar",
       "at": "scalar",
-      "recorded_by": "scalar"
+      "recorded_by": "scalar",
+      "activity_id": "scalar",
+      "reward_id": "scalar",
+      "wish_id": "scalar"
     },
     "scopeSelf": null,
     "scopeLinks": [
       "resident_id"
     ],
     "refs": {
-      "resident_id": "residents"
+      "resident_id": "residents",
+      "activity_id": "point_activities",
+      "reward_id": "rewards",
+      "wish_id": "wishes"
     }
   },
   "tasks": {
@@ -235,6 +277,198 @@ export const COLLECTIONS = {
       "grid_id": "grids",
       "hazard_id": "hazards",
       "request_id": "requests"
+    }
+  },
+  "deliberations": {
+    "fields": {
+      "community_id": "scalar",
+      "grid_id": "scalar",
+      "title": "scalar",
+      "problem": "scalar",
+      "step": "scalar",
+      "collected_by": "scalar",
+      "collected_at": "scalar",
+      "lead_body": "scalar",
+      "deadline": "scalar",
+      "participants": "set",
+      "attended": "set",
+      "meeting_at": "scalar",
+      "decision": "scalar",
+      "published_at": "scalar",
+      "votes_for": "scalar",
+      "votes_against": "scalar",
+      "votes_abstained": "scalar",
+      "request_ids": "set",
+      "hazard_ids": "set",
+      "settled_at": "scalar",
+      "notes": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "grid_id",
+      "community_id"
+    ],
+    "refs": {
+      "community_id": "communities",
+      "grid_id": "grids",
+      "request_ids": "requests",
+      "hazard_ids": "hazards"
+    }
+  },
+  "compounds": {
+    "fields": {
+      "community_id": "scalar",
+      "name": "scalar",
+      "code": "scalar",
+      "address": "scalar",
+      "property_company": "scalar",
+      "notes": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "community_id"
+    ],
+    "refs": {
+      "community_id": "communities"
+    }
+  },
+  "party_branches": {
+    "fields": {
+      "community_id": "scalar",
+      "compound_id": "scalar",
+      "name": "scalar",
+      "secretary_id": "scalar",
+      "committee": "set",
+      "also_leads_property_committee": "scalar",
+      "notes": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "community_id"
+    ],
+    "refs": {
+      "community_id": "communities",
+      "compound_id": "compounds",
+      "secretary_id": "residents",
+      "committee": "residents"
+    }
+  },
+  "party_groups": {
+    "fields": {
+      "branch_id": "scalar",
+      "building_id": "scalar",
+      "name": "scalar",
+      "leader_id": "scalar",
+      "members": "set"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "building_id"
+    ],
+    "refs": {
+      "branch_id": "party_branches",
+      "building_id": "buildings",
+      "leader_id": "residents",
+      "members": "residents"
+    }
+  },
+  "central_households": {
+    "fields": {
+      "household_id": "scalar",
+      "party_member_id": "scalar",
+      "party_group_id": "scalar",
+      "serves": "set",
+      "sign_hung": "scalar",
+      "notes": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "household_id"
+    ],
+    "refs": {
+      "household_id": "households",
+      "party_member_id": "residents",
+      "party_group_id": "party_groups",
+      "serves": "households"
+    }
+  },
+  "curtain_agreements": {
+    "fields": {
+      "household_id": "scalar",
+      "resident_id": "scalar",
+      "signed_on": "scalar",
+      "ended_on": "scalar",
+      "circumstances": "set",
+      "open_by": "scalar",
+      "close_by": "scalar",
+      "watcher_id": "scalar",
+      "watcher": "scalar",
+      "daily_signal": "scalar",
+      "notes": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "household_id"
+    ],
+    "refs": {
+      "household_id": "households",
+      "resident_id": "residents",
+      "watcher_id": "residents"
+    }
+  },
+  "point_activities": {
+    "fields": {
+      "community_id": "scalar",
+      "name": "scalar",
+      "points": "scalar",
+      "active": "scalar",
+      "notes": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "community_id"
+    ],
+    "refs": {
+      "community_id": "communities"
+    }
+  },
+  "rewards": {
+    "fields": {
+      "community_id": "scalar",
+      "name": "scalar",
+      "kind": "scalar",
+      "cost": "scalar",
+      "provider": "scalar",
+      "active": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "community_id"
+    ],
+    "refs": {
+      "community_id": "communities"
+    }
+  },
+  "wishes": {
+    "fields": {
+      "household_id": "scalar",
+      "resident_id": "scalar",
+      "title": "scalar",
+      "description": "scalar",
+      "status": "scalar",
+      "posted_at": "scalar",
+      "claimed_by": "scalar",
+      "claimed_at": "scalar",
+      "fulfilled_at": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "household_id"
+    ],
+    "refs": {
+      "household_id": "households",
+      "resident_id": "residents",
+      "claimed_by": "residents"
     }
   }
 };
