@@ -15,6 +15,7 @@ from litestar.response import Template
 from server.access.principals import Principal, requires_admin
 from server.access.tokens import SECURITY_REQUIREMENT
 from server.errors import GridsyncError
+from server.openapi import problems
 from server.registry.ratings import RatingLinks
 from server.sync.store import SyncStore
 
@@ -41,7 +42,12 @@ class RatingLinkController(Controller):
     guards = [requires_admin]
     security = SECURITY_REQUIREMENT
 
-    @post("/{request_id:str}/rating-link", operation_id="issueRatingLink", status_code=201)
+    @post(
+        "/{request_id:str}/rating-link",
+        operation_id="issueRatingLink",
+        status_code=201,
+        responses=problems(401, 403, 404, 409, 503),
+    )
     async def issue(
         self,
         request: Request[Principal, str, Any],

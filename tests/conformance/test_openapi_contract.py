@@ -255,6 +255,17 @@ def _drive_registry(client: Client) -> None:
     assert client.get("/v1/flags", params={"kind": "weather"}).status_code == 400
     assert client.get("/v1/points/r1").status_code == 200
     assert client.get("/v1/points/nobody").status_code == 404
+    # The resident's rating link: for a done request only.
+    on_request = {"record": "q-rate", "collection": "requests"}
+    submitted = _change("status", "submitted", **on_request, at=10)
+    _push(client, [_change("household_id", "h1", **on_request), submitted])
+    assert client.post("/v1/requests/q-rate/rating-link").status_code == 409
+    moves, seen = [], submitted["id"]
+    for at, step in enumerate(("dispatched", "accepted", "done"), 11):
+        moves.append(_change("status", step, **on_request, at=at, pred=[seen]))
+        seen = moves[-1]["id"]
+    _push(client, moves)
+    assert client.post("/v1/requests/q-rate/rating-link").status_code == 201
 
 
 def _drive_attachments(client: Client) -> None:
