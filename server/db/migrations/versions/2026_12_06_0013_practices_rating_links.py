@@ -1,7 +1,7 @@
 """One-time links a resident rates a finished request through, kept as the token's SHA-256.
 
-Revision ID: 0012_practices_rating_links
-Revises: 0011_privacy_attachment_refs
+Revision ID: 0013_practices_rating_links
+Revises: 0012_desk_import_mappings
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_practices_rating_links"
-down_revision = "0011_privacy_attachment_refs"
+revision = "0013_practices_rating_links"
+down_revision = "0012_desk_import_mappings"
 branch_labels = None
 depends_on = None
 
