@@ -33,8 +33,8 @@ from server.db.tables import conflicts
 from server.errors import GridsyncError
 from server.inbox.query import InboxQuery
 from server.inbox.tracking import head_ids, heads_by_key, record_conflicts
-from sync.client import new_change_id
 from sync.hlc import format_hlc, parse_hlc
+from sync.ids import new_change_id
 from sync.merge import DELETE_CONFLICT_KEY, RecordKey, RecordState
 from sync.validate import validate_change
 
