@@ -107,7 +107,7 @@ def _expected(cls: type[Settings], name: str) -> str:
     kind = typing.get_type_hints(cls)[name]
     if typing.get_origin(kind) is Literal:
         return "one of " + ", ".join(typing.get_args(kind))
-    return "a whole number" if kind is int else f"a {kind.__name__}"
+    return "a whole number" if kind is int else f"a {getattr(kind, '__name__', kind)}"
 
 
 @lru_cache(maxsize=1)
