@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.datastructures import ResponseHeader, State
@@ -15,7 +15,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
-from litestar.types import ASGIApp, Empty
+from litestar.types import ASGIApp, ControllerRouterHandler, Empty
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.access.accounts import AccountStore
@@ -103,10 +103,8 @@ def _settings(state: State) -> Settings:
     return settings
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    settings = settings or get_settings()
-    limits = RateLimits(settings)
-    proxies = _trusted_proxies(settings)
+def _lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Opens the database and the services on start-up, closes them on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -160,6 +158,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             for each in app.state.engines.values():
                 await each.dispose()
 
+    return lifespan
+
+
+def _route_handlers(limits: RateLimits) -> list[ControllerRouterHandler]:
+    """Every route, each group behind the rate limit that fits its callers."""
     sync_routes = Router(
         path="/",
         route_handlers=[
@@ -181,28 +184,34 @@ def create_app(settings: Settings | None = None) -> Litestar:
     enrolment_routes = Router(
         path="/", route_handlers=[EnrolmentController], middleware=[limits.enrolment.middleware]
     )
+    return [
+        sync_routes,
+        sign_in_routes,
+        enrolment_routes,
+        AdminController,
+        ConflictsController,
+        RatingLinkController,
+        rating_page,
+        rating_submit,
+        admin_pages(),
+        field_app(),
+        desk_pages(),
+        enrolment_pages(),
+        create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+        health,
+        health_live,
+        health_ready,
+        metrics,
+        protocol_schema,
+    ]
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    proxies = _trusted_proxies(settings)
     app = Litestar(
-        route_handlers=[
-            sync_routes,
-            sign_in_routes,
-            enrolment_routes,
-            AdminController,
-            ConflictsController,
-            RatingLinkController,
-            rating_page,
-            rating_submit,
-            admin_pages(),
-            field_app(),
-            desk_pages(),
-            enrolment_pages(),
-            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
-            health,
-            health_live,
-            health_ready,
-            metrics,
-            protocol_schema,
-        ],
-        lifespan=[lifespan],
+        route_handlers=_route_handlers(RateLimits(settings)),
+        lifespan=[_lifespan(settings)],
         state=State({"settings": settings, "sign_in_throttle": SignInThrottle()}),
         dependencies={
             "store": Provide(_store, sync_to_thread=False),

@@ -359,7 +359,36 @@ def _parser() -> argparse.ArgumentParser:
         "(README, Scaling out)",
     )
     serve.set_defaults(run=_serve)
+    _add_db_commands(commands)
+    _add_device_commands(commands)
 
+    demo = _with_database(commands.add_parser("demo", help="load the demo district into an empty database"))
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--households", type=int, default=4_100)
+    demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
+    demo.add_argument(
+        "--no-offline-phones",
+        action="store_true",
+        help="leave out the simulated offline phones' disagreements (an empty conflict inbox)",
+    )
+    demo.set_defaults(run=_demo)
+    _add_personal_data_commands(commands)
+
+    admin = commands.add_parser("admin", help="admin users")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    create = _with_database(
+        admin_commands.add_parser("create", help="create an admin who signs in with a password")
+    )
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", choices=("district_admin", "community_admin"), default="district_admin")
+    create.add_argument("--community", action="append", help="community id, for a community admin")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    create.set_defaults(run=_admin_create)
+    add_desk_commands(commands, _with_database, _with_engine, _settings)
+    return parser
+
+
+def _add_db_commands(commands: Any) -> None:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     _with_database(db_commands.add_parser("upgrade", help="apply migrations")).set_defaults(run=_db_upgrade)
@@ -379,6 +408,8 @@ def _parser() -> argparse.ArgumentParser:
     db_compact.add_argument("--dry-run", action="store_true", help="report what would go, delete nothing")
     db_compact.set_defaults(run=_db_compact)
 
+
+def _add_device_commands(commands: Any) -> None:
     device = commands.add_parser("device", help="device tokens")
     device_commands = device.add_subparsers(dest="device_command", required=True)
     enroll = _with_database(device_commands.add_parser("enroll", help="enrol a phone; prints its token once"))
@@ -400,17 +431,8 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("device_id")
     revoke.set_defaults(run=_device_revoke)
 
-    demo = _with_database(commands.add_parser("demo", help="load the demo district into an empty database"))
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--households", type=int, default=4_100)
-    demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
-    demo.add_argument(
-        "--no-offline-phones",
-        action="store_true",
-        help="leave out the simulated offline phones' disagreements (an empty conflict inbox)",
-    )
-    demo.set_defaults(run=_demo)
 
+def _add_personal_data_commands(commands: Any) -> None:
     resident = commands.add_parser("resident", help="residents' personal data")
     resident_commands = resident.add_subparsers(dest="resident_command", required=True)
     erase = _with_database(
@@ -426,19 +448,6 @@ def _parser() -> argparse.ArgumentParser:
     key_commands.add_parser("new", help="print a new key (for GRIDSYNC_ENCRYPTION_KEY)").set_defaults(
         run=_key_new
     )
-
-    admin = commands.add_parser("admin", help="admin users")
-    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
-    create = _with_database(
-        admin_commands.add_parser("create", help="create an admin who signs in with a password")
-    )
-    create.add_argument("--name", required=True)
-    create.add_argument("--role", choices=("district_admin", "community_admin"), default="district_admin")
-    create.add_argument("--community", action="append", help="community id, for a community admin")
-    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    create.set_defaults(run=_admin_create)
-    add_desk_commands(commands, _with_database, _with_engine, _settings)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

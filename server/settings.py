@@ -1,13 +1,20 @@
-"""Settings, read once from the environment (``GRIDSYNC_*``) and passed into ``create_app``."""
+"""Settings, read once from the environment (``GRIDSYNC_*``) and passed into ``create_app``.
+
+Each field is typed; ``msgspec.convert`` reads the variables into them, so a bad value stops the
+start with one message naming the variable and what it expects.
+"""
 
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings", "get_settings"]
+import msgspec
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "SettingsError", "get_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./gridsync.db"
 
@@ -49,7 +56,7 @@ class Settings:
     trusted_proxies: str = ""
     # The session cookie's Secure flag: "auto" (when the request came over HTTPS, directly or
     # through a trusted proxy), "always" or "never".
-    secure_cookies: str = "auto"
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
     # Registry (docs/domain.md): an elderly-alone household with no checkin signal by this
     # local hour needs a visit today; the district's time zone; the largest attachment.
     checkin_cutoff_hour: int = 10
@@ -75,14 +82,32 @@ class Settings:
     database_read_urls: str = ""
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            raw = env.get(f"GRIDSYNC_{spec.name.upper()}")
-            if raw is not None:
-                values[spec.name] = int(raw) if spec.type == "int" else raw
-        return replace(cls(**values), **overrides)
+        names = {spec.name: f"GRIDSYNC_{spec.name.upper()}" for spec in fields(cls)}
+        values = {name: env[variable] for name, variable in names.items() if variable in env}
+        try:
+            # Not strict: environment values are text, read into each field's type.
+            settings = msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as error:
+            name = str(error).rpartition("$.")[2].rstrip("`")
+            raise SettingsError(names[name], _expected(cls, name), values[name]) from None
+        return replace(settings, **overrides)
+
+
+class SettingsError(ValueError):
+    """A ``GRIDSYNC_*`` variable whose value does not fit its setting."""
+
+    def __init__(self, variable: str, expected: str, value: str) -> None:
+        super().__init__(f"{variable} must be {expected}; got {value!r}")
+        self.variable = variable
+
+
+def _expected(cls: type[Settings], name: str) -> str:
+    kind = typing.get_type_hints(cls)[name]
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(typing.get_args(kind))
+    return "a whole number" if kind is int else f"a {getattr(kind, '__name__', kind)}"
 
 
 @lru_cache(maxsize=1)

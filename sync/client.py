@@ -7,9 +7,7 @@ the stdlib ``sqlite3``; the network is any httpx client (sync or async).
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -37,6 +35,8 @@ from schemas.protocol import (
     SnapshotResponse,
 )
 from sync.hlc import HybridClock
+from sync.ids import new_change_id, uuid7
+from sync.local_store import LOCAL_SCHEMA
 from sync.merge import (
     RecordKey,
     RecordState,
@@ -57,56 +57,6 @@ _PUSHED = msgspec.json.Decoder(PushResponse)
 _EXCHANGED = msgspec.json.Decoder(ExchangeResponse)
 _PULLED = msgspec.json.Decoder(PullResponse)
 _SNAPSHOT = msgspec.json.Decoder(SnapshotResponse)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS changes (
-    local_seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    collection TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    -- 'pending': made here, not yet acknowledged; 'synced'; 'rejected': refused by the server
-    status TEXT NOT NULL,
-    code TEXT,
-    message TEXT
-);
--- The outbox: only the changes still to push. Marking a pushed change synced takes it out of
--- this index, where an index of (status, local_seq) moved it within (a phone marks 500 a push).
-DROP INDEX IF EXISTS ix_changes_pending;
-CREATE INDEX IF NOT EXISTS ix_changes_outbox ON changes (local_seq) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS ix_changes_record ON changes (collection, record_id);
-CREATE TABLE IF NOT EXISTS records (
-    collection TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    state BLOB NOT NULL,
-    PRIMARY KEY (collection, record_id)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- Records a snapshot sent as written after its sync_cursor: their changes up to seq, pulled
--- again afterwards, are already in their states. Emptied once a pull is caught up.
-CREATE TABLE IF NOT EXISTS snapshot_seqs (
-    collection TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (collection, record_id)
-);
-"""
-
-
-def new_change_id() -> str:
-    """A UUIDv7: time-ordered, so ids of one phone sort roughly by creation, and a server's
-    unique index on them grows at its right edge instead of rewriting a page per new id."""
-    if hasattr(uuid, "uuid7"):
-        return str(uuid.uuid7())
-    return uuid7(time.time_ns() // 1_000_000, os.urandom(10))
-
-
-def uuid7(unix_ms: int, entropy: bytes) -> str:
-    """The UUIDv7 (RFC 9562) of a Unix time in milliseconds and 10 bytes of entropy."""
-    raw = bytearray(unix_ms.to_bytes(6, "big") + entropy)
-    raw[6] = (raw[6] & 0x0F) | 0x70
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return str(uuid.UUID(bytes=bytes(raw)))
 
 
 class ResyncRequiredError(Exception):
@@ -141,7 +91,7 @@ class Replica:
         # returns (synchronous=FULL), so an edit made offline survives a dead battery.
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(LOCAL_SCHEMA)
         stored_id = self._meta("replica_id")
         self.replica_id = stored_id or replica_id or f"r{uuid.uuid4().hex[:12]}"
         if stored_id is None:
@@ -418,6 +368,9 @@ class Replica:
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         return headers | (extra or {})
 
+    def _pull_params(self, limit: int) -> dict[str, Any]:
+        return {"limit": limit, "since": self.cursor} if self.cursor else {"limit": limit}
+
     def sync(self, http: httpx.Client, *, push_batch: int = 500, pull_limit: int = 1000) -> SyncReport:
         """Push everything pending and pull until caught up. Each round trip is an exchange: the
         next batch pushed (or none) and the page after the cursor pulled, in one request, so a
@@ -425,12 +378,9 @@ class Replica:
         report = SyncReport()
         while True:
             request = self.push_request(push_batch) or PushRequest(replica_id=self.replica_id, changes=[])
-            params: dict[str, Any] = {"limit": pull_limit}
-            if self.cursor:
-                params["since"] = self.cursor
             reply = http.post(
                 "/v1/sync/exchange",
-                params=params,
+                params=self._pull_params(pull_limit),
                 content=_json_encoder.encode(request),
                 headers=self._headers({"content-type": "application/json"}),
             )
@@ -464,10 +414,7 @@ class Replica:
     def _pull_pages(self, http: httpx.Client, report: SyncReport, pull_limit: int) -> None:
         """Pull until caught up, page by page (for a server without the exchange)."""
         while True:
-            params: dict[str, Any] = {"limit": pull_limit}
-            if self.cursor:
-                params["since"] = self.cursor
-            reply = http.get("/v1/sync/pull", params=params, headers=self._headers())
+            reply = http.get("/v1/sync/pull", params=self._pull_params(pull_limit), headers=self._headers())
             if reply.status_code == 409:
                 self._resync(http, report, scope_changed=reply.json().get("code") == "scope_changed")
                 return

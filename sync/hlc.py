@@ -23,6 +23,7 @@ __all__ = [
     "Timestamp",
     "format_hlc",
     "hlc_wall_ms",
+    "now_ms",
     "parse_hlc",
 ]
 
@@ -57,7 +58,8 @@ def parse_hlc(hlc: str) -> Timestamp:
     return Timestamp(int(match[1]), int(match[2]), match[3])
 
 
-def _wall_clock_ms() -> int:
+def now_ms() -> int:
+    """The wall clock in Unix milliseconds: the one clock the server and the client read."""
     return time.time_ns() // 1_000_000
 
 
@@ -78,7 +80,7 @@ class HybridClock:
         wall_ms: int = 0,
         counter: int = 0,
         max_ahead_ms: int = MAX_FOLLOW_AHEAD_MS,
-        now_ms: Callable[[], int] = _wall_clock_ms,
+        now_ms: Callable[[], int] = now_ms,
     ) -> None:
         if not REPLICA_ID_PATTERN.match(replica_id):
             raise ValueError(f"replica id {replica_id!r} must be 1-64 of A-Z a-z 0-9 _ . : -")

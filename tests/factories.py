@@ -19,6 +19,25 @@ from sync.hlc import format_hlc
 
 _counter = itertools.count(1)
 PASSWORD = "correct horse battery"
+ID_NUMBER = "110101199001011234"
+# Two communities, three grids with a building and a household each, two residents and a visit:
+# (collection, id, fields), parents first, as a district-wide device pushes them.
+TWO_COMMUNITIES: list[tuple[str, str, dict[str, Any]]] = [
+    ("communities", "c1", {"name": "Xingfu"}),
+    ("communities", "c2", {"name": "Heping"}),
+    ("grids", "g1", {"community_id": "c1", "name": "Grid 1"}),
+    ("grids", "g2", {"community_id": "c1", "name": "Grid 2"}),
+    ("grids", "g3", {"community_id": "c2", "name": "Grid 3"}),
+    ("buildings", "b1", {"grid_id": "g1", "name": "Building 1"}),
+    ("buildings", "b2", {"grid_id": "g2", "name": "Building 2"}),
+    ("buildings", "b3", {"grid_id": "g3", "name": "Building 3"}),
+    ("households", "h1", {"building_id": "b1", "address": "1-101"}),
+    ("households", "h2", {"building_id": "b2", "address": "2-101"}),
+    ("households", "h3", {"building_id": "b3", "address": "3-101"}),
+    ("residents", "r1", {"household_id": "h1", "name": "Wang Fang", "id_number": ID_NUMBER}),
+    ("residents", "r2", {"household_id": "h2", "name": "Li Lei"}),
+    ("visits", "v1", {"household_id": "h1", "purpose": "routine"}),
+]
 
 
 async def _create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
@@ -68,6 +87,19 @@ async def enroll_worker(settings: Settings, name: str, role: str, scope: UserSco
     finally:
         await engine.dispose()
     return user.id, token
+
+
+def audit_entries(settings: Settings, action: str) -> list[Any]:
+    """The audit log's entries of one action, newest first."""
+
+    async def read() -> list[Any]:
+        engine = create_engine(settings.database_url)
+        try:
+            return list(await AccountStore(engine).audit_entries(action=action))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
 
 
 def change_id() -> str:

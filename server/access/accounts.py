@@ -8,12 +8,9 @@ is exchanged once, before it expires, for a device token.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -22,12 +19,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from schemas.accounts import AuditEntry, DeviceInfo, EnrolmentCode, UserInfo
+from server.access.credentials import hash_token, new_code, new_token, normalise_code
 from server.access.principals import ROLES, Principal, UserScope
 from server.db.engine import pooled_rows
 from server.db.tables import audit_log, devices, enrolment_codes, records, users
 from server.errors import GridsyncError
+from sync.hlc import now_ms
 
 __all__ = [
     "AccountStore",
@@ -40,10 +40,6 @@ __all__ = [
 ]
 
 SESSION_LIFETIME_MS = 12 * 3600 * 1000
-# Enrolment codes: 12 symbols of Crockford's base32 (60 bits), typed by a person in groups of 4.
-_CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_CODE_LENGTH = 12
-
 _hasher = PasswordHasher()
 _json = msgspec.json.Encoder()
 # Every request runs this: one statement on the unique token_hash index, sent to the driver as
@@ -55,15 +51,6 @@ _CREDENTIAL = (
 )
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def hash_token(token: str) -> str:
-    # 256 random bits need no slow hash: SHA-256 makes a leaked table useless.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
     """A hash no password matches: a sign-in as an unknown user verifies against it, so it takes
@@ -71,30 +58,32 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
-def normalise_code(code: str) -> str:
-    """An enrolment code as typed (any case, with spaces or dashes) in its canonical form."""
-    return (
-        "".join(code.split()).replace("-", "").upper().replace("O", "0").replace("I", "1").replace("L", "1")
-    )
-
-
-def _new_code() -> str:
-    symbols = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
-    return "-".join(symbols[i : i + 4] for i in range(0, _CODE_LENGTH, 4))
-
-
 def _scope_json(scope: UserScope) -> str:
-    return _json.encode(asdict(scope)).decode()
+    return _json.encode(scope).decode()
 
 
-def _scope_from_json(raw: str) -> UserScope:
-    data = msgspec.json.decode(raw)
-    return UserScope(
-        communities=tuple(data.get("communities", ())),
-        grids=tuple(data.get("grids", ())),
-        buildings=tuple(data.get("buildings", ())),
-        company=data.get("company"),
-    )
+# A stored scope, read into the principal's UserScope (a missing kind: none of it).
+_scope_from_json = msgspec.json.Decoder(UserScope).decode
+
+
+def _device_row(
+    device_id: str, name: str, user_id: str | None, kind: str, token: str, now: int
+) -> dict[str, Any]:
+    expires_at_ms = now + SESSION_LIFETIME_MS if kind == "session" else None
+    return {
+        "id": device_id,
+        "name": name,
+        "user_id": user_id,
+        "kind": kind,
+        "token_hash": hash_token(token),
+        "created_at_ms": now,
+        "expires_at_ms": expires_at_ms,
+    }
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise GridsyncError(400, "unknown_role", f"role {role!r} is not one of: {', '.join(ROLES)}")
 
 
 def sign_in_slowed(retry_after_s: int) -> GridsyncError:
@@ -105,58 +94,6 @@ def sign_in_slowed(retry_after_s: int) -> GridsyncError:
         f"too many wrong passwords for this name from this address; try again in {retry_after_s} s",
         headers={"Retry-After": str(retry_after_s)},
     )
-
-
-class UserInfo(msgspec.Struct):
-    id: str
-    name: str
-    role: str
-    communities: list[str]
-    grids: list[str]
-    buildings: list[str]
-    company: str | None
-    created_at_ms: int
-    disabled: bool
-
-    @property
-    def home_community(self) -> str | None:
-        """The community an admin action on this user is filed under in the audit log."""
-        return self.communities[0] if self.communities else None
-
-
-class DeviceInfo(msgspec.Struct):
-    id: str
-    name: str
-    user_id: str | None
-    user_name: str | None
-    role: str | None
-    created_at_ms: int
-    revoked_at_ms: int | None
-    last_seen_at_ms: int | None
-    clock_skew_ms: int | None
-    clock_flagged_at_ms: int | None
-
-
-class EnrolmentCode(msgspec.Struct):
-    """A one-time code a phone exchanges for its token (``POST /v1/enrol``); shown only once."""
-
-    id: str
-    code: str
-    user: UserInfo
-    expires_at_ms: int
-
-
-class AuditEntry(msgspec.Struct):
-    id: int
-    at_ms: int
-    actor_user_id: str | None
-    actor_name: str | None
-    actor_device_id: str | None
-    address: str | None
-    action: str
-    target: str | None
-    community_id: str | None
-    detail: dict[str, Any]
 
 
 def _user_info(row: Any) -> UserInfo:
@@ -184,8 +121,7 @@ class AccountStore:
     async def create_user(
         self, name: str, role: str, scope: UserScope, password: str | None = None
     ) -> UserInfo:
-        if role not in ROLES:
-            raise GridsyncError(400, "unknown_role", f"role {role!r} is not one of: {', '.join(ROLES)}")
+        _check_role(role)
         user_id = str(uuid.uuid4())
         row = {
             "id": user_id,
@@ -194,7 +130,7 @@ class AccountStore:
             "scope": _scope_json(scope),
             "password_hash": None if password is None else _hasher.hash(password),
             "failed_logins": 0,
-            "created_at_ms": _now_ms(),
+            "created_at_ms": now_ms(),
         }
         try:
             async with self.engine.begin() as connection:
@@ -221,8 +157,7 @@ class AccountStore:
         return [_user_info(row) for row in rows]
 
     async def update_user(self, user_id: str, role: str, scope: UserScope) -> UserInfo:
-        if role not in ROLES:
-            raise GridsyncError(400, "unknown_role", f"role {role!r} is not one of: {', '.join(ROLES)}")
+        _check_role(role)
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 update(users).where(users.c.id == user_id).values(role=role, scope=_scope_json(scope))
@@ -255,19 +190,11 @@ class AccountStore:
                 "or enrol it for a user with a narrower role",
             )
         device_id = str(uuid.uuid4())
-        token = f"gs_{secrets.token_urlsafe(32)}"
-        now = _now_ms()
+        token = new_token()
+        now = now_ms()
         async with self.engine.begin() as connection:
             await connection.execute(
-                devices.insert().values(
-                    id=device_id,
-                    name=name,
-                    user_id=user_id,
-                    kind=kind,
-                    token_hash=hash_token(token),
-                    created_at_ms=now,
-                    expires_at_ms=now + SESSION_LIFETIME_MS if kind == "session" else None,
-                )
+                devices.insert().values(_device_row(device_id, name, user_id, kind, token, now))
             )
         return device_id, token
 
@@ -292,6 +219,12 @@ class AccountStore:
     ) -> tuple[str, str]:
         """Enrol a phone for ``user`` and write the audit entry; returns (device id, token)."""
         device_id, token = await self.enroll_device(user.id, name)
+        await self._audit_enrolment(actor, user, device_id, name, address)
+        return device_id, token
+
+    async def _audit_enrolment(
+        self, actor: Principal, user: UserInfo, device_id: str, name: str, address: str, **detail: Any
+    ) -> None:
         await self.audit(
             actor,
             "device_enroll",
@@ -302,8 +235,8 @@ class AccountStore:
             user_id=user.id,
             role=user.role,
             grids=user.grids,
+            **detail,
         )
-        return device_id, token
 
     async def places_outside(self, scope: UserScope, communities: Sequence[str]) -> list[str]:
         """The grids and buildings of ``scope`` that are not known places inside ``communities``
@@ -325,8 +258,8 @@ class AccountStore:
 
     async def issue_code(self, actor: Principal, user: UserInfo, ttl_s: int, address: str) -> EnrolmentCode:
         """A one-time enrolment code for a phone of ``user``, valid ``ttl_s`` seconds; audited."""
-        code = _new_code()
-        now = _now_ms()
+        code = new_code()
+        now = now_ms()
         issued = EnrolmentCode(id=str(uuid.uuid4()), code=code, user=user, expires_at_ms=now + ttl_s * 1000)
         async with self.engine.begin() as connection:
             await connection.execute(
@@ -358,63 +291,60 @@ class AccountStore:
 
         The code is spent in the same transaction that creates the device, by a conditional
         UPDATE: of two phones sending the same code at once, exactly one gets a token."""
-        now = _now_ms()
+        now = now_ms()
+        device_id = str(uuid.uuid4())
+        token = new_token()
+        async with self.engine.begin() as connection:
+            code_id, owner = await self._spend_code(connection, code, device_id, now)
+            await connection.execute(
+                devices.insert().values(_device_row(device_id, name, owner.id, "device", token, now))
+            )
+        user = _user_info(owner)
+        await self._audit_enrolment(
+            Principal(user_id=user.id, user_name=user.name, role=user.role, device_id=device_id),
+            user,
+            device_id,
+            name,
+            address,
+            enrolment_code=code_id,
+            replica_id=replica_id,
+        )
+        return device_id, token
+
+    async def _spend_code(
+        self, connection: AsyncConnection, code: str, device_id: str, now: int
+    ) -> tuple[str, Any]:
+        """Mark the code used by ``device_id``; returns its id and its user's row. A conditional
+        UPDATE: of two phones sending the same code at once, exactly one spends it."""
         refused = GridsyncError(
             400,
             "invalid_enrolment_code",
             "this enrolment code is unknown, expired or already used; ask an admin for a new one",
         )
-        device_id = str(uuid.uuid4())
-        token = f"gs_{secrets.token_urlsafe(32)}"
-        async with self.engine.begin() as connection:
-            row = (
-                await connection.execute(
-                    select(enrolment_codes.c.id, enrolment_codes.c.user_id).where(
-                        enrolment_codes.c.code_hash == hash_token(normalise_code(code))
-                    )
-                )
-            ).one_or_none()
-            if row is None:
-                raise refused
-            spent = await connection.execute(
-                update(enrolment_codes)
-                .where(
-                    and_(
-                        enrolment_codes.c.id == row.id,
-                        enrolment_codes.c.used_at_ms.is_(None),
-                        enrolment_codes.c.expires_at_ms > now,
-                    )
-                )
-                .values(used_at_ms=now, device_id=device_id)
-            )
-            owner = (await connection.execute(select(users).where(users.c.id == row.user_id))).one_or_none()
-            if not spent.rowcount or owner is None or owner.disabled_at_ms is not None:
-                raise refused
+        row = (
             await connection.execute(
-                devices.insert().values(
-                    id=device_id,
-                    name=name,
-                    user_id=owner.id,
-                    kind="device",
-                    token_hash=hash_token(token),
-                    created_at_ms=now,
+                select(enrolment_codes.c.id, enrolment_codes.c.user_id).where(
+                    enrolment_codes.c.code_hash == hash_token(normalise_code(code))
                 )
             )
-        user = _user_info(owner)
-        await self.audit(
-            Principal(user_id=user.id, user_name=user.name, role=user.role, device_id=device_id),
-            "device_enroll",
-            device_id,
-            address=address,
-            community_id=user.home_community,
-            device_name=name,
-            user_id=user.id,
-            role=user.role,
-            grids=user.grids,
-            enrolment_code=row.id,
-            replica_id=replica_id,
+        ).one_or_none()
+        if row is None:
+            raise refused
+        spent = await connection.execute(
+            update(enrolment_codes)
+            .where(
+                and_(
+                    enrolment_codes.c.id == row.id,
+                    enrolment_codes.c.used_at_ms.is_(None),
+                    enrolment_codes.c.expires_at_ms > now,
+                )
+            )
+            .values(used_at_ms=now, device_id=device_id)
         )
-        return device_id, token
+        owner = (await connection.execute(select(users).where(users.c.id == row.user_id))).one_or_none()
+        if not spent.rowcount or owner is None or owner.disabled_at_ms is not None:
+            raise refused
+        return row.id, owner
 
     async def authenticate(self, token: str) -> Principal | None:
         """The caller behind a token, looked up on every request (so a revocation holds from
@@ -426,7 +356,7 @@ class AccountStore:
         device_id, name, kind, expires_at_ms, user_id, user_name, role, scope, disabled_at_ms = found[0]
         if disabled_at_ms is not None:
             return None
-        if expires_at_ms is not None and expires_at_ms < _now_ms():
+        if expires_at_ms is not None and expires_at_ms < now_ms():
             return None
         if user_id is None:
             # A device enrolled without a user (protocol-level tooling): district-wide access.
@@ -464,7 +394,7 @@ class AccountStore:
             result = await connection.execute(
                 update(devices)
                 .where(devices.c.id == device_id, devices.c.revoked_at_ms.is_(None))
-                .values(revoked_at_ms=_now_ms())
+                .values(revoked_at_ms=now_ms())
             )
         return bool(result.rowcount)
 
@@ -513,7 +443,7 @@ class AccountStore:
         async with self.engine.begin() as connection:
             await connection.execute(
                 audit_log.insert().values(
-                    at_ms=_now_ms(),
+                    at_ms=now_ms(),
                     actor_user_id=actor.user_id if actor else None,
                     actor_name=actor.user_name if actor else None,
                     actor_device_id=actor.device_id if actor else None,

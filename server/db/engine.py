@@ -97,15 +97,11 @@ def _reset_if_open(dbapi_connection: Any, _record: Any, state: Any) -> None:
 
 
 def create_engine(url: str, *, pool_size: int = 20, connect_timeout: float = 5.0) -> AsyncEngine:
-    # A connection going back to the pool is rolled back only when its driver says a
-    # transaction is open (_reset_if_open): the pool's unconditional rollback was one more trip
-    # on every return, on aiosqlite a hop to the driver's thread, 70 us of CPU a checkout and
-    # 3-4 checkouts a phone's sync, for connections that mostly ran one autocommitted read.
+    # A connection going back to the pool is rolled back only when a transaction is open
+    # (_reset_if_open): most ran one autocommitted read, and a rollback is a trip each.
     if is_sqlite(url):
-        # Two connections: the push writer keeps one while pushes keep coming, the reads share
-        # the other. Each aiosqlite connection is a thread; more of them only contend for the
-        # GIL (a storm of 500 phones: 3.5 ms of server CPU per device with SQLAlchemy's default
-        # pool of up to 15, 2.6 ms with two). SQLite has one writer at a time anyway.
+        # Two connections, the push writer's and the reads': each aiosqlite connection is a
+        # thread, more only contend for the GIL, and SQLite has one writer at a time anyway.
         engine = create_async_engine(
             url,
             pool_size=2,
@@ -120,9 +116,8 @@ def create_engine(url: str, *, pool_size: int = 20, connect_timeout: float = 5.0
         event.listen(engine.sync_engine, "reset", _reset_if_open)
         return engine
     # The bounded connect and pool waits turn an outage into a prompt 503, not a hanging request.
-    # No overflow: every connection opened stays in the pool. In a storm of phones overflow
-    # connections were opened and closed again, each with a connect (asyncpg's TLS attempt, the
-    # startup) and a new prepare of every statement it ran: 15-20% of the storm's server CPU.
+    # No overflow: every connection stays in the pool, so none pays a connect and its prepares
+    # again and again in a storm of phones.
     engine = create_async_engine(
         url,
         pool_size=pool_size,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 
 from sqlalchemy import and_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +27,7 @@ from server.access.policy import reads_filter
 from server.access.principals import Principal
 from server.db.tables import attachment_refs, attachments, records
 from server.errors import GridsyncError
+from sync.hlc import now_ms
 
 __all__ = ["SHA256_PATTERN", "AttachmentStore", "check_hash", "sniff_media_type", "strip_metadata"]
 
@@ -156,7 +156,7 @@ class AttachmentStore:
                     "size": len(content),
                     "media_type": media_type,
                     "content": content,
-                    "created_at_ms": time.time_ns() // 1_000_000,
+                    "created_at_ms": now_ms(),
                 },
             )
         return AttachmentStored(

@@ -16,8 +16,8 @@ docs/security.md says what a phone sees.
 
 from __future__ import annotations
 
-import time
 import uuid
+from typing import Any
 
 import msgspec
 from sqlalchemy import delete, insert, select, update
@@ -38,6 +38,7 @@ from server.db.tables import (
 )
 from server.errors import GridsyncError
 from server.sync.store import SyncStore
+from sync.hlc import now_ms
 from sync.merge import RecordState, state_codec
 from sync.validate import RECORD_ID_PATTERN
 
@@ -83,7 +84,7 @@ async def _erase(
 ) -> ResidentErased:
     collection = "residents"
     same = (records.c.collection == collection, records.c.record_id == resident_id)
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     # Taken first: pushes wait meanwhile, and the delete's seq follows every logged change.
     last_seq = (
         await connection.execute(
@@ -114,6 +115,33 @@ async def _erase(
             delete(changes).where(changes.c.collection == collection, changes.c.record_id == resident_id)
         )
     ).rowcount
+    await _log_the_delete(connection, erased, row, seq, principal.device_id if principal else None, now)
+    await _forget_conflicts(connection, collection, resident_id)
+    await connection.execute(update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq))
+    await connection.execute(
+        insert(audit_log).values(
+            at_ms=now,
+            actor_user_id=principal.user_id if principal else None,
+            actor_name=principal.user_name if principal else None,
+            actor_device_id=principal.device_id if principal else None,
+            address=address,
+            action="resident_erase",
+            target=f"{collection}/{resident_id}",
+            community_id=row.community_id,
+            detail=_json_encode(
+                {"purged_changes": purged, "seq": seq, "delete_change_id": erased.id}
+            ).decode(),
+        )
+    )
+    return ResidentErased(resident_id=resident_id, purged_changes=purged, delete_change_id=erased.id, seq=seq)
+
+
+async def _log_the_delete(
+    connection: AsyncConnection, erased: DeleteChange, row: Any, seq: int, device_id: str | None, now: int
+) -> None:
+    """The delete as the record's only change and head; the record leaves every scope."""
+    collection, resident_id = erased.collection, erased.record_id
+    same = (records.c.collection == collection, records.c.record_id == resident_id)
     await connection.execute(
         insert(changes).values(
             seq=seq,
@@ -125,7 +153,7 @@ async def _erase(
             value="null",
             hlc=erased.hlc,
             pred=_json_encode(list(erased.pred)).decode(),
-            device_id=principal.device_id if principal else None,
+            device_id=device_id,
             received_at_ms=now,
         )
     )
@@ -152,6 +180,9 @@ async def _erase(
             new_scope=_json_encode([None] * len(old_place)).decode(),
         )
     )
+
+
+async def _forget_conflicts(connection: AsyncConnection, collection: str, resident_id: str) -> None:
     of_record = select(conflicts.c.id).where(
         conflicts.c.collection == collection, conflicts.c.record_id == resident_id
     )
@@ -159,20 +190,3 @@ async def _erase(
     await connection.execute(
         delete(conflicts).where(conflicts.c.collection == collection, conflicts.c.record_id == resident_id)
     )
-    await connection.execute(update(sync_counter).where(sync_counter.c.id == 1).values(last_seq=seq))
-    await connection.execute(
-        insert(audit_log).values(
-            at_ms=now,
-            actor_user_id=principal.user_id if principal else None,
-            actor_name=principal.user_name if principal else None,
-            actor_device_id=principal.device_id if principal else None,
-            address=address,
-            action="resident_erase",
-            target=f"{collection}/{resident_id}",
-            community_id=row.community_id,
-            detail=_json_encode(
-                {"purged_changes": purged, "seq": seq, "delete_change_id": erased.id}
-            ).decode(),
-        )
-    )
-    return ResidentErased(resident_id=resident_id, purged_changes=purged, delete_change_id=erased.id, seq=seq)

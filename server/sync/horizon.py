@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from server.db.engine import classify_database_error, driver_rows
 from server.db.paging import chunks
 from server.db.tables import changes, compacted_changes, devices, records, sync_counter
 from server.settings import Settings
+from sync import hlc
 from sync.merge import state_codec
 
 __all__ = [
@@ -44,10 +44,6 @@ __all__ = [
 
 _PAGE = 2_000
 _digest_encode = msgspec.json.Encoder(order="sorted").encode
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def change_digest(
@@ -99,7 +95,7 @@ class PullAcknowledgements:
         """Note that ``device_id`` holds everything up to the (already validated) cursor."""
         # A cursor is "<epoch>.<seq>" or "<epoch>.<seq>.<scope fingerprint>".
         seq = int(since.partition(".")[2].partition(".")[0]) if since else 0
-        now = _now_ms()
+        now = hlc.now_ms()
         last = self._written.get(device_id)
         if last is not None and (seq <= last[0] or now - last[1] < self.interval_ms):
             return
@@ -108,7 +104,7 @@ class PullAcknowledgements:
             if device_id not in self._pending:
                 return  # an earlier turn wrote it along with its own
             batch, self._pending = self._pending, {}
-            await self._write(batch, _now_ms())
+            await self._write(batch, hlc.now_ms())
 
     async def _write(self, batch: dict[str, int], now: int) -> None:
         try:
@@ -178,7 +174,7 @@ async def compact(
     page by page, each page in its own short transaction with its ids kept in
     ``compacted_changes``. Safe beside running pushes: a change that is not a head never
     becomes one again, so a concurrent push cannot make a deleted row needed."""
-    now = _now_ms() if now_ms is None else now_ms
+    now = hlc.now_ms() if now_ms is None else now_ms
     async with engine.begin() as connection:
         horizon, old_seq, acked_seq, active = await plan_horizon(connection, settings, now)
         previous = int((await connection.execute(select(sync_counter.c.compacted_seq))).scalar_one())
@@ -208,28 +204,7 @@ async def compact(
             kept += len(rows) - len(gone)
             removed += len(gone)
             if gone and not dry_run:
-                await connection.execute(
-                    compacted_changes.insert(),
-                    [
-                        {
-                            "id": row.id,
-                            "seq": row.seq,
-                            "digest": change_digest(
-                                row.collection,
-                                row.record_id,
-                                row.field,
-                                row.op,
-                                msgspec.json.decode(row.value),
-                                row.hlc,
-                                msgspec.json.decode(row.pred),
-                            ),
-                        }
-                        for row in gone
-                    ],
-                )
-                seqs = [row.seq for row in gone]
-                for chunk in chunks(seqs):
-                    await connection.execute(delete(changes).where(changes.c.seq.in_(chunk)))
+                await _forget(connection, gone)
     return CompactionReport(
         horizon=horizon,
         old_seq=old_seq,
@@ -241,6 +216,31 @@ async def compact(
         kept_heads=kept,
         dry_run=dry_run,
     )
+
+
+async def _forget(connection: AsyncConnection, gone: Sequence[Any]) -> None:
+    """Delete the change rows ``gone``, keeping each one's id and digest in ``compacted_changes``."""
+    await connection.execute(
+        compacted_changes.insert(),
+        [
+            {
+                "id": row.id,
+                "seq": row.seq,
+                "digest": change_digest(
+                    row.collection,
+                    row.record_id,
+                    row.field,
+                    row.op,
+                    msgspec.json.decode(row.value),
+                    row.hlc,
+                    msgspec.json.decode(row.pred),
+                ),
+            }
+            for row in gone
+        ],
+    )
+    for chunk in chunks([row.seq for row in gone]):
+        await connection.execute(delete(changes).where(changes.c.seq.in_(chunk)))
 
 
 async def _head_ids(connection: AsyncConnection, keys: set[tuple[str, str]]) -> set[str]:

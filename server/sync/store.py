@@ -69,18 +69,10 @@ _POSITION = "SELECT epoch, last_seq, compacted_seq FROM sync_counter WHERE id = 
 
 
 _PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value", "hlc", "pred")
-# An unscoped pull in one statement of one text column (one column a row instead of four: about
-# a sixth less of SQLite's read of a 5,000-change page): first the counter's row, a JSON array of
-# the epoch, the last seq and the compaction floor, then each change as ready JSON text, made by
-# the database from its row (value and pred are stored as JSON already), with the keys of
-# PulledChange in order and ``seq`` last (``_seq_of`` reads it back for the cursor).
-# The page's seqs are bounded on both sides besides its LIMIT (``after < seq <= after + limit
-# + 1``, one more than the page to tell whether there is more): above the compaction floor the
-# log has no gaps (seqs are taken under the counter's lock, and only compaction deletes, below
-# the floor) and a cursor below the floor is refused, so the bound drops no row. It lets
-# PostgreSQL plan the prepared statement once: priced for an unknown cursor and limit alone, the
-# generic plan looked dearer than each custom one, and the statement was planned afresh on
-# every pull (tests/reliability/test_young_database.py).
+# An unscoped pull in one statement of one text column: the counter's row (a JSON array of epoch,
+# last seq and floor), then each change as JSON text made by the database, ``seq`` last
+# (``_seq_of``). The log has no gaps above the floor, so bounding seq on both sides drops no row
+# and lets PostgreSQL plan the prepared statement once (tests/reliability/test_young_database.py).
 _PULL_JSON_SQLITE = (
     "SELECT json_array(epoch, last_seq, compacted_seq) FROM sync_counter WHERE id = 1 UNION ALL "
     "SELECT * FROM (SELECT json_object('id', id, 'collection', collection, 'record_id', "
@@ -365,6 +357,20 @@ class SyncStore:
                 left = [RecordRef(collection=c, id=r) for c, r in gone]
             else:
                 end = rows[-1].seq if rows else after
+        pulled, facts = self._page_changes(rows, entered, end, principal, raw_json=raw_json)
+        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
+
+    def _page_changes(
+        self,
+        rows: Sequence[Any],
+        entered: Sequence[tuple[str, str, bytes]],
+        end: int,
+        principal: Principal | None,
+        *,
+        raw_json: bool,
+    ) -> tuple[list[PulledChange], list[RecordFacts]]:
+        """A pull page's changes (masked for the principal) and the heads and facts of the
+        records that entered its scope."""
         wrap = (lambda raw: msgspec.Raw(raw.encode())) if raw_json else _json_decode
         # ID numbers are masked, or opened for admins; the unscoped caller's go through here too.
         masked = self._masked
@@ -412,7 +418,7 @@ class SyncStore:
                 facts.append(
                     RecordFacts(collection=collection, id=record_id, covered=covered, pending=pending)
                 )
-        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
+        return pulled, facts
 
     async def pull_json(
         self, since: str | None, limit: int, *, principal: Principal | None = None, at_least: int = 0
@@ -579,30 +585,7 @@ class SyncStore:
             rows = (await connection.execute(query, params)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        # Only the heads of masked fields go through the mask (most heads of a page are not): masked
-        # for most roles, opened from their seal for admins.
-        masked = self._masked
-        page_records = []
-        for row in rows:
-            state = state_codec.decode(row.state)
-            heads = visible_heads(principal, list(state.heads.values()))
-            if masked:
-                heads = [
-                    mask_change(principal, self.collections, head)
-                    if (head.collection, head.field) in masked
-                    else head
-                    for head in heads
-                ]
-            record = SnapshotRecord(collection=row.collection, id=row.record_id, heads=heads)
-            # What supersession knows beyond the heads (sync.merge.absorb_snapshot); usually
-            # nothing, and then left out of the page.
-            if state.covered or state.pending:
-                record.covered, record.pending = snapshot_facts(state)
-            if row.updated_seq > sync_seq:
-                # Written while the snapshot was paged: the pull from sync_cursor sends again
-                # changes this state already holds, which the phone must not merge twice.
-                record.seq = row.updated_seq
-            page_records.append(record)
+        page_records = [self._snapshot_record(row, sync_seq, principal) for row in rows]
         last_collection, last_id = (
             (rows[-1].collection, rows[-1].record_id)
             if rows
@@ -613,6 +596,30 @@ class SyncStore:
         )
         next_page = self._encode_page(epoch, sync_seq, last_collection, last_id)
         return page_records, next_page, more, self._cursor(epoch, sync_seq, scope_fingerprint(principal))
+
+    def _snapshot_record(self, row: Any, sync_seq: int, principal: Principal | None) -> SnapshotRecord:
+        """One record of a snapshot page: its heads (masked for the principal) and facts."""
+        state = state_codec.decode(row.state)
+        heads = visible_heads(principal, list(state.heads.values()))
+        # Only the heads of masked fields go through the mask (most heads of a page are not): masked
+        # for most roles, opened from their seal for admins.
+        if self._masked:
+            heads = [
+                mask_change(principal, self.collections, head)
+                if (head.collection, head.field) in self._masked
+                else head
+                for head in heads
+            ]
+        record = SnapshotRecord(collection=row.collection, id=row.record_id, heads=heads)
+        # What supersession knows beyond the heads (sync.merge.absorb_snapshot); usually
+        # nothing, and then left out of the page.
+        if state.covered or state.pending:
+            record.covered, record.pending = snapshot_facts(state)
+        if row.updated_seq > sync_seq:
+            # Written while the snapshot was paged: the pull from sync_cursor sends again
+            # changes this state already holds, which the phone must not merge twice.
+            record.seq = row.updated_seq
+        return record
 
     # ------------------------------------------------------------------ records
 

@@ -57,9 +57,9 @@ def cli(database_url: str, *args: str, stdin: str | None = None) -> dict[str, st
     return found
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, *, full_page: bool = False) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=False)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
 
 
 @dataclass

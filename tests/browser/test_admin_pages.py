@@ -5,127 +5,41 @@ then holds what the admin chose. Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
-import json
-import os
-import random
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from sync.client import Replica
+from tests.browser.conftest import LiveServer, cli, shot
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "correct horse battery"
 # Two households of the demo district, in community c1, grid c1-g1.
 FIRST, SECOND = "c1-g1-b1-u1-101", "c1-g1-b1-u1-102"
-SERVE = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1"]
-
-
-def _free_port() -> int:
-    for _ in range(200):
-        port = random.randint(17000, 17999)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 17000-17999")
-
-
-def _cli(database_url: str, *args: str, stdin: str | None = None) -> dict[str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args, "--database-url", database_url],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found: dict[str, str] = json.loads(done.stdout)
-    return found
-
-
-@dataclass
-class Server:
-    base_url: str
-    database_url: str
-    tmp: Path
-
-    def phone(self, name: str, user: str) -> Replica:
-        enrolled = _cli(
-            self.database_url, "device", "enroll", "--name", name, "--user", user, "--role", "district_admin"
-        )
-        return Replica(self.tmp / f"{name}.db", name, token=enrolled["token"])
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A real ``gridsync serve`` on a loopback port, with a small demo district and an admin."""
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'gridsync.db'}"
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "server.cli", "demo", "--households", "300", "--no-offline-phones"),
-            *("--database-url", database_url),
-        ],
-        capture_output=True,
-        check=True,
+def server(demo_server: LiveServer) -> LiveServer:
+    """The small demo district's server, with an admin who signs in with ``PASSWORD``."""
+    cli(
+        demo_server.database_url,
+        "admin",
+        "create",
+        "--name",
+        "admin",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
     )
-    _cli(database_url, "admin", "create", "--name", "admin", "--password-stdin", stdin=PASSWORD + "\n")
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [*SERVE, "--port", str(port), "--database-url", database_url, "--log-level", "warning"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    return demo_server
+
+
+def _phone(server: LiveServer, name: str, user: str) -> Replica:
+    enrolled = cli(
+        server.database_url, "device", "enroll", "--name", name, "--user", user, "--role", "district_admin"
     )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                raise RuntimeError((tmp_path / "server.log").read_text())
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("gridsync serve did not answer /health")
-        yield Server(base_url, database_url, tmp_path)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    return Replica(server.tmp / f"{name}.db", name, token=enrolled["token"])
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install -y chromium); .ci/run does"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
-
-
-def _sign_in(page: Page, server: Server, landing: str) -> None:
+def _sign_in(page: Page, server: LiveServer, landing: str) -> None:
     page.goto(f"{server.base_url}/admin/login?next={landing}")
     page.fill("#name", "admin")
     page.fill("#password", PASSWORD)
@@ -133,15 +47,10 @@ def _sign_in(page: Page, server: Server, landing: str) -> None:
     page.wait_for_url(f"{server.base_url}{landing}")
 
 
-def _shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def _make_conflicts(server: Server) -> tuple[Replica, Replica]:
+def _make_conflicts(server: LiveServer) -> tuple[Replica, Replica]:
     """Wang and Li hold the district; both edit the same households offline."""
-    wang = server.phone("wang-phone", "wang")
-    li = server.phone("li-phone", "li")
+    wang = _phone(server, "wang-phone", "wang")
+    li = _phone(server, "li-phone", "li")
     with httpx.Client(base_url=server.base_url) as http:
         wang.sync(http)
         wang.set("households", FIRST, "phone", "13800000001")
@@ -159,10 +68,10 @@ def _make_conflicts(server: Server) -> tuple[Replica, Replica]:
 
 
 def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
-    server: Server, browser: Browser
+    server: LiveServer, chromium: Browser
 ) -> None:
     _make_conflicts(server)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     page = context.new_page()
 
     page.goto(f"{server.base_url}/admin/conflicts")
@@ -177,7 +86,7 @@ def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
     expect(page.locator("#total")).to_have_text("2")
     expect(page.locator("a.conflict-link")).to_have_count(2)
     expect(page.locator("aside")).to_contain_text("c1-g1")  # counts per grid
-    _shot(page, "inbox.png")
+    shot(page, "inbox.png", full_page=True)
 
     # One click keeps Wang's phone number.
     page.click("a.conflict-link:has-text('c1-g1-b1-u1-101')")
@@ -187,23 +96,23 @@ def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
     expect(page.locator(".side[data-head]", has_text="13700000003").locator("mark")).to_have_text("700000003")
     expect(wang_side).to_contain_text("wang")
     expect(wang_side).to_contain_text("13800000001")  # the value both started from
-    _shot(page, "conflict.png")
+    shot(page, "conflict.png", full_page=True)
     page.set_viewport_size({"width": 768, "height": 1024})  # a tablet, upright
     expect(wang_side.locator("button.keep")).to_be_visible()
-    _shot(page, "conflict-tablet.png")
+    shot(page, "conflict-tablet.png", full_page=True)
     page.set_viewport_size({"width": 1280, "height": 900})
     wang_side.locator("button.keep").click()
     expect(page.locator("#done")).to_be_visible()
     expect(page.locator("#status")).to_have_text("Resolved")
     expect(page.locator("#record")).to_contain_text("13900000002")
-    _shot(page, "conflict-resolved.png")
+    shot(page, "conflict-resolved.png", full_page=True)
 
     # The other one gets a merged value, in Chinese.
     page.goto(f"{server.base_url}/admin/conflicts")
     page.click("#lang-switch")
     expect(page.locator("h1")).to_contain_text("冲突收件箱")
     expect(page.locator("#total")).to_have_text("1")
-    _shot(page, "inbox-zh.png")
+    shot(page, "inbox-zh.png", full_page=True)
     page.click("a.conflict-link:has-text('c1-g1-b1-u1-102')")
     merged = "Lives alone; son and daughter visit on Sundays; gas stove checked"
     page.fill("textarea[name='merged.notes']", merged)
@@ -213,11 +122,11 @@ def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
     expect(page.locator("a.conflict-link")).to_have_count(2)
     page.goto(f"{server.base_url}/admin/dashboard?lang=en")
     expect(page.locator("#coverage tbody tr")).not_to_have_count(0)
-    _shot(page, "dashboard.png")
+    shot(page, "dashboard.png", full_page=True)
     context.close()
 
     # A third phone that never saw any of it pulls the admin's choices.
-    zhao = server.phone("zhao-phone", "zhao")
+    zhao = _phone(server, "zhao-phone", "zhao")
     with httpx.Client(base_url=server.base_url) as http:
         zhao.sync(http)
         audit_token = http.post("/v1/admin/login", json={"name": "admin", "password": PASSWORD}).json()[
@@ -239,9 +148,9 @@ def test_admin_resolves_conflicts_in_the_browser_and_phones_pull_the_outcome(
     assert [e["actor_name"] for e in audit["entries"]] == ["admin", "admin"]
 
 
-def test_a_form_without_the_session_token_is_refused(server: Server, browser: Browser) -> None:
+def test_a_form_without_the_session_token_is_refused(server: LiveServer, chromium: Browser) -> None:
     _make_conflicts(server)
-    context = browser.new_context()
+    context = chromium.new_context()
     page = context.new_page()
     _sign_in(page, server, "/admin/conflicts")
     page.click("a.conflict-link:has-text('c1-g1-b1-u1-101')")
@@ -253,9 +162,9 @@ def test_a_form_without_the_session_token_is_refused(server: Server, browser: Br
     context.close()
 
 
-def test_bulk_rule_is_previewed_then_applied_in_the_browser(server: Server, browser: Browser) -> None:
-    wang = server.phone("wang-phone", "wang")
-    li = server.phone("li-phone", "li")
+def test_bulk_rule_is_previewed_then_applied_in_the_browser(server: LiveServer, chromium: Browser) -> None:
+    wang = _phone(server, "wang-phone", "wang")
+    li = _phone(server, "li-phone", "li")
     in_grid = ("c1-g2-b1-u1-101", "c1-g2-b1-u1-102", "c1-g2-b1-u1-201")
     elsewhere = "c1-g3-b1-u1-101"
     with httpx.Client(base_url=server.base_url) as http:
@@ -270,7 +179,7 @@ def test_bulk_rule_is_previewed_then_applied_in_the_browser(server: Server, brow
             newest[record] = max(both, key=lambda change: (change.hlc, change.id)).value
         wang.sync(http)
         li.sync(http)
-    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    context = chromium.new_context(viewport={"width": 1024, "height": 768})
     page = context.new_page()
     _sign_in(page, server, "/admin/bulk")
     # "Newest value wins for field notes in grid c1-g2."
@@ -280,7 +189,7 @@ def test_bulk_rule_is_previewed_then_applied_in_the_browser(server: Server, brow
     page.click("form.filters button[type=submit]")
     expect(page.locator("#bulk-items tbody tr")).to_have_count(3)
     expect(page.locator("#bulk-items")).to_contain_text("planned")
-    _shot(page, "bulk-preview.png")
+    shot(page, "bulk-preview.png", full_page=True)
     page.click("#apply")
     expect(page.locator("#bulk-items")).to_contain_text("applied")
     expect(page.locator("#bulk-items")).not_to_contain_text("planned")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 
-import pytest
 from litestar.testing import TestClient
 
 from server.app import create_app
@@ -16,14 +15,6 @@ from server.settings import Settings
 from tests.factories import PASSWORD, bearer, create_user, seed_places, sign_in
 
 Client = TestClient  # type: ignore[type-arg]
-
-
-@pytest.fixture
-def app_client(settings: Settings) -> Iterator[Client]:
-    create_user(settings, "district", "district_admin")
-    create_user(settings, "east-admin", "community_admin", ("c-east",))
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def test_admin_enrols_a_phone_that_works_until_revoked(app_client: Client) -> None:

@@ -5,7 +5,7 @@ many by a rule (preview, then apply); stale and double resolutions get 409; ever
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,7 +13,6 @@ from litestar.testing import TestClient
 
 from server.access.accounts import AccountStore
 from server.access.principals import UserScope
-from server.app import create_app
 from server.db.engine import create_engine
 from server.settings import Settings
 from sync.client import Replica
@@ -23,14 +22,6 @@ from tests.factories import PASSWORD, bearer, create_user, sign_in
 Client = TestClient  # type: ignore[type-arg]
 Phone = Callable[[str], Replica]
 URL = "/v1/admin/conflicts"
-
-
-@pytest.fixture
-def app_client(settings: Settings) -> Iterator[Client]:
-    create_user(settings, "district", "district_admin")
-    create_user(settings, "east-admin", "community_admin", ("c-east",))
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from server.app import create_app
 from server.db.engine import create_engine
 from server.db.tables import enrolment_codes
 from server.settings import Settings
+from tests.factories import audit_entries
 
 Client = TestClient  # type: ignore[type-arg]
 PASSWORD = "correct horse battery"
@@ -54,14 +55,6 @@ async def _stored(settings: Settings) -> list[Any]:
         await engine.dispose()
 
 
-async def _audit(settings: Settings, action: str) -> list[Any]:
-    engine = create_engine(settings.database_url)
-    try:
-        return list(await AccountStore(engine).audit_entries(action=action))
-    finally:
-        await engine.dispose()
-
-
 def test_a_code_works_once_and_gives_the_users_scope(
     admin_client: tuple[Client, dict[str, str]], settings: Settings
 ) -> None:
@@ -86,10 +79,10 @@ def test_a_code_works_once_and_gives_the_users_scope(
     assert code not in json.dumps([str(v) for v in stored])
     assert stored.used_at_ms is not None
     assert stored.device_id == enrolled.json()["device_id"]
-    (issue,) = asyncio.run(_audit(settings, "enrolment_code_issue"))
+    (issue,) = audit_entries(settings, "enrolment_code_issue")
     assert issue.actor_name == "district"
     assert issue.target == stored.id
-    (redeem,) = asyncio.run(_audit(settings, "device_enroll"))
+    (redeem,) = audit_entries(settings, "device_enroll")
     assert redeem.detail["enrolment_code"] == stored.id
     assert redeem.detail["replica_id"] == "li-1"
 

@@ -17,27 +17,13 @@ from server.access.principals import UserScope
 from server.db.engine import create_engine
 from server.settings import Settings
 from server.sync.horizon import compact
-from tests.factories import add, change_id, enroll_user, remove, set_
+from tests.factories import ID_NUMBER, TWO_COMMUNITIES, add, change_id, enroll_user, remove, set_
 
 Client = TestClient  # type: ignore[type-arg]
-ID_NUMBER = "110101199001011234"
 
 # (collection, id, fields) pushed by a district-wide device; parents first.
 DISTRICT: list[tuple[str, str, dict[str, Any]]] = [
-    ("communities", "c1", {"name": "Xingfu"}),
-    ("communities", "c2", {"name": "Heping"}),
-    ("grids", "g1", {"community_id": "c1", "name": "Grid 1"}),
-    ("grids", "g2", {"community_id": "c1", "name": "Grid 2"}),
-    ("grids", "g3", {"community_id": "c2", "name": "Grid 3"}),
-    ("buildings", "b1", {"grid_id": "g1", "name": "Building 1"}),
-    ("buildings", "b2", {"grid_id": "g2", "name": "Building 2"}),
-    ("buildings", "b3", {"grid_id": "g3", "name": "Building 3"}),
-    ("households", "h1", {"building_id": "b1", "address": "1-101"}),
-    ("households", "h2", {"building_id": "b2", "address": "2-101"}),
-    ("households", "h3", {"building_id": "b3", "address": "3-101"}),
-    ("residents", "r1", {"household_id": "h1", "name": "Wang Fang", "id_number": ID_NUMBER}),
-    ("residents", "r2", {"household_id": "h2", "name": "Li Lei"}),
-    ("visits", "v1", {"household_id": "h1", "purpose": "routine"}),
+    *TWO_COMMUNITIES,
     ("hazards", "z1", {"household_id": "h1", "category": "gas"}),
     ("requests", "q1", {"household_id": "h1", "title": "Leaking pipe", "dispatched_to": "acme"}),
     ("requests", "q2", {"household_id": "h2", "title": "Broken door", "dispatched_to": "acme"}),

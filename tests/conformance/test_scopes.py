@@ -12,32 +12,19 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
+from schemas.protocol import Change
 from server.access.accounts import AccountStore
 from server.access.principals import UserScope
 from server.db.engine import create_engine
 from server.settings import Settings
 from sync.client import Replica
-from tests.factories import delete, enroll_user, set_
+from tests.factories import ID_NUMBER, TWO_COMMUNITIES, audit_entries, delete, enroll_user, set_
 
 Client = TestClient  # type: ignore[type-arg]
-ID_NUMBER = "110101199001011234"
 
 # (collection, id) -> link fields; pushed by a district-wide device.
 DISTRICT: list[tuple[str, str, dict[str, Any]]] = [
-    ("communities", "c1", {"name": "Xingfu"}),
-    ("communities", "c2", {"name": "Heping"}),
-    ("grids", "g1", {"community_id": "c1", "name": "Grid 1"}),
-    ("grids", "g2", {"community_id": "c1", "name": "Grid 2"}),
-    ("grids", "g3", {"community_id": "c2", "name": "Grid 3"}),
-    ("buildings", "b1", {"grid_id": "g1", "name": "Building 1"}),
-    ("buildings", "b2", {"grid_id": "g2", "name": "Building 2"}),
-    ("buildings", "b3", {"grid_id": "g3", "name": "Building 3"}),
-    ("households", "h1", {"building_id": "b1", "address": "1-101"}),
-    ("households", "h2", {"building_id": "b2", "address": "2-101"}),
-    ("households", "h3", {"building_id": "b3", "address": "3-101"}),
-    ("residents", "r1", {"household_id": "h1", "name": "Wang Fang", "id_number": ID_NUMBER}),
-    ("residents", "r2", {"household_id": "h2", "name": "Li Lei"}),
-    ("visits", "v1", {"household_id": "h1", "purpose": "routine"}),
+    *TWO_COMMUNITIES,
     ("requests", "q1", {"household_id": "h1", "title": "Leaking pipe", "status": "submitted"}),
 ]
 SCOPES = {
@@ -296,28 +283,31 @@ def test_a_new_admin_enrols_a_grid_phone_sees_its_scope_revokes_it_and_audits_it
     phone.close()
 
 
-async def _audit(settings: Settings, action: str) -> list[Any]:
-    engine = create_engine(settings.database_url)
-    try:
-        return list(await AccountStore(engine).audit_entries(action=action))
-    finally:
-        await engine.dispose()
-
-
 def test_admins_read_id_numbers_whole_and_each_such_list_is_audited_as_an_export(
     client: Client, district: tuple[Replica, dict[str, Replica]], settings: Settings
 ) -> None:
     _, phones = district
     listed = client.get("/v1/records/residents", params={"community": "c1"}).json()["records"]
     assert {r["fields"].get("id_number") for r in listed} == {ID_NUMBER, None}
-    exports = asyncio.run(_audit(settings, "export"))
+    exports = audit_entries(settings, "export")
     assert [(e.target, e.detail["records"], e.detail["filters"]["community"]) for e in exports] == [
         ("residents", 2, "c1")
     ]
     worker = {"authorization": f"Bearer {phones['worker1'].token}"}
     masked = client.get("/v1/records/residents", headers=worker).json()["records"]
     assert [r["fields"]["id_number"] for r in masked] == ["1101**********1234"]
-    assert len(asyncio.run(_audit(settings, "export"))) == 1
+    assert len(audit_entries(settings, "export")) == 1
+
+
+def _push_as_admin(client: Client, change: Change) -> None:
+    body = {"replica_id": "admin", "changes": [msgspec.to_builtins(change)]}
+    reply = client.post("/v1/sync/push", json=body)
+    assert reply.json()["results"][0]["status"] == "applied", reply.text
+
+
+def _record_as_seen_by(client: Client, phone: Replica, collection: str, record_id: str) -> Any:
+    headers = {"authorization": f"Bearer {phone.token}"}
+    return client.get(f"/v1/records/{collection}/{record_id}", headers=headers).json()
 
 
 def test_a_record_entering_the_scope_brings_what_its_deletes_covered(
@@ -343,13 +333,9 @@ def test_a_record_entering_the_scope_brings_what_its_deletes_covered(
             # the household come to the phone when it enters the scope.
             volunteer.sync(client)
             assert "households/h2" not in held(volunteer)
-        body = {"replica_id": "admin", "changes": [msgspec.to_builtins(change)]}
-        reply = client.post("/v1/sync/push", json=body)
-        assert reply.json()["results"][0]["status"] == "applied", reply.text
+        _push_as_admin(client, change)
     volunteer.sync(client)
-    seen = client.get(
-        "/v1/records/households/h2", headers={"authorization": f"Bearer {volunteer.token}"}
-    ).json()
+    seen = _record_as_seen_by(client, volunteer, "households", "h2")
     conflict = seen["conflicts"]["_deleted"]
     assert {h["change_id"] for h in conflict} == {notes.id, moved.id, second.id}
     assert msgspec.to_builtins(volunteer.record("households", "h2")) == seen
@@ -374,13 +360,9 @@ def test_a_record_entering_the_scope_comes_whole_not_merged_twice(
         if change is late:
             volunteer.sync(client)
             assert "households/h2" not in held(volunteer)
-        body = {"replica_id": "admin", "changes": [msgspec.to_builtins(change)]}
-        reply = client.post("/v1/sync/push", json=body)
-        assert reply.json()["results"][0]["status"] == "applied", reply.text
+        _push_as_admin(client, change)
     volunteer.sync(client)
-    seen = client.get(
-        "/v1/records/households/h2", headers={"authorization": f"Bearer {volunteer.token}"}
-    ).json()
+    seen = _record_as_seen_by(client, volunteer, "households", "h2")
     assert seen["conflicts"] == {}
     assert seen["fields"]["head_name"] == "the value"
     assert msgspec.to_builtins(volunteer.record("households", "h2")) == seen

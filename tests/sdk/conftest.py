@@ -1,19 +1,41 @@
-"""A real server for the SDK's tests: the app under uvicorn on a free loopback port."""
+"""What the SDK's tests share: a real server (the app under uvicorn on a free loopback port) and
+a turn of the JS phone (phone.mjs under node)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+PHONE_SCRIPT = Path(__file__).resolve().parent / "phone.mjs"
+
+
+def phone_turn(job: dict[str, Any]) -> dict[str, Any]:
+    """One turn of the JS phone: ``job`` in as JSON on stdin, its report out as JSON."""
+    node = shutil.which("node")
+    assert node is not None
+    done = subprocess.run(
+        [node, str(PHONE_SCRIPT)],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def _free_port() -> int:

@@ -4,10 +4,7 @@ random, and in the end every phone shows exactly the server's ``/v1/records`` vi
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,26 +13,10 @@ import httpx
 import msgspec
 
 from sync.client import Replica
+from tests.sdk.conftest import phone_turn
 
-PHONE_SCRIPT = Path(__file__).resolve().parent / "phone.mjs"
 H = "households"
 RECORDS = [f"h-{n}" for n in range(5)]
-NODE = shutil.which("node")
-
-
-def _js_turn(job: dict[str, Any]) -> dict[str, Any]:
-    assert NODE is not None
-    done = subprocess.run(
-        [NODE, str(PHONE_SCRIPT)],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def _python_edits(replica: Replica, rng: random.Random, count: int) -> None:
@@ -81,7 +62,7 @@ def test_js_and_python_phones_converge_with_the_server(
             "sync": sync,
             "records": RECORDS,
         }
-        result = _js_turn(job)
+        result = phone_turn(job)
         js_views[name] = result["views"]
         if sync:
             assert result["pending"] == 0

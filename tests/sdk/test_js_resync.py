@@ -5,8 +5,6 @@ its offline edits, and shows the server's views."""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,28 +18,12 @@ from sqlalchemy import func, select, update
 from server.db.engine import create_engine
 from server.db.tables import changes, devices
 from sync.client import Replica
+from tests.sdk.conftest import phone_turn
 
 ROOT = Path(__file__).resolve().parents[2]
-PHONE_SCRIPT = Path(__file__).resolve().parent / "phone.mjs"
 H = "households"
 HOUSEHOLDS = [f"h-{n}" for n in range(6)]
 DAY_MS = 24 * 3600 * 1000
-
-
-def _turn(job: dict[str, Any]) -> dict[str, Any]:
-    node = shutil.which("node")
-    assert node is not None
-    done = subprocess.run(
-        [node, str(PHONE_SCRIPT)],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def _weeks_pass(database_url: str, device_name: str) -> None:
@@ -80,11 +62,11 @@ def test_a_js_phone_behind_the_compaction_resyncs_and_loses_nothing(
             office.set(H, record_id, "address", f"Building {n}")
             office.set(H, record_id, "phone", f"1380000{n:04d}")
         office.sync(http)
-        assert _turn({**job, "sync": True})["pending"] == 0
+        assert phone_turn({**job, "sync": True})["pending"] == 0
 
         # Out of signal for weeks: edits of her own, while the office rewrites the registry.
         offline = [[H, record_id, "notes", "visited, all well"] for record_id in HOUSEHOLDS[:3]]
-        assert _turn({**job, "writes": offline, "sync": False})["pending"] == 3
+        assert phone_turn({**job, "writes": offline, "sync": False})["pending"] == 3
         for round_ in range(4):
             for n, record_id in enumerate(HOUSEHOLDS):
                 office.set(H, record_id, "phone", f"139{round_:02d}00{n:04d}")
@@ -103,7 +85,7 @@ def test_a_js_phone_behind_the_compaction_resyncs_and_loses_nothing(
         )
         assert msgspec.json.decode(compacted.stdout)["compacted"] > 0
 
-        back = _turn({**job, "sync": True})
+        back = phone_turn({**job, "sync": True})
         assert back["report"]["resynced"] is True
         assert (back["report"]["rejected"], back["pending"]) == ([], 0)
         office.sync(http)

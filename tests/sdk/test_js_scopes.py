@@ -5,9 +5,6 @@ that moves to another grid (``left``), and starts over when its assignment chang
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +17,8 @@ from server.db.engine import create_engine
 from server.settings import Settings
 from sync.client import Replica
 from tests.factories import enroll_user
+from tests.sdk.conftest import phone_turn
 
-PHONE_SCRIPT = Path(__file__).resolve().parent / "phone.mjs"
 DISTRICT: list[tuple[str, str, dict[str, Any]]] = [
     ("communities", "c1", {"name": "Xingfu"}),
     ("grids", "g1", {"community_id": "c1", "name": "Grid 1"}),
@@ -35,22 +32,6 @@ DISTRICT: list[tuple[str, str, dict[str, Any]]] = [
 ]
 GRID_1 = {"communities/c1", "grids/g1", "buildings/b1", "households/h1", "residents/r1", "visits/v1"}
 GRID_2 = {"communities/c1", "grids/g2", "buildings/b2", "households/h2"}
-
-
-def _turn(job: dict[str, Any]) -> dict[str, Any]:
-    node = shutil.which("node")
-    assert node is not None
-    done = subprocess.run(
-        [node, str(PHONE_SCRIPT)],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 async def _reassign(settings: Settings, name: str, scope: UserScope) -> None:
@@ -78,16 +59,16 @@ def test_a_grid_workers_js_phone_follows_its_scope(
     job["storePath"] = str(tmp_path / "worker1.json")
     with httpx.Client(base_url=server_url, timeout=30) as http:
         assert admin.sync(http).rejected == []
-        assert set(_turn(job)["held"]) == GRID_1
+        assert set(phone_turn(job)["held"]) == GRID_1
 
         admin.set("households", "h1", "building_id", "b2")
         assert admin.sync(http).rejected == []
-        moved = _turn(job)
+        moved = phone_turn(job)
         assert set(moved["held"]) == GRID_1 - {"households/h1", "residents/r1", "visits/v1"}
 
         asyncio.run(_reassign(settings, "worker1", UserScope(communities=("c1",), grids=("g2",))))
         # Typed on the phone before it learns of its new grid: judged out of scope at the push.
-        start_over = _turn({**job, "writes": [["buildings", "b1", "name", "typed before the change"]]})
+        start_over = phone_turn({**job, "writes": [["buildings", "b1", "name", "typed before the change"]]})
         assert start_over["report"]["resynced"] is True
         assert [r["code"] for r in start_over["report"]["rejected"]] == ["out_of_scope"]
         assert set(start_over["held"]) == GRID_2 | {"households/h1", "residents/r1", "visits/v1"}

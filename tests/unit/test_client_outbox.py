@@ -9,7 +9,8 @@ from contextlib import closing
 from pathlib import Path
 
 from schemas.protocol import ChangeResult, PushResponse
-from sync.client import Replica, SyncReport, new_change_id, uuid7
+from sync.client import Replica, SyncReport
+from sync.ids import new_change_id, uuid7
 
 
 def test_change_ids_are_uuid7_ordered_by_the_time_they_were_made() -> None:

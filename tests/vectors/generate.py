@@ -30,8 +30,8 @@ import msgspec
 
 from schemas.collections import COLLECTIONS, CollectionSpec
 from schemas.protocol import AddChange, Change, DeleteChange, RemoveChange, SetChange
-from sync.client import uuid7
 from sync.hlc import HybridClock
+from sync.ids import uuid7
 from sync.merge import (
     RecordKey,
     RecordState,
