@@ -25,7 +25,7 @@ from server.pages.admin import _first, _form, _page, _principal
 
 __all__ = ["import_apply", "import_page", "import_preview"]
 
-_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+_TOKEN = re.compile(r"^[0-9a-f]{32}\Z")
 _SUFFIXES = (".xlsx", ".xlsm", ".csv")
 
 

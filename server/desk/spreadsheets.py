@@ -116,7 +116,7 @@ TAG_NAMES: dict[str, str] = {
 }
 _YES = {"是", "yes", "true", "y", "1", "√", "已迁出"}
 _NO = {"否", "no", "false", "n", "0", "", "未迁出"}
-_DAY = re.compile(r"^\s*(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?\s*$")
+_DAY = re.compile(r"^\s*(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?\s*\Z")
 _SPLIT = re.compile(r"[,，、;；\s]+")
 _HEADER_ROWS = 20
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.codec import MalformedChange
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead
-from server.access.personal import Sealer, sealed_fields
+from server.access.personal import Sealer, reveal, sealed_fields
 from server.access.places import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
 from server.access.policy import (
     Place,
@@ -924,10 +924,9 @@ class PushWriter:
         is left: a value the caller would see masked is not compared (a retry is assumed)."""
         if not self._may_read(view, principal, change):
             return False
-        if (
-            mask_value(principal, self.collections, change.collection, change.field, change.value)
-            != change.value
-        ):
+        # A sealed ID number reads whole only opened: compare what the caller sees with that.
+        shown = mask_value(principal, self.collections, change.collection, change.field, change.value)
+        if shown != reveal(change.collection, change.field, change.value):
             return True
         return digest == change_digest(
             change.collection,

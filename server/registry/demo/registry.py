@@ -31,6 +31,7 @@ _TAG_CHANCES = (
 
 
 def _places(w: Writer, plan: DemoPlan, d: District, start: datetime.datetime) -> None:
+    # long: the district's tree (community, compound, grid, building) reads best as one walk.
     rng = w.rng
     for c_index, (name, village) in enumerate(COMMUNITIES, 1):
         community = f"c{c_index}"
