@@ -4,12 +4,16 @@ server; a reload keeps what was made offline."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
+
+from tests.factories import photo
 
 CHROMIUM = "/usr/bin/chromium"
 SDK = Path(__file__).resolve().parents[2] / "clients" / "js" / "src"
@@ -70,13 +74,18 @@ def test_the_sdk_runs_in_chromium_on_indexeddb_against_the_server(
     page.goto(f"{server_url}/sdk-test.html")
     page.wait_for_function("window.ready === true")
     page.evaluate(OPEN, [token])
-    page.evaluate("""async () => {
+    jpeg = photo("JPEG", place=None)
+    page.evaluate(
+        """async (jpeg) => {
       for (let n = 0; n < 12; n++) await window.phone.set("households", `h-${n}`, "notes", "x".repeat(120));
       await window.phone.add("households", "h-0", "tags", "elderly-alone");
-      const photo = new Blob([new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3])], { type: "image/jpeg" });
+      const bytes = Uint8Array.from(atob(jpeg), (c) => c.charCodeAt(0));
+      const photo = new Blob([bytes], { type: "image/jpeg" });
       await window.phone.add("hazards", "z-1", "photos", await window.phone.upload(photo));
       await window.phone.set("hazards", "z-1", "household_id", "h-0");
-    }""")
+    }""",
+        base64.b64encode(jpeg).decode(),
+    )
 
     page.reload()  # offline edits survive: they are in IndexedDB
     page.wait_for_function("window.ready === true")
@@ -94,7 +103,8 @@ def test_the_sdk_runs_in_chromium_on_indexeddb_against_the_server(
     assert held["fields"]["tags"] == ["elderly-alone"]
     assert page.evaluate("() => window.phone.status()")["pending"] == 0
     hazard = page.evaluate("() => window.phone.get('hazards', 'z-1')")
-    (photo,) = hazard["fields"]["photos"]
-    stored = httpx.get(f"{server_url}/v1/attachments/{photo}", headers={"authorization": f"Bearer {token}"})
-    assert (stored.status_code, stored.content) == (200, bytes([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]))
+    (name,) = hazard["fields"]["photos"]
+    assert name == hashlib.sha256(jpeg).hexdigest()
+    stored = httpx.get(f"{server_url}/v1/attachments/{name}", headers={"authorization": f"Bearer {token}"})
+    assert (stored.status_code, stored.content) == (200, jpeg)
     assert stored.headers["content-type"] == "image/jpeg"
