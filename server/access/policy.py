@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec, per_schema
-from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange
+from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange, rejected
 from server.access.places import Scope, ScopeRow, link_target, resolve_scopes, scope_depths
 from server.access.principals import Principal
 from server.db.tables import SCOPE_COLUMNS, records, scope_moves
@@ -209,7 +209,7 @@ def _before(
 
 
 def _refuse(results: list[ChangeResult | None], index: int, change: Change, refusal: tuple[str, str]) -> None:
-    results[index] = ChangeResult(id=change.id, status="rejected", code=refusal[0], message=refusal[1])
+    results[index] = rejected(change.id, *refusal)
 
 
 def refuse_untouchable(

@@ -39,8 +39,9 @@ from server.db.tables import changes, records
 from server.errors import GridsyncError
 from server.inbox.tracking import ConflictTracker
 from server.settings import Settings
+from server.sync.cursors import sync_cursor
 from server.sync.horizon import PullAcknowledgements
-from server.sync.push import PushOutcome, PushWriter
+from server.sync.push import PushWriter
 from sync.hlc import HybridClock
 from sync.merge import (
     op_name,
@@ -50,7 +51,7 @@ from sync.merge import (
 )
 from sync.validate import RECORD_ID_PATTERN
 
-__all__ = ["PushOutcome", "SyncStore", "change_from_row"]
+__all__ = ["SyncStore", "change_from_row"]
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -171,9 +172,7 @@ class SyncStore:
         )
         self._sqlite = engine.dialect.name == "sqlite"
         self._pull_json = _PULL_JSON_SQLITE if self._sqlite else _PULL_JSON_POSTGRES
-        self.writer = PushWriter(
-            engine, settings, self.collections, self.clock, self.conflict_tracker, self._cursor
-        )
+        self.writer = PushWriter(engine, settings, self.collections, self.clock, self.conflict_tracker)
         # Pushing is the writer's alone (server/sync/push.py): the store hands it out as it is.
         self.push = self.writer.push
         # The hot reads need no transaction of their own: on PostgreSQL, autocommit spares them
@@ -181,10 +180,6 @@ class SyncStore:
         self._reader = engine if self._sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ------------------------------------------------------------------ cursors
-
-    @staticmethod
-    def _cursor(epoch: str, seq: int, fingerprint: str = "") -> str:
-        return f"{epoch}.{seq}.{fingerprint}" if fingerprint else f"{epoch}.{seq}"
 
     async def _position(self, connection: AsyncConnection) -> tuple[str, int, int]:
         """(epoch, last seq, compaction floor), for the reads (every pull and snapshot page)."""
@@ -310,7 +305,7 @@ class SyncStore:
                 facts.append(
                     RecordFacts(collection=collection, id=record_id, covered=covered, pending=pending)
                 )
-        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
+        return pulled, sync_cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
 
     async def pull_json(
         self, since: str | None, limit: int, *, principal: Principal | None = None
@@ -334,7 +329,7 @@ class SyncStore:
         more = len(rows) > limit
         del rows[limit:]
         end = _seq_of(rows[-1]) if rows else after
-        return rows, self._cursor(epoch, end, scope_fingerprint(principal)), more
+        return rows, sync_cursor(epoch, end, scope_fingerprint(principal)), more
 
     # ------------------------------------------------------------------ snapshot
 
@@ -385,7 +380,7 @@ class SyncStore:
             epoch, last_seq, floor = await self._position(connection)
             if page:
                 page_epoch, sync_seq, after_collection, after_id = self._decode_page(page)
-                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq, floor=floor)
+                self._parse_cursor(sync_cursor(page_epoch, sync_seq), epoch, last_seq, floor=floor)
             else:
                 sync_seq, after_collection, after_id = last_seq, collection or "", ""
             key = tuple_(records.c.collection, records.c.record_id)
@@ -434,7 +429,7 @@ class SyncStore:
             )
         )
         next_page = self._encode_page(epoch, sync_seq, last_collection, last_id)
-        return page_records, next_page, more, self._cursor(epoch, sync_seq, scope_fingerprint(principal))
+        return page_records, next_page, more, sync_cursor(epoch, sync_seq, scope_fingerprint(principal))
 
     # ------------------------------------------------------------------ records
 
