@@ -342,7 +342,10 @@ class PushWriter:
             raise _MaybeDuplicateError
         if not hoped:
             await self._log(connection, view, push.changes, push, last=last)
-        companies = {key: company_of(key[0], state) for key, state in push.states.items()}
+        # Where a stored record was before the merge (a new record has no move to log).
+        companies = {
+            key: company_of(key[0], state) for key, state in push.states.items() if key in push.scope_rows
+        }
         apply_batch(push.states, push.changes, push.known)
         push.conflicted = {
             key: conflicts(state, self.collections[key[0]]) for key, state in push.states.items()
