@@ -176,7 +176,9 @@ async def push_floor(backend: str, workdir: Path, count: int, runs: int) -> dict
                     with _recording(steps):
                         start = time.perf_counter()
                         for offset in range(0, count, BATCH):
-                            await store.push(device_id, "bench-phone", changes[offset : offset + BATCH])
+                            await store.writer.push(
+                                device_id, "bench-phone", changes[offset : offset + BATCH]
+                            )
                         in_process_seconds = time.perf_counter() - start
                 finally:
                     gc.unfreeze()
@@ -222,12 +224,12 @@ async def _pushed_in_process(
     async with fresh_database(backend, workdir, label) as database:
         [(device_id, _)] = await enroll(database, 1)
         async with in_process_store(database) as store:
-            await store.push(None, "office", place_of(*_PLACE))
+            await store.writer.push(None, "office", place_of(*_PLACE))
             gc.freeze()
             try:
                 start = time.perf_counter()
                 for offset in range(0, len(changes), BATCH):
-                    outcome = await store.push(
+                    outcome = await store.writer.push(
                         device_id, "bench-phone", changes[offset : offset + BATCH], principal
                     )
                     refused = [r for r in outcome.results if r.status != "applied"]

@@ -85,12 +85,12 @@ async def _pushed(
     async with fresh_database(backend, workdir, label) as database:
         [(device_id, _)] = await enroll(database, 1)
         async with in_process_store(database) as store:
-            await store.push(None, "office", place_of(*_PLACE) + _households())
+            await store.writer.push(None, "office", place_of(*_PLACE) + _households())
             gc.freeze()  # as the server does after start-up
             try:
                 start = time.perf_counter()
                 for offset in range(0, len(changes), BATCH):
-                    answer = await store.push(
+                    answer = await store.writer.push(
                         device_id, "bench-phone", changes[offset : offset + BATCH], principal
                     )
                     refused = [r for r in answer.results if r.status != "applied"]

@@ -157,7 +157,7 @@ async def _pushed(request: Request[Principal, str, Any], store: SyncStore) -> Pu
             f"{len(items)} changes in one push; send at most {settings.max_changes_per_push} "
             "per request and push the rest in the next one",
         )
-    return await store.push(request.user.id, replica_id, items, request.user)
+    return await store.writer.push(request.user.id, replica_id, items, request.user)
 
 
 def _pull_count(store: SyncStore, limit: int | None) -> int:

@@ -173,8 +173,7 @@ class SyncStore:
         self._sqlite = engine.dialect.name == "sqlite"
         self._pull_json = _PULL_JSON_SQLITE if self._sqlite else _PULL_JSON_POSTGRES
         self.writer = PushWriter(engine, settings, self.collections, self.clock, self.conflict_tracker)
-        # Pushing is the writer's alone (server/sync/push.py): the store hands it out as it is.
-        self.push = self.writer.push
+        # Pushing is the writer's alone (server/sync/push.py): callers push through ``writer``.
         # The hot reads need no transaction of their own: on PostgreSQL, autocommit spares them
         # a BEGIN and a ROLLBACK round trip each. (SQLite's driver opens none for a read.)
         self._reader = engine if self._sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")

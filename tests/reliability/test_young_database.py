@@ -55,7 +55,7 @@ async def _fill(store: SyncStore, *, pushes: int, size: int) -> None:
     upkeep (the analyses of a young log) done."""
     for n in range(pushes):
         batch = [set_("notes", f"v{n}-{i}", record=f"h{n}-{i}") for i in range(size)]
-        outcome = await store.push(None, "phone-1", batch)
+        outcome = await store.writer.push(None, "phone-1", batch)
         assert {r.status for r in outcome.results} == {"applied"}
     await store.writer.idle()
     assert store.writer.upkeep is not None
