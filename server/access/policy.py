@@ -311,6 +311,21 @@ class _Placement:
         return {key: self.moved.get(key, state) for key, state in self.states.items()}
 
 
+def _placing_in_order(
+    collections: Mapping[str, CollectionSpec], fresh: list[tuple[int, Change]]
+) -> list[tuple[int, SetChange]]:
+    """The changes of ``fresh`` that move records, parents' before children's, in batch order."""
+    depth = scope_depths(collections)
+    return sorted(
+        (
+            (index, change)
+            for index, change in fresh
+            if isinstance(change, SetChange) and moves_records(collections, change)
+        ),
+        key=lambda item: (depth[item[1].collection], item[0]),
+    )
+
+
 def authorize_batch(
     principal: Principal | None,
     collections: Mapping[str, CollectionSpec],
@@ -332,15 +347,7 @@ def authorize_batch(
     if not is_scoped(principal) or not fresh:
         return fresh
     assert principal is not None
-    depth = scope_depths(collections)
-    placing: list[tuple[int, SetChange]] = sorted(
-        (
-            (index, change)
-            for index, change in fresh
-            if isinstance(change, SetChange) and moves_records(collections, change)
-        ),
-        key=lambda item: (depth[item[1].collection], item[0]),
-    )
+    placing = _placing_in_order(collections, fresh)
     placement = _Placement(collections, states, scope_rows, known)
     refused: set[int] = set()
     for index, move in placing:

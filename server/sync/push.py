@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.codec import MalformedChange
 from schemas.collections import CollectionSpec
-from schemas.protocol import Change, ChangeResult, ConflictHead, PushResponse, rejected
+from schemas.protocol import Change, ChangeResult, ConflictHead, PushResponse
 from server.access.places import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
 from server.access.policy import (
     authorize_batch,
@@ -39,13 +39,14 @@ from server.inbox.tracking import ConflictTracker
 from server.settings import Settings
 from server.sync.cursors import sync_cursor
 from server.sync.horizon import compacted_digests
+from server.sync.push_checks import validated, within_clock
 from server.sync.push_duplicates import drop_duplicates
 from server.sync.push_sql import PushSql, started, while_running
 from server.sync.push_view import GroupView
 from server.sync.rules import NamedChange, judge_batch
 from sync.hlc import HybridClock, hlc_wall_ms
 from sync.merge import RecordKey, RecordState, apply_batch, conflicts, preds_to_look_up
-from sync.validate import ClockBound, check_clock, validate_batch
+from sync.validate import ClockBound
 
 __all__ = ["PushWriter"]
 
@@ -127,49 +128,6 @@ def _needs_lookup(error: BaseException) -> bool:
     return isinstance(cause, _MaybeDuplicateError) or is_taken_id(cause, "changes")
 
 
-def _within_clock(
-    fresh: list[tuple[int, Change]], results: list[ChangeResult | None], bound: ClockBound
-) -> list[tuple[int, Change]]:
-    """The new changes whose hlc is within ``bound`` of the server's clock; the others are
-    refused ``clock_too_far_ahead``. Judged after the duplicates are known, like a rule: a change
-    stored before is answered ``duplicate`` whatever its hlc."""
-    # Validated hlcs: the greatest string carries the greatest wall time (a fixed-width prefix).
-    if not fresh or hlc_wall_ms(max(c.hlc for _, c in fresh)) - bound.now_ms <= bound.max_ahead_ms:
-        return fresh
-    kept: list[tuple[int, Change]] = []
-    for index, change in fresh:
-        rejection = check_clock(change.hlc, bound)
-        if rejection is None:
-            kept.append((index, change))
-        else:
-            results[index] = rejected(change.id, rejection.code, rejection.message)
-    return kept
-
-
-def _validated(
-    items: Sequence[Change | MalformedChange], collections: Mapping[str, CollectionSpec]
-) -> tuple[list[ChangeResult | None], list[tuple[int, Change]]]:
-    """Each change checked alone (shape, collection, field, value): the rejected ones answered,
-    the others returned with their place in the batch."""
-    results: list[ChangeResult | None] = [None] * len(items)
-    candidates: list[tuple[int, Change]] = []
-    for index, item in enumerate(items):
-        if isinstance(item, MalformedChange):
-            results[index] = rejected(item.id, "malformed_change", item.message)
-        else:
-            candidates.append((index, item))
-    verdicts = validate_batch([change for _, change in candidates], collections)
-    if not any(verdicts):
-        return results, candidates
-    kept: list[tuple[int, Change]] = []
-    for (index, change), rejection in zip(candidates, verdicts, strict=True):
-        if rejection is None:
-            kept.append((index, change))
-        else:
-            results[index] = rejected(change.id, rejection.code, rejection.message)
-    return results, kept
-
-
 class PushWriter:
     """Validates pushes and writes them, one group at a time, on one connection."""
 
@@ -214,7 +172,7 @@ class PushWriter:
         push (the conflict inbox refuses a resolution whose heads moved); ``via`` names who
         closed a conflict this push resolves (``sync``, ``admin``, ``bulk``). The batch is
         validated here, then waits for the writer."""
-        results, candidates = _validated(items, self.collections)
+        results, candidates = validated(items, self.collections)
         outcome: asyncio.Future[PushResponse] = asyncio.get_running_loop().create_future()
         self._queue.append(_PushJob(device_id, principal, check, via, results, candidates, outcome))
         if self._writer is None or self._writer.done():
@@ -394,7 +352,7 @@ class PushWriter:
         entry), the rest is judged once more without it. Rejections go into the results;
         ``push.fresh`` keeps the accepted changes, ``push.states`` the records they touch."""
         principal, results = push.job.principal, push.results
-        fresh = _within_clock(push.fresh, results, ClockBound(push.now, self.settings.max_hlc_ahead_ms))
+        fresh = within_clock(push.fresh, results, ClockBound(push.now, self.settings.max_hlc_ahead_ms))
         fresh = refuse_untouchable(principal, push.states, fresh, push.scope_rows, results)
         for last_round in (False, True):
             judged_states, judged_results = dict(push.states), list(results)
