@@ -5,6 +5,7 @@ here is removed again, even when a scenario fails."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import signal
@@ -52,6 +53,10 @@ POSTGRES_URL = os.environ.get(
 @dataclass(frozen=True)
 class Backend:
     name: str  # "sqlite" or "postgres"
+
+
+# The key the benchmark's servers encrypt the demo district's ID numbers with (docs/security.md).
+BENCH_ENCRYPTION_KEY = base64.urlsafe_b64encode(b"gridsync-benchmark-key".ljust(64, b".")).decode()
 
 
 def backends(names: list[str]) -> list[Backend]:
@@ -162,7 +167,7 @@ async def in_process_store(database: Database) -> AsyncIterator[SyncStore]:
     """The store itself, for fast bulk loading of a big database through its own push."""
     engine = create_engine(database.url)
     try:
-        store = SyncStore(engine, Settings(database_url=database.url))
+        store = SyncStore(engine, Settings(database_url=database.url, encryption_key=BENCH_ENCRYPTION_KEY))
         yield store
         # Its background upkeep (a checkpoint, an ANALYZE) finishes before the database is let go.
         await store.writer.idle()
@@ -227,7 +232,11 @@ def serve(database: Database, workdir: Path, workers: int = 1, **env: str) -> It
     stopped (and waited for) on exit."""
     port = next_port()
     log = workdir / f"server-{port}.log"
-    environment = os.environ | {f"GRIDSYNC_{key.upper()}": value for key, value in env.items()}
+    environment = (
+        os.environ
+        | {"GRIDSYNC_ENCRYPTION_KEY": BENCH_ENCRYPTION_KEY}
+        | {f"GRIDSYNC_{key.upper()}": value for key, value in env.items()}
+    )
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [

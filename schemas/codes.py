@@ -36,6 +36,7 @@ class Code(StrEnum):
     FORBIDDEN_FIELD = "forbidden_field"
     CLOCK_AHEAD = "clock_ahead"
     CLOCK_TOO_FAR_AHEAD = "clock_too_far_ahead"
+    ENCRYPTION_KEY_MISSING = "encryption_key_missing"
     ILLEGAL_TRANSITION_FROM_NEW = "illegal_transition_from_new"
     ILLEGAL_TRANSITION_FROM_SUBMITTED = "illegal_transition_from_submitted"
     ILLEGAL_TRANSITION_FROM_DISPATCHED = "illegal_transition_from_dispatched"
@@ -67,6 +68,7 @@ class Code(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     BATCH_TOO_LARGE = "batch_too_large"
     ATTACHMENT_TOO_LARGE = "attachment_too_large"
+    DAMAGED_IMAGE = "damaged_image"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNSUPPORTED_CONTENT_ENCODING = "unsupported_content_encoding"
     JSON_REQUIRED = "json_required"
@@ -122,6 +124,7 @@ _MEANINGS: dict[str, str] = {
     "forbidden_field": "the caller's role may not write this field or value",
     "clock_ahead": "applied, but the device's clock is ahead of the server's: fix the phone's time",
     "clock_too_far_ahead": "the hlc is further ahead of the server's clock than the bound: fix the phone's date",
+    "encryption_key_missing": "an ID number, while the server has no key to store it encrypted: an operator's problem, retry later",
     **{
         f"illegal_transition_from_{status}": _transition_meaning(status)
         for status in ("new", *REQUEST_STATUSES)
@@ -148,6 +151,7 @@ _MEANINGS: dict[str, str] = {
     "body_too_large": "the body is over the server's limit",
     "batch_too_large": "too many changes in one push: split the batch",
     "attachment_too_large": "the attachment is over the server's limit",
+    "damaged_image": "the JPEG or PNG does not parse, so its metadata cannot be stripped: send the photo again",
     "unsupported_media_type": "the Content-Type is neither JSON nor MessagePack",
     "unsupported_content_encoding": "the Content-Encoding is neither gzip nor identity",
     "json_required": "a write signed in by the session cookie must send application/json",

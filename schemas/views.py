@@ -25,6 +25,7 @@ __all__ = [
     "PointsBalance",
     "RecordPage",
     "RequestFigures",
+    "ResidentErased",
     "Summary",
 ]
 
@@ -141,3 +142,12 @@ class Caller(msgspec.Struct, kw_only=True):
     user_name: str
     role: str
     device_id: str | None
+
+
+class ResidentErased(msgspec.Struct, kw_only=True):
+    """What erasing a resident did: the log rows purged and the delete phones receive."""
+
+    resident_id: str
+    purged_changes: int
+    delete_change_id: str
+    seq: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,9 +19,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.access.accounts import AccountStore
 from server.access.controller import AdminController, EnrolmentController, SignInController
+from server.access.personal import EncryptionKeyError, check_stored_later, prepare_stored
 from server.access.rate_limits import RateLimits, SignInThrottle
 from server.access.tokens import SECURITY_COMPONENTS, TokenMiddleware
-from server.db.engine import create_engine
+from server.db.engine import classify_database_error, create_engine
 from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
@@ -106,6 +108,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             connect_timeout=settings.database_connect_timeout,
         )
         app.state.store = SyncStore(engine, settings)
+        # Stored ID numbers need their key: without it (or with another) the app does not start.
+        # A database away at start-up is checked once it answers (the app answers 503 meanwhile).
+        key_check: asyncio.Task[None] | None = None
+        try:
+            await prepare_stored(engine, app.state.store.sealer, app.state.store.collections)
+        except Exception as error:
+            if isinstance(error, EncryptionKeyError) or classify_database_error(error) != "unavailable":
+                raise
+            key_check = asyncio.create_task(
+                check_stored_later(engine, app.state.store.sealer, app.state.store.collections)
+            )
         app.state.accounts = AccountStore(engine)
         app.state.inbox = ConflictInbox(engine, app.state.store)
         app.state.events = LogEvents(engine, settings)
@@ -117,6 +130,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            if key_check is not None:
+                key_check.cancel()
             await app.state.events.stop()
             await engine.dispose()
 

@@ -19,7 +19,16 @@ from typing import TypeVar
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.collections import COLLECTIONS
 from server.access.accounts import AccountStore
+from server.access.personal import (
+    EncryptionKeyError,
+    default_key_file,
+    load_sealer,
+    new_key,
+    prepare_stored,
+    write_key_file,
+)
 from server.access.principals import ROLES, Principal, UserScope
 from server.db.backup import BackupError, backup, restore
 from server.db.engine import create_engine, migrate
@@ -58,6 +67,20 @@ def _upgrade(settings: Settings) -> None:
     asyncio.run(_with_engine(settings, nothing))
 
 
+def _check_key(settings: Settings) -> bool:
+    """Whether the stored ID numbers can be served with the configured key; says why not."""
+
+    async def check(engine: AsyncEngine) -> None:
+        await prepare_stored(engine, load_sealer(settings), COLLECTIONS)
+
+    try:
+        asyncio.run(_with_engine(settings, check))
+    except EncryptionKeyError as error:
+        print(f"gridsync: {error}", file=sys.stderr)
+        return False
+    return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -71,6 +94,8 @@ def _serve(args: argparse.Namespace) -> int:
     # Uvicorn believes X-Forwarded-For from 127.0.0.1 by default; the app believes it only from
     # GRIDSYNC_TRUSTED_PROXIES (server/app.py), so uvicorn's own reading is turned off
     # (proxy_headers=False below).
+    if not _check_key(settings):
+        return 1
     if args.workers == 1:
         uvicorn.run(
             create_app(settings),
@@ -224,11 +249,38 @@ def _demo(args: argparse.Namespace) -> int:
 
     plan = DemoPlan(seed=args.seed, households=args.households)
     settings = _settings(args)
+    key_file = default_key_file(settings.database_url)
+    if load_sealer(settings) is None and key_file is not None:
+        # A development database gets its own key beside it (docs/security.md).
+        write_key_file(key_file)
+        print(f"made the encryption key {key_file} for this development database", file=sys.stderr)
     return asyncio.run(
         _with_engine(
             settings, lambda engine: demo_command(SyncStore(engine, settings), plan, if_empty=args.if_empty)
         )
     )
+
+
+def _resident_erase(args: argparse.Namespace) -> int:
+    from server.registry.erasure import erase_resident
+
+    settings = _settings(args)
+
+    async def erase(engine: AsyncEngine) -> dict[str, object]:
+        erased = await erase_resident(SyncStore(engine, settings), CONSOLE, args.resident_id)
+        return msgspec.to_builtins(erased)  # type: ignore[no-any-return]
+
+    try:
+        print(json.dumps(asyncio.run(_with_engine(settings, erase))))
+    except GridsyncError as error:
+        print(f"gridsync: {error.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _key_new(_: argparse.Namespace) -> int:
+    print(new_key())
+    return 0
 
 
 def _admin_create(args: argparse.Namespace) -> int:
@@ -330,6 +382,22 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--households", type=int, default=4_100)
     demo.add_argument("--if-empty", action="store_true", help="do nothing (exit 0) if the database has data")
     demo.set_defaults(run=_demo)
+
+    resident = commands.add_parser("resident", help="residents' personal data")
+    resident_commands = resident.add_subparsers(dest="resident_command", required=True)
+    erase = _with_database(
+        resident_commands.add_parser(
+            "erase", help="erase a resident who moved out: personal fields and history purged, audited"
+        )
+    )
+    erase.add_argument("resident_id")
+    erase.set_defaults(run=_resident_erase)
+
+    key = commands.add_parser("key", help="the key that encrypts ID numbers at rest")
+    key_commands = key.add_subparsers(dest="key_command", required=True)
+    key_commands.add_parser("new", help="print a new key (for GRIDSYNC_ENCRYPTION_KEY)").set_defaults(
+        run=_key_new
+    )
 
     admin = commands.add_parser("admin", help="admin users")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)

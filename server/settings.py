@@ -60,6 +60,10 @@ class Settings:
     max_event_streams_per_device: int = 2
     event_heartbeat_seconds: int = 15
     event_stream_seconds: int = 30 * 60
+    # The key that seals ID numbers at rest (URL-safe base64 of 64 bytes), or a file holding it;
+    # see docs/security.md. Neither: a SQLite database's ``<file>.key`` if it exists.
+    encryption_key: str = ""
+    encryption_key_file: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

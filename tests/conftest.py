@@ -25,6 +25,7 @@ from server.db.engine import create_engine, migrate
 from server.settings import Settings
 from server.sync.store import SyncStore
 from sync.client import Replica
+from tests.factories import TEST_ENCRYPTION_KEY
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -122,7 +123,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, encryption_key=TEST_ENCRYPTION_KEY)
 
 
 @pytest.fixture

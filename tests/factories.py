@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import uuid
 from typing import Any
@@ -145,3 +146,34 @@ def seed_places(client: Any, token: str, places: list[tuple[str, str, dict[str, 
     )
     assert reply.status_code == 200, reply.text
     assert {r["status"] for r in reply.json()["results"]} == {"applied"}, reply.text
+
+
+# The key the test apps seal ID numbers with (64 bytes, URL-safe base64): fixed, so a test may
+# open what the server stored.
+TEST_ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(64))).decode()
+
+
+def photo(
+    kind: str = "JPEG", *, place: tuple[float, float] | None = (39.9042, 116.4074), seed: int = 0
+) -> bytes:
+    """A small real photo (``JPEG`` or ``PNG``), with EXIF naming where it was taken unless
+    ``place`` is None; ``seed`` makes its pixels differ."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (16, 12), (seed % 256, 80, 160))
+    exif = Image.Exif()
+    if place is not None:
+        latitude, longitude = place
+        # GPS IFD: latitude and longitude as degrees, minutes, seconds.
+        exif[0x8825] = {
+            1: "N",
+            2: (float(int(latitude)), float(int(latitude * 60 % 60)), 12.34),
+            3: "E",
+            4: (float(int(longitude)), float(int(longitude * 60 % 60)), 56.78),
+        }
+        exif[0x010F] = "PhoneMaker"  # camera make, in IFD0
+    out = io.BytesIO()
+    image.save(out, kind, exif=exif.tobytes() if place is not None else b"")
+    return out.getvalue()

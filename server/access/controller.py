@@ -16,9 +16,10 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.middleware.rate_limit import get_remote_address
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
 from schemas.collections import END
+from schemas.views import ResidentErased
 from server.access.accounts import (
     AccountStore,
     AuditEntry,
@@ -33,7 +34,9 @@ from server.access.rate_limits import SignInThrottle
 from server.access.tokens import SECURITY_REQUIREMENT, session_cookie
 from server.errors import GridsyncError
 from server.openapi import problems
+from server.registry.erasure import erase_resident
 from server.settings import Settings
+from server.sync.store import SyncStore
 
 __all__ = ["AdminController", "EnrolmentController", "SignInController"]
 
@@ -357,6 +360,23 @@ class AdminController(Controller):
             community_id=owner.home_community if owner else None,
             device_name=device.name,
         )
+
+    @post(
+        "/residents/{resident_id:str}/erase",
+        operation_id="eraseResident",
+        status_code=200,
+        responses=problems(401, 403, 404, 415, 503),
+        summary="Erase a resident who moved out: personal fields and history purged, audited",
+        description="Phones drop the resident on their next pull (docs/security.md, Erasure). "
+        "A community admin erases residents of their communities only; others answer 404.",
+    )
+    async def erase_resident(
+        self,
+        request: Request[Principal, str, Any],
+        resident_id: FromPath[str],
+        store: NamedDependency[SyncStore],
+    ) -> ResidentErased:
+        return await erase_resident(store, request.user, resident_id, address=_address(request))
 
     @get("/audit", operation_id="auditLog", responses=problems(400, 401, 403, 503))
     async def audit(

@@ -24,7 +24,8 @@ from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec, per_schema
-from schemas.protocol import Change, ChangeResult, DeleteChange, SetChange, rejected
+from schemas.protocol import Change, ChangeResult, ConflictHead, DeleteChange, RecordView, SetChange, rejected
+from server.access import personal
 from server.access.places import Scope, ScopeRow, link_target, resolve_scopes, scope_depths
 from server.access.principals import Principal
 from server.db.tables import SCOPE_COLUMNS, records, scope_moves
@@ -32,21 +33,29 @@ from sync.merge import RecordKey, RecordState, apply_change, copy_state, scalar_
 
 __all__ = [
     "COMPANY_FIELDS",
+    "SENSITIVE_NOTES",
+    "SENSITIVE_TAGS",
+    "TAG_FIELDS",
     "Place",
     "authorize_batch",
     "can_read",
     "company_of",
+    "hides_sensitive",
+    "is_hidden",
+    "is_hidden_json",
     "is_scoped",
     "log_moves",
     "mask_change",
     "mask_fields",
     "mask_text",
     "mask_value",
+    "mask_view",
     "moves_for",
     "moves_records",
     "reads_filter",
     "refuse_untouchable",
     "scope_fingerprint",
+    "visible_heads",
 ]
 
 # The field that names the company a record is dispatched to (what a handler reads by).
@@ -456,7 +465,7 @@ async def moves_for(
 
 def mask_text(value: str) -> str:
     """``110101199001011234`` -> ``1101**********1234``."""
-    return value[:4] + "*" * (len(value) - 8) + value[-4:] if len(value) > 8 else "*" * len(value)
+    return personal.mask_text(value)
 
 
 def mask_value(
@@ -466,7 +475,18 @@ def mask_value(
     field: str | None,
     value: Any,
 ) -> Any:
-    if principal is None or principal.is_admin or field is None or not isinstance(value, str):
+    """A masked field's value as ``principal`` may read it: whole (opened from its seal) for
+    admins and the server itself, masked for everyone else."""
+    if field is None or not isinstance(value, str):
+        return value
+    whole = principal is None or principal.is_admin
+    if value.startswith(personal.SEALED_PREFIX):
+        spec = collections.get(collection)
+        field_spec = spec.fields.get(field) if spec else None
+        if field_spec is None or not field_spec.masked:
+            return value  # text that merely looks sealed, in a field that is never sealed
+        return personal.reveal(collection, field, value) if whole else personal.masked_form(value)
+    if whole:
         return value
     spec = collections.get(collection)
     field_spec = spec.fields.get(field) if spec else None
@@ -486,6 +506,78 @@ def mask_fields(
     collection: str,
     fields: Mapping[str, Any],
 ) -> dict[str, Any]:
-    return {
-        name: mask_value(principal, collections, collection, name, value) for name, value in fields.items()
-    }
+    """A record's fields as ``principal`` may read them: masked fields masked (or opened), and
+    for the roles kept from sensitive data, health notes left out and sensitive tags dropped."""
+    hiding = hides_sensitive(principal)
+    shown: dict[str, Any] = {}
+    for name, value in fields.items():
+        if hiding and (collection, name) in SENSITIVE_NOTES:
+            continue
+        if hiding and (collection, name) in TAG_FIELDS and isinstance(value, list):
+            value = [tag for tag in value if tag not in SENSITIVE_TAGS]
+        shown[name] = mask_value(principal, collections, collection, name, value)
+    return shown
+
+
+# ------------------------------------------------------------------ sensitive data
+
+# Roles that never read health notes or the tags that mark a vulnerable person (docs/security.md).
+SENSITIVE_READERS_EXCLUDED = frozenset({"volunteer", "building_leader"})
+SENSITIVE_TAGS = frozenset({"disability", "five-guarantee", "elderly-alone"})
+# Set fields whose elements are tags, and the free-text notes that hold health information.
+TAG_FIELDS = frozenset({("households", "tags"), ("residents", "tags")})
+SENSITIVE_NOTES = frozenset({("households", "notes"), ("residents", "notes"), ("checkins", "notes")})
+# The sensitive tags as a change's stored JSON value, to judge a pulled row without decoding it.
+_SENSITIVE_TAG_JSON = frozenset(f'"{tag}"' for tag in SENSITIVE_TAGS)
+
+
+def hides_sensitive(principal: Principal | None) -> bool:
+    """Whether ``principal`` is kept from health notes and sensitive tags."""
+    return principal is not None and principal.role in SENSITIVE_READERS_EXCLUDED
+
+
+def is_hidden(collection: str, field: str | None, value: Any) -> bool:
+    """Whether a change (or head) of this field and value is sensitive: a health note, or the
+    add or remove of a sensitive tag. Callers ask only for principals that ``hides_sensitive``."""
+    key = (collection, field)
+    if key in SENSITIVE_NOTES:
+        return True
+    return key in TAG_FIELDS and value in SENSITIVE_TAGS
+
+
+def is_hidden_json(collection: str, field: str | None, value_json: str) -> bool:
+    """``is_hidden`` of a log row whose value is still its stored JSON text."""
+    key = (collection, field)
+    if key in SENSITIVE_NOTES:
+        return True
+    return key in TAG_FIELDS and value_json in _SENSITIVE_TAG_JSON
+
+
+def visible_heads(principal: Principal | None, heads: list[Change]) -> list[Change]:
+    """``heads`` without the sensitive ones, for the roles kept from them."""
+    if not hides_sensitive(principal):
+        return heads
+    return [head for head in heads if not is_hidden(head.collection, head.field, head.value)]
+
+
+def mask_view(
+    principal: Principal | None, collections: Mapping[str, CollectionSpec], view: RecordView
+) -> RecordView:
+    """A record view (in place) as ``principal`` may read it: ``mask_fields`` on its fields and
+    the same on its conflicts' heads, sensitive heads and conflicts left out."""
+    collection = view.collection
+    view.fields = mask_fields(principal, collections, collection, view.fields)
+    hiding = hides_sensitive(principal)
+    shown: dict[str, list[ConflictHead]] = {}
+    for name, heads in view.conflicts.items():
+        if hiding and (collection, name) in SENSITIVE_NOTES:
+            continue
+        kept = []
+        for head in heads:
+            if hiding and is_hidden(collection, head.field, head.value):
+                continue
+            head.value = mask_value(principal, collections, collection, head.field, head.value)
+            kept.append(head)
+        shown[name] = kept
+    view.conflicts = shown
+    return view

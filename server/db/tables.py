@@ -23,6 +23,7 @@ from sqlalchemy import (
 
 __all__ = [
     "SCOPE_COLUMNS",
+    "attachment_refs",
     "attachments",
     "audit_log",
     "changes",
@@ -105,6 +106,17 @@ attachments = Table(
     Column("media_type", String(100), nullable=False),
     Column("content", LargeBinary, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
+)
+
+# Which records name which attachment (a hazard's or a request's photos): an attachment is
+# served only to a caller who may read one of them (server/registry/attachments.py).
+attachment_refs = Table(
+    "attachment_refs",
+    metadata,
+    Column("sha256", String(64), nullable=False),
+    Column("collection", String(64), nullable=False),
+    Column("record_id", String(64), nullable=False),
+    PrimaryKeyConstraint("sha256", "collection", "record_id", name="pk_attachment_refs"),
 )
 
 users = Table(

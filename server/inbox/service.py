@@ -17,10 +17,12 @@ import msgspec
 from sqlalchemy import Select, and_, case, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.collections import CollectionSpec
+from schemas.collections import COLLECTIONS, CollectionSpec
 from schemas.protocol import Change, ChangeResult, DeleteChange, RecordView, SetChange
 from schemas.views import Flag
 from server.access.accounts import AccountStore
+from server.access.personal import is_sealed, mask_text, reveal, sealed_fields
+from server.access.policy import mask_view
 from server.access.principals import Principal
 from server.db.paging import chunks, decode_page_cursor, encode_page_cursor
 from server.db.tables import changes, conflict_events, conflicts, devices, records, users
@@ -243,11 +245,13 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
 
 def _writer(row: Any, cls: type[Writer] = Writer) -> Any:
     parsed = parse_hlc(row.hlc)
+    # The inbox is an admin's: an ID number shows whole (opened from its seal).
+    value = _json_decode(row.value)
     return cls(
         change_id=row.id,
         op=row.op,
         field=row.field,
-        value=_json_decode(row.value),
+        value=reveal(row.collection, row.field, value) if is_sealed(value) else value,
         hlc=row.hlc,
         replica_id=parsed.replica_id,
         device_clock_ms=parsed.wall_ms,
@@ -265,6 +269,7 @@ def _change_query() -> Select[Any]:
     return select(
         changes.c.seq,
         changes.c.id,
+        changes.c.collection,
         changes.c.field,
         changes.c.op,
         changes.c.value,
@@ -488,7 +493,7 @@ class ConflictInbox:
         summary = self._summary(row)
         spec = self.collections[summary.collection]
         state = await self._state(connection, summary.collection, summary.record_id)
-        view = record_view(state, spec, summary.record_id)
+        view = mask_view(None, self.collections, record_view(state, spec, summary.record_id))
         all_heads = head_ids(summary.heads)
         head_rows = await self._writers(connection, all_heads)
         preds = [p for r in head_rows.values() for p in _json_decode(r.pred)]
@@ -626,7 +631,8 @@ class ConflictInbox:
                 kept = next((h for h in heads if h.id == choice.keep), None)
                 if kept is None:
                     raise GridsyncError(400, "unknown_head", f"field {name!r} has no head {choice.keep!r}")
-                value = kept.value
+                # Written again as it was typed; the push seals it again, to the same value.
+                value = reveal(collection, name, kept.value)
             else:
                 value = choice.value
             pred = tuple(sorted(h.id for h in heads))
@@ -663,7 +669,7 @@ class ConflictInbox:
                     SetChange(
                         **stamp(),
                         field=newest.field,
-                        value=newest.value,
+                        value=reveal(collection, newest.field, newest.value),
                         pred=tuple(sorted({newest.id, *deletes})),
                     )
                 )
@@ -854,7 +860,7 @@ class ConflictInbox:
         heads = [state.heads[i] for i in item.heads]
         pick = max if request.rule == "newest" else min
         chosen = pick(heads, key=lambda c: (c.hlc, c.id))
-        item.value, item.chosen = chosen.value, chosen.id
+        item.value, item.chosen = reveal(key[0], chosen.field, chosen.value), chosen.id
         _replica, hlc = self._admin_hlc(principal)
         change = SetChange(
             id=new_change_id(),
@@ -862,7 +868,7 @@ class ConflictInbox:
             record_id=key[1],
             hlc=hlc,
             field=request.field,
-            value=chosen.value,
+            value=item.value,
             pred=tuple(item.heads),
         )
         return _Planned(key, conflict_id, [change], {request.field: item.heads})
@@ -885,8 +891,16 @@ async def audit_resolution(
         record_id=resolved.conflict.record_id,
         seen_heads=resolution.seen_heads,
         record=resolution.record,
+        # A value typed for a masked field (an ID number) is audited masked, never whole.
         fields={
-            name: {"keep": c.keep} if c.keep is not None else {"value": c.value}
+            name: {"keep": c.keep}
+            if c.keep is not None
+            else {
+                "value": mask_text(c.value)
+                if isinstance(c.value, str)
+                and (resolved.conflict.collection, name) in sealed_fields(COLLECTIONS)
+                else c.value
+            }
             for name, c in resolution.fields.items()
         },
         changes=resolved.conflict.resolved_changes,

@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from schemas.views import Caller
 from server.access.principals import Principal
 from server.access.tokens import SECURITY_REQUIREMENT
+from server.openapi import problems
 
 __all__ = ["APP_DIRECTORY", "SDK_DIRECTORY", "field_app", "me", "shell_files"]
 
@@ -58,7 +59,13 @@ async def service_worker() -> Response[bytes]:
     )
 
 
-@get("/v1/me", operation_id="me", tags=["sync"], security=SECURITY_REQUIREMENT)
+@get(
+    "/v1/me",
+    operation_id="me",
+    tags=["sync"],
+    security=SECURITY_REQUIREMENT,
+    responses=problems(401, 429, 503),
+)
 async def me(request: Request[Principal, str, Any]) -> Caller:
     """The user and role the token belongs to (the app names its worker with it)."""
     user = request.user

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
 from schemas.views import AttachmentStored
+from server.access.principals import Principal
 from server.access.tokens import SECURITY_REQUIREMENT
 from server.errors import GridsyncError
 from server.openapi import answer, bytes_body, problems
@@ -80,11 +81,17 @@ class AttachmentsController(Controller):
             200: answer(bytes, "The bytes, with the media type they were uploaded as", "*/*"),
             **problems(400, 401, 404, 429, 503),
         },
+        description="Only for a caller who may read a record that names it (a hazard's or request's "
+        "photos); 404 otherwise. A JPEG or PNG comes without its metadata (EXIF, XMP), so its bytes "
+        "need not hash to its name.",
     )
     async def get_attachment(
-        self, sha256: FromPath[str], attachments: NamedDependency[AttachmentStore]
+        self,
+        sha256: FromPath[str],
+        request: Request[Principal, Any, Any],
+        attachments: NamedDependency[AttachmentStore],
     ) -> Response[bytes]:
-        content, media_type = await attachments.get(sha256)
+        content, media_type = await attachments.get(sha256, request.user)
         headers = {
             "cache-control": "private, max-age=31536000, immutable",
             "x-content-type-options": "nosniff",

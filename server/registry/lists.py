@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.collections import CollectionSpec
 from schemas.protocol import RecordView
 from schemas.views import RecordPage
-from server.access.policy import is_scoped, mask_fields, mask_value, reads_filter
+from server.access.policy import is_scoped, mask_view, reads_filter
 from server.access.principals import Principal
 from server.db.paging import decode_page_cursor, encode_page_cursor
 from server.db.tables import records
@@ -34,16 +34,10 @@ _SCAN = 500
 def masked_view(
     view: RecordView, principal: Principal | None, collections: Mapping[str, CollectionSpec]
 ) -> RecordView:
-    """The view as ``principal`` may see it: masked fields (a resident's ID number) masked for
-    non-admins, in the conflicts too; the same masking as the single-record endpoint."""
-    if principal is None or principal.is_admin:
-        return view
-    collection = view.collection
-    view.fields = mask_fields(principal, collections, collection, view.fields)
-    for heads in view.conflicts.values():
-        for head in heads:
-            head.value = mask_value(principal, collections, collection, head.field, head.value)
-    return view
+    """The view as ``principal`` may see it: ID numbers masked for non-admins (opened for
+    admins), sensitive data left out for the roles kept from it, in the conflicts too; the same
+    as the single-record endpoint."""
+    return mask_view(principal, collections, view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +181,17 @@ class Registry:
                 exhausted = len(rows) < _SCAN
                 for row in rows:
                     after = row.record_id
-                    view = record_view(state_codec.decode(row.state), spec, row.record_id)
+                    # Filtered as the caller may read it: a filter must not tell what is hidden.
+                    view = masked_view(
+                        record_view(state_codec.decode(row.state), spec, row.record_id),
+                        where.principal,
+                        self.collections,
+                    )
                     if status is not None and view.fields.get("status") != status:
                         continue
                     if tag is not None and tag not in view.fields.get("tags", ()):
                         continue
-                    found.append(masked_view(view, where.principal, self.collections))
+                    found.append(view)
                     if len(found) > limit:
                         break
         more = len(found) > limit

@@ -26,6 +26,7 @@ from schemas.views import (
     RequestFigures,
     Summary,
 )
+from server.access.policy import hides_sensitive
 from server.errors import GridsyncError
 from server.registry.lists import Registry, Scoped, ScopeFilter, scan
 from server.settings import Settings
@@ -202,6 +203,13 @@ class Reports:
         return elderly, missing, now.hour >= self.settings.checkin_cutoff_hour
 
     async def no_signal(self, where: ScopeFilter, at: datetime.datetime | None = None) -> NoSignalList:
+        if hides_sensitive(where.principal):
+            # The list names elderly-alone households: a tag these roles do not read.
+            raise GridsyncError(
+                403,
+                "forbidden",
+                "the no-signal list names elderly-alone households: it is for grid workers and admins",
+            )
         now = self.now(at)
         async with self.registry.engine.connect() as connection:
             _, missing, past_cutoff = await self._no_signal(connection, where, now)

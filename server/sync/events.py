@@ -103,7 +103,10 @@ class LogEvents:
 
     async def start(self) -> None:
         """Begin listening to the other processes (PostgreSQL); SQLite needs nothing yet."""
-        self._head = await self.read_head()
+        try:
+            self._head = await self.read_head()
+        except Exception as error:  # the app starts while the database is away and answers 503
+            logger.warning("log head not read at start: %s", type(error).__name__)
         self.running = True
         if self._postgres:
             self._listener = asyncio.create_task(self._listen_forever())

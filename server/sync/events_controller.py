@@ -25,6 +25,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from server.access.principals import Principal
 from server.access.tokens import SECURITY_REQUIREMENT
+from server.openapi import problems
 from server.settings import Settings
 from server.sync.events import NOTICE_GAP, LogEvents, StreamTicket
 
@@ -82,6 +83,8 @@ class EventsController(Controller):
     @get(
         "/events",
         operation_id="events",
+        media_type="text/event-stream",
+        responses=problems(401, 429, 503),
         summary="Server-sent events: the log's head moved, pull now",
         description=(
             'text/event-stream. `head` events carry `{"seq": N}` (first at once, then when the '

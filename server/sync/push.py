@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.codec import MalformedChange
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead, PushResponse
+from server.access.personal import Sealer, sealed_fields
 from server.access.places import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
 from server.access.policy import (
     authorize_batch,
@@ -36,10 +37,11 @@ from server.db.engine import driver_rows, driver_write, is_taken_id, write_locke
 from server.db.tables import devices
 from server.db.upkeep import storage_upkeep
 from server.inbox.tracking import ConflictTracker
+from server.registry.attachment_refs import attachment_fields, link_attachments
 from server.settings import Settings
 from server.sync.cursors import sync_cursor
 from server.sync.horizon import compacted_digests
-from server.sync.push_checks import validated, within_clock
+from server.sync.push_checks import sealed, validated, within_clock
 from server.sync.push_duplicates import drop_duplicates
 from server.sync.push_sql import PushSql, started, while_running
 from server.sync.push_view import GroupView
@@ -138,8 +140,15 @@ class PushWriter:
         collections: Mapping[str, CollectionSpec],
         clock: HybridClock,
         conflict_tracker: ConflictTracker,
+        sealer: Sealer | None = None,
     ) -> None:
         self.engine = engine
+        # ID numbers are sealed before anything compares or stores them (server/access/personal.py).
+        self._sealer = sealer
+        self._sealed = sealed_fields(collections)
+        # Set fields that name attachments (photos): an add links the photo to its record.
+        self._photo_fields = attachment_fields(collections)
+        self._photo_names = frozenset(field for _, field in self._photo_fields)
         self.settings = settings
         self.collections = collections
         self.clock = clock
@@ -173,6 +182,7 @@ class PushWriter:
         closed a conflict this push resolves (``sync``, ``admin``, ``bulk``). The batch is
         validated here, then waits for the writer."""
         results, candidates = validated(items, self.collections)
+        candidates = sealed(candidates, results, self._sealer, self._sealed)
         outcome: asyncio.Future[PushResponse] = asyncio.get_running_loop().create_future()
         self._queue.append(_PushJob(device_id, principal, check, via, results, candidates, outcome))
         if self._writer is None or self._writer.done():
@@ -409,6 +419,8 @@ class PushWriter:
         if view.logging is not None:
             view.plan()  # the records' rows are final: made while the log's go in
         await view.settle()  # the connection is the log's until its rows are in
+        if any(change.field in self._photo_names for change in changes):
+            await link_attachments(connection, self._photo_fields, changes)
         job = push.job
         await self.conflict_tracker.track(
             connection,

@@ -1,18 +1,21 @@
-"""The checks of a push made change by change before the group's reads: each change alone
-(shape, collection, field, value) as it arrives, and its clock once the duplicates are known
+"""The checks of a push made change by change: each change alone (shape, collection, field,
+value) and its ID numbers sealed as it arrives, its clock once the duplicates are known
 (server/sync/push.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import msgspec
+
 from schemas.codec import MalformedChange
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, rejected
+from server.access.personal import Sealer
 from sync.hlc import hlc_wall_ms
 from sync.validate import ClockBound, check_clock, validate_batch
 
-__all__ = ["validated", "within_clock"]
+__all__ = ["sealed", "validated", "within_clock"]
 
 
 def within_clock(
@@ -56,3 +59,31 @@ def validated(
         else:
             results[index] = rejected(change.id, rejection.code, rejection.message)
     return results, kept
+
+
+def sealed(
+    candidates: list[tuple[int, Change]],
+    results: list[ChangeResult | None],
+    sealer: Sealer | None,
+    fields: frozenset[tuple[str, str]],
+) -> list[tuple[int, Change]]:
+    """The candidates with their ID numbers (``fields``) sealed before anything compares or
+    stores them (server/access/personal.py); without a key such a change is refused."""
+    if not any((change.collection, change.field) in fields for _, change in candidates):
+        return candidates
+    kept: list[tuple[int, Change]] = []
+    for index, change in candidates:
+        if (change.collection, change.field) in fields and isinstance(change.value, str):
+            assert change.field is not None
+            if sealer is None:
+                results[index] = rejected(
+                    change.id,
+                    "encryption_key_missing",
+                    "the server has no key to store ID numbers encrypted "
+                    "(GRIDSYNC_ENCRYPTION_KEY): nothing was stored; ask the server's administrator",
+                )
+                continue
+            value = sealer.seal(change.collection, change.field, change.value)
+            change = msgspec.structs.replace(change, value=value)
+        kept.append((index, change))
+    return kept

@@ -23,14 +23,20 @@ from schemas.protocol import (
     RecordView,
     SnapshotRecord,
 )
+from server.access.personal import SEALED_PREFIX, load_sealer
 from server.access.policy import (
+    SENSITIVE_NOTES,
+    TAG_FIELDS,
+    hides_sensitive,
+    is_hidden_json,
     is_scoped,
     mask_change,
-    mask_fields,
     mask_value,
+    mask_view,
     moves_for,
     reads_filter,
     scope_fingerprint,
+    visible_heads,
 )
 from server.access.principals import Principal
 from server.db.engine import driver_rows, pooled_rows
@@ -90,6 +96,9 @@ _PULL_JSON_POSTGRES = (
     """|| ',"seq":' || seq::text || '}' FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3)"""
 )
 _position_decode = msgspec.json.Decoder(tuple[str, int, int]).decode
+# A sealed value (an ID number at rest, server/access/personal.py) as it shows in a pulled row's JSON.
+_SEALED_JSON = f'"{SEALED_PREFIX}'
+_SENSITIVE_PAIRS = SENSITIVE_NOTES | TAG_FIELDS
 
 
 def _seq_of(pulled: str) -> int:
@@ -164,6 +173,8 @@ class SyncStore:
         # Each device's acknowledged pull position, which bounds history compaction.
         self.acks = PullAcknowledgements(engine, settings.ack_interval_ms)
         self.conflict_tracker = ConflictTracker(self.collections)
+        # The key that seals ID numbers; None when none is configured (server/access/personal.py).
+        self.sealer = load_sealer(settings)
         self._masked = frozenset(
             (spec.name, field.name)
             for spec in self.collections.values()
@@ -172,7 +183,9 @@ class SyncStore:
         )
         self._sqlite = engine.dialect.name == "sqlite"
         self._pull_json = _PULL_JSON_SQLITE if self._sqlite else _PULL_JSON_POSTGRES
-        self.writer = PushWriter(engine, settings, self.collections, self.clock, self.conflict_tracker)
+        self.writer = PushWriter(
+            engine, settings, self.collections, self.clock, self.conflict_tracker, self.sealer
+        )
         # Pushing is the writer's alone (server/sync/push.py): callers push through ``writer``.
         # The hot reads need no transaction of their own: on PostgreSQL, autocommit spares them
         # a BEGIN and a ROLLBACK round trip each. (SQLite's driver opens none for a read.)
@@ -266,7 +279,9 @@ class SyncStore:
             else:
                 end = rows[-1].seq if rows else after
         wrap = (lambda raw: msgspec.Raw(raw.encode())) if raw_json else _json_decode
-        masked = self._masked if scoped and principal is not None and not principal.is_admin else frozenset()
+        # ID numbers are masked, or opened for admins; the unscoped caller's go through here too.
+        masked = self._masked
+        hiding = hides_sensitive(principal)
         pulled = []
         # A record that entered the scope comes whole, as its heads and facts (below): its
         # changes of this page are in that state already, and merged again a change born
@@ -274,6 +289,12 @@ class SyncStore:
         whole = {(collection, record_id) for collection, record_id, _ in entered}
         for row in rows:
             if whole and (row.collection, row.record_id) in whole:
+                continue
+            if (
+                hiding
+                and (row.collection, row.field) in _SENSITIVE_PAIRS
+                and is_hidden_json(row.collection, row.field, row.value)
+            ):
                 continue
             value = wrap(row.value)
             if (row.collection, row.field) in masked:
@@ -297,7 +318,7 @@ class SyncStore:
         facts: list[RecordFacts] = []
         for collection, record_id, blob in entered:
             state = state_codec.decode(blob)
-            for head in state.heads.values():
+            for head in visible_heads(principal, list(state.heads.values())):
                 pulled.append(_as_pulled(mask_change(principal, self.collections, head), end))
             if state.covered or state.pending:
                 covered, pending = snapshot_facts(state)
@@ -317,9 +338,8 @@ class SyncStore:
         # by (its epoch, the last seq, the compaction floor); a page of a cursor judged wrong is
         # dropped unsent.
         after = min(_cursor_seq(since), _MAX_SEQ)
-        found = await pooled_rows(
-            self._reader, self._pull_json, after, min(after + limit + 1, _MAX_SEQ), limit + 1
-        )
+        upper = min(after + limit + 1, _MAX_SEQ)
+        found = await pooled_rows(self._reader, self._pull_json, after, upper, limit + 1)
         rows = [row[0] for row in found]
         # The counter's row is the only one that is not an object (the union keeps it first).
         at = 0 if rows[0][0] == "[" else next(i for i, row in enumerate(rows) if row[0] == "[")
@@ -327,8 +347,22 @@ class SyncStore:
         after = self._parse_cursor(since, epoch, last_seq, principal, floor)
         more = len(rows) > limit
         del rows[limit:]
-        end = _seq_of(rows[-1]) if rows else after
+        # Without more rows than the page, every seq up to the bound was read: the cursor moves
+        # there, past any gap an erasure left (server/registry/erasure.py), and says whether there is more.
+        end = _seq_of(rows[-1]) if more else max(after, min(upper, last_seq))
+        more = more or end < last_seq
+        for index, row in enumerate(rows):
+            if _SEALED_JSON in row:
+                rows[index] = self._opened(row)
         return rows, sync_cursor(epoch, end, scope_fingerprint(principal)), more
+
+    def _opened(self, row: str) -> str:
+        """A pulled row (JSON text) with its sealed ID number opened, for the unscoped caller."""
+        change = _json_decode(row)
+        change["value"] = mask_value(
+            None, self.collections, change["collection"], change["field"], change["value"]
+        )
+        return _json_encode(change).decode()
 
     # ------------------------------------------------------------------ snapshot
 
@@ -396,12 +430,13 @@ class SyncStore:
             rows = (await connection.execute(query, params)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        # Only the heads of masked fields go through the mask (most heads of a page are not).
-        masked = self._masked if principal is not None and not principal.is_admin else frozenset()
+        # Only the heads of masked fields go through the mask (most heads of a page are not): masked
+        # for most roles, opened from their seal for admins.
+        masked = self._masked
         page_records = []
         for row in rows:
             state = state_codec.decode(row.state)
-            heads = list(state.heads.values())
+            heads = visible_heads(principal, list(state.heads.values()))
             if masked:
                 heads = [
                     mask_change(principal, self.collections, head)
@@ -450,14 +485,7 @@ class SyncStore:
         if blob is None:
             # Out of scope answers like a missing record: existence itself is not disclosed.
             raise GridsyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
-        view = record_view(state_codec.decode(blob), spec, record_id)
-        if principal is None or principal.is_admin:
-            return view
-        view.fields = mask_fields(principal, self.collections, collection, view.fields)
-        for heads in view.conflicts.values():
-            for head in heads:
-                head.value = mask_value(principal, self.collections, collection, head.field, head.value)
-        return view
+        return mask_view(principal, self.collections, record_view(state_codec.decode(blob), spec, record_id))
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

@@ -29,7 +29,7 @@ from server.access.principals import UserScope
 from server.app import create_app
 from server.db.engine import create_engine
 from server.settings import Settings
-from tests.factories import hlc
+from tests.factories import hlc, photo
 from tests.reliability.harness import free_port
 
 Client = TestClient  # type: ignore[type-arg]
@@ -38,7 +38,7 @@ PASSWORD = "correct horse battery"
 # A request that sends a body the document does not allow on purpose (a malformed change, which
 # the push answers `rejected` while it applies the rest) says so with this header.
 INVALID_BODY = "x-test-invalid-body"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PNG = photo("PNG", place=None)
 
 
 def _pointer(*parts: str) -> str:
@@ -52,6 +52,8 @@ def _media(headers: httpx.Headers) -> str:
 def _decode(media: str, content: bytes) -> Any:
     if media.endswith("msgpack"):
         return msgspec.msgpack.decode(content)
+    if media.startswith("text/"):
+        return content.decode()
     return json.loads(content)
 
 
@@ -165,8 +167,14 @@ async def _create_admin(settings: Settings) -> None:
 
 @pytest.fixture
 def contract_settings(database_url: str) -> Settings:
-    """Small limits, so that every 413 can be reached with small bodies."""
-    return Settings(database_url=database_url, max_changes_per_push=20, max_attachment_bytes=1024)
+    """Small limits, so that every 413 can be reached with small bodies; event streams of a second."""
+    return Settings(
+        database_url=database_url,
+        max_changes_per_push=20,
+        max_attachment_bytes=1024,
+        event_stream_seconds=1,
+        event_heartbeat_seconds=1,
+    )
 
 
 @pytest.fixture
@@ -227,6 +235,11 @@ def _drive_sync(client: Client) -> None:
     assert client.get("/v1/sync/snapshot", params={"collection": "cats"}).status_code == 404
     assert client.get("/v1/sync/snapshot", params={"cursor": "garbage"}).status_code == 400
 
+    assert client.get("/v1/me").json()["role"] == "district_admin"
+    events = client.get("/v1/sync/events")
+    assert events.status_code == 200
+    assert "event: head" in events.text
+
 
 def _drive_registry(client: Client) -> None:
     assert client.get("/v1/records/households/h1").status_code == 200
@@ -253,6 +266,9 @@ def _drive_attachments(client: Client) -> None:
     assert client.put(f"/v1/attachments/{'0' * 64}", content=PNG, headers=png).status_code == 422
     big = b"x" * 2048
     assert client.put(f"/v1/attachments/{hashlib.sha256(big).hexdigest()}", content=big).status_code == 413
+    # A photo is served to whoever may read a record that names it.
+    assert client.get(f"/v1/attachments/{name}").status_code == 404
+    _push(client, [_change("photos", name, record="z1", collection="hazards", op="add")])
     assert client.get(f"/v1/attachments/{name}").content == PNG
     assert client.get(f"/v1/attachments/{'1' * 64}").status_code == 404
 
@@ -300,6 +316,8 @@ def _drive_admin(client: Client) -> dict[str, str]:
     enrolment = {"code": issued.json()["code"], "name": "second grid phone"}
     assert client.post("/v1/enrol", json=enrolment, headers={"authorization": ""}).status_code == 201
     assert client.post("/v1/enrol", json=enrolment, headers={"authorization": ""}).status_code == 400
+    assert client.post("/v1/admin/residents/r1/erase", headers=admin).status_code == 200
+    assert client.post("/v1/admin/residents/nobody/erase", headers=admin).status_code == 404
     assert client.get("/v1/admin/audit", headers=admin).status_code == 200
     assert client.get("/v1/admin/audit", params={"limit": 0}, headers=admin).status_code == 400
     return admin

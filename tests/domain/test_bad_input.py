@@ -18,8 +18,9 @@ from server.db.tables import attachments
 from server.settings import Settings
 from sync.client import Replica
 from tests.domain.district import Client, build, change, push, view
+from tests.factories import photo
 
-PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
+PHOTO = photo(place=None)
 PHOTO_HASH = hashlib.sha256(PHOTO).hexdigest()
 
 
@@ -108,6 +109,8 @@ def test_attachments_are_verified_stored_once_and_served(
     }
     again = small_limit_client.put(f"/v1/attachments/{PHOTO_HASH}", content=PHOTO)
     assert (again.status_code, again.json()["created"]) == (200, False)
+    # Served once a record names it.
+    assert push(client, [change("hazards", "z0", "photos", PHOTO_HASH, op="add")])[0]["status"] == "applied"
     got = client.get(f"/v1/attachments/{PHOTO_HASH}")
     assert (got.status_code, got.content, got.headers["content-type"]) == (200, PHOTO, "image/jpeg")
 

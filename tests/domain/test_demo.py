@@ -55,8 +55,11 @@ async def test_a_small_demo_loads_through_the_store(store: SyncStore, settings: 
 
 
 def test_the_demo_answers_the_reports(
-    settings: Settings, enroll: Callable[[str], str], database_url: str
+    settings: Settings, enroll: Callable[[str], str], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The CLI reads its settings (the key the demo's ID numbers are sealed with) from the environment.
+    monkeypatch.setenv("GRIDSYNC_ENCRYPTION_KEY", settings.encryption_key)
+    monkeypatch.setattr("server.cli.get_settings", Settings.from_env)
     assert main(["demo", "--database-url", database_url, "--households", "150", "--seed", "3"]) == 0
     assert main(["demo", "--database-url", database_url, "--households", "150", "--if-empty"]) == 0
     assert main(["demo", "--database-url", database_url, "--households", "150"]) == 1
