@@ -86,6 +86,10 @@ class Code(StrEnum):
     # The conflict inbox (the admin API).
     UNKNOWN_KIND = "unknown_kind"
     BAD_RULE = "bad_rule"
+    # The office desk's spreadsheets.
+    NOT_IMPORTABLE = "not_importable"
+    NOT_EXPORTABLE = "not_exportable"
+    BAD_MAPPING = "bad_mapping"
     BAD_CHOICE = "bad_choice"
     UNKNOWN_HEAD = "unknown_head"
     NOT_IN_CONFLICT = "not_in_conflict"
@@ -167,6 +171,9 @@ _MEANINGS: dict[str, str] = {
     "user_exists": "a user of that name already exists",
     "unknown_kind": "the conflict kind is not one the inbox knows; the message lists them",
     "bad_rule": "the bulk resolution rule does not apply to this field",
+    "not_importable": "that collection cannot be imported from a spreadsheet; the message lists those that can",
+    "not_exportable": "that collection cannot be exported; the message lists those that can",
+    "bad_mapping": "the column mapping is not a JSON object of column names to field names",
     "bad_choice": "a field's resolution gives neither or both of keep and value",
     "unknown_head": "the resolution keeps a head the conflict does not have",
     "not_in_conflict": "the record has no conflict of the kind resolved",

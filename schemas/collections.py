@@ -31,6 +31,8 @@ __all__ = [
     "END",
     "REQUEST_STATUSES",
     "REQUEST_TRANSITIONS",
+    "TASK_KINDS",
+    "TASK_TRANSITIONS",
     "CollectionSpec",
     "FieldSpec",
     "MergePolicy",
@@ -79,6 +81,8 @@ RequestCategory = Literal[
 ]
 RequestStatus = Literal["submitted", "dispatched", "accepted", "done", "rated", "cancelled", "reopened"]
 PointsKind = Literal["earned", "redeemed"]
+TaskKind = Literal["visit", "hazard-recheck", "request-follow-up", "no-signal", "other"]
+TaskStatus = Literal["open", "done", "cancelled"]
 
 REQUEST_STATUSES: tuple[str, ...] = typing.get_args(RequestStatus)
 # The five-step loop: resident orders, community dispatches, property company takes (accepted),
@@ -92,6 +96,16 @@ REQUEST_TRANSITIONS: Mapping[str | None, frozenset[str]] = {
     "rated": frozenset({"reopened"}),
     "cancelled": frozenset({"reopened"}),
     "reopened": frozenset({"dispatched", "cancelled"}),
+}
+
+TASK_KINDS: tuple[str, ...] = typing.get_args(TaskKind)
+# A task is open until a visit or check answers it (done) or the office drops it (cancelled);
+# either may be opened again.
+TASK_TRANSITIONS: Mapping[str | None, frozenset[str]] = {
+    None: frozenset({"open"}),
+    "open": frozenset({"done", "cancelled"}),
+    "done": frozenset({"open"}),
+    "cancelled": frozenset({"open"}),
 }
 
 
@@ -280,6 +294,7 @@ VISITS = collection(
         ref_required=False,
         description="Service requests the visit raised",
     ),
+    scalar("task_id", RecordRef, ref="tasks", ref_required=False, description="The task it answers"),
     description="A door-to-door visit",
     scope_links=("household_id",),
 )
@@ -335,6 +350,7 @@ CHECKINS = collection(
     scalar("checked_by", Person),
     scalar("checked_at", Moment),
     scalar("notes", LongText),
+    scalar("task_id", RecordRef, ref="tasks", ref_required=False, description="The task it answers"),
     description="The daily check on an elderly person living alone",
     scope_links=("household_id",),
 )
@@ -352,6 +368,27 @@ POINTS = collection(
     scope_links=("resident_id",),
 )
 
+TASKS = collection(
+    "tasks",
+    scalar("kind", TaskKind, description="What to do"),
+    scalar("assignee", Person, description="The worker it is for: a user id"),
+    scalar("due_date", Day, description="By when"),
+    scalar("reason", LongText, description="Why: what the office or the rule that made it saw"),
+    scalar("status", TaskStatus, transitions=TASK_TRANSITIONS, description="open, done or cancelled"),
+    scalar("outcome", LongText, description="What came of it"),
+    scalar("answered_by", RecordRef, description="The visit or checkin that closed it"),
+    scalar("source", Code, description="desk (made by the office) or the rule that made it"),
+    scalar("household_id", RecordRef, ref="households", description="Place: a household"),
+    scalar("building_id", RecordRef, ref="buildings", description="Place: a building"),
+    scalar("grid_id", RecordRef, ref="grids", description="Place: a grid"),
+    scalar("hazard_id", RecordRef, ref="hazards", ref_required=False, description="The hazard to re-check"),
+    scalar(
+        "request_id", RecordRef, ref="requests", ref_required=False, description="The request to follow up"
+    ),
+    description="Work the office gives a worker; it never records where or when the worker was",
+    scope_links=("household_id", "building_id", "grid_id"),
+)
+
 COLLECTIONS: dict[str, CollectionSpec] = {
     c.name: c
     for c in (
@@ -365,5 +402,6 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         REQUESTS,
         CHECKINS,
         POINTS,
+        TASKS,
     )
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,9 @@ from server.access.personal import EncryptionKeyError, check_stored_later, prepa
 from server.access.rate_limits import RateLimits, SignInThrottle
 from server.access.tokens import SECURITY_COMPONENTS, TokenMiddleware
 from server.db.engine import classify_database_error, create_engine
+from server.desk.controller import TasksController
+from server.desk.pages import desk_pages
+from server.desk.tasks import TaskRules
 from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
@@ -124,6 +128,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.events = LogEvents(engine, settings)
         await app.state.events.start()
         app.state.store.writer.commit_watchers.append(app.state.events.committed)
+        app.state.task_rules = TaskRules(app.state.store, settings)
+        rules_loop = (
+            asyncio.create_task(app.state.task_rules.loop(settings.task_rules_interval))
+            if settings.task_rules_interval > 0
+            else None
+        )
         # What start-up made lives as long as the process: frozen, it is no longer walked by
         # every full garbage collection (which the many objects of each push set off).
         gc.freeze()
@@ -133,6 +143,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if key_check is not None:
                 key_check.cancel()
             await app.state.events.stop()
+            if rules_loop is not None:
+                rules_loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rules_loop
             await engine.dispose()
 
     sync_routes = Router(
@@ -146,6 +160,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RecordListController,
             ReportsController,
             AttachmentsController,
+            TasksController,
         ],
         middleware=[limits.per_device.middleware, limits.per_address.middleware],
     )
@@ -164,6 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ConflictsController,
             admin_pages(),
             field_app(),
+            desk_pages(),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             health,
             protocol_schema,

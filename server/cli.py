@@ -32,6 +32,7 @@ from server.access.personal import (
 from server.access.principals import ROLES, Principal, UserScope
 from server.db.backup import BackupError, backup, restore
 from server.db.engine import create_engine, migrate
+from server.desk.cli import add_desk_commands
 from server.errors import GridsyncError
 from server.settings import Settings, get_settings
 from server.sync.horizon import compact
@@ -409,6 +410,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--community", action="append", help="community id, for a community admin")
     create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     create.set_defaults(run=_admin_create)
+    add_desk_commands(commands, _with_database, _with_engine, _settings)
     return parser
 
 

@@ -64,6 +64,9 @@ class Settings:
     # see docs/security.md. Neither: a SQLite database's ``<file>.key`` if it exists.
     encryption_key: str = ""
     encryption_key_file: str = ""
+    # Seconds between two runs of the task rules (server/desk/tasks.py); 0 runs them only when
+    # the desk's task page is opened.
+    task_rules_interval: int = 60
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

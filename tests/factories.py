@@ -58,6 +58,18 @@ async def enroll_user(settings: Settings, name: str, role: str, scope: UserScope
     return token
 
 
+async def enroll_worker(settings: Settings, name: str, role: str, scope: UserScope) -> tuple[str, str]:
+    """Like ``enroll_user``; returns the user's id (what a task's assignee holds) and the token."""
+    engine = create_engine(settings.database_url)
+    try:
+        accounts = AccountStore(engine)
+        user = await accounts.create_user(name, role, scope)
+        _, token = await accounts.enroll_device(user.id, f"{name}'s phone")
+    finally:
+        await engine.dispose()
+    return user.id, token
+
+
 def change_id() -> str:
     return str(uuid.uuid4())
 

@@ -23,6 +23,7 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
         "incremental",
         "bootstrap",
         "devices",
+        "spreadsheets",
         "sdk_merge",
     }
     assert found["sdk_merge"]["js_changes_per_s"]["median"] > 0

@@ -32,6 +32,7 @@ __all__ = [
     "conflicts",
     "devices",
     "enrolment_codes",
+    "import_mappings",
     "metadata",
     "records",
     "scope_moves",
@@ -193,6 +194,17 @@ audit_log = Table(
     Column("community_id", String(64), nullable=True),
     Column("detail", Text, nullable=False),
     Index("ix_audit_log_action_at", "action", "at_ms"),
+)
+
+# The desk's imports (server/desk/imports.py): each office's column mapping per collection, so
+# its spreadsheets import the same way every time. ``office`` is a community id ("" district-wide).
+import_mappings = Table(
+    "import_mappings",
+    metadata,
+    Column("office", String(64), primary_key=True),
+    Column("collection", String(64), primary_key=True),
+    Column("mapping", Text, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
 )
 
 # The conflict inbox (server/inbox/tracking.py): one row per time a record went into conflict. At most

@@ -58,6 +58,7 @@ __all__ = ["STATIC", "admin_pages", "csrf_token", "template_config"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
+DESK_TEMPLATES = Path(__file__).parents[1] / "desk" / "templates"
 _MERGED = "__merged__"
 
 
@@ -108,7 +109,7 @@ def _common_prefix(a: str, b: str) -> str:
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
+    environment = Environment(loader=FileSystemLoader([TEMPLATES, DESK_TEMPLATES]), autoescape=True)
     environment.filters["when"] = _when
     environment.filters["show"] = _show
     environment.globals["marked"] = _marked

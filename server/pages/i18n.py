@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from server.desk.labels import DESK_LABELS
+
 __all__ = ["LANGUAGES", "LANG_COOKIE", "choose_language", "translator"]
 
 LANGUAGES = ("en", "zh")
@@ -122,6 +124,9 @@ _LABELS: dict[str, tuple[str, str]] = {
     "language": ("中文", "English"),
     "forbidden": ("Only community and district admins use these pages.", "仅社区和街道管理员可使用此页面。"),
 }
+
+
+_LABELS.update(DESK_LABELS)
 
 
 def choose_language(query: str | None, cookie: str | None, accept: str | None) -> str:

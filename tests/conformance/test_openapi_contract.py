@@ -318,6 +318,9 @@ def _drive_admin(client: Client) -> dict[str, str]:
     assert client.post("/v1/enrol", json=enrolment, headers={"authorization": ""}).status_code == 400
     assert client.post("/v1/admin/residents/r1/erase", headers=admin).status_code == 200
     assert client.post("/v1/admin/residents/nobody/erase", headers=admin).status_code == 404
+    assert client.get("/v1/tasks/today").json()["tasks"] == []
+    assert client.get("/v1/tasks/today", params={"day": "someday"}).status_code == 400
+    assert client.post("/v1/tasks/rules", headers=admin).status_code == 200
     assert client.get("/v1/admin/audit", headers=admin).status_code == 200
     assert client.get("/v1/admin/audit", params={"limit": 0}, headers=admin).status_code == 400
     return admin

@@ -56,6 +56,17 @@ FIELD_RECORDS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("checkins", "k1", {"household_id": "h1", "day": "2026-11-25", "signal": True, "checked_by": "w-1"}),
     ("points", "p1", {"resident_id": "r1", "kind": "earned", "points": 10, "reason": "Stairwell cleaning"}),
+    (
+        "tasks",
+        "t1",
+        {
+            "household_id": "h1",
+            "kind": "visit",
+            "assignee": "w-1",
+            "due_date": "2026-11-30",
+            "status": "open",
+        },
+    ),
 ]
 # A scalar field of each collection two phones can disagree on.
 DISPUTED = {
@@ -68,6 +79,7 @@ DISPUTED = {
     "hazards": ("z1", "severity"),
     "requests": ("q1", "title"),
     "checkins": ("k1", "notes"),
+    "tasks": ("t1", "reason"),
 }
 VALUES = {"code": ("A1", "B2"), "severity": ("low", "critical"), "phone": ("13800000001", "13900000002")}
 

@@ -101,7 +101,8 @@ export const COLLECTIONS = {
       "purpose": "scalar",
       "notes": "scalar",
       "follow_up": "scalar",
-      "request_ids": "set"
+      "request_ids": "set",
+      "task_id": "scalar"
     },
     "scopeSelf": null,
     "scopeLinks": [
@@ -109,7 +110,8 @@ export const COLLECTIONS = {
     ],
     "refs": {
       "household_id": "households",
-      "request_ids": "requests"
+      "request_ids": "requests",
+      "task_id": "tasks"
     }
   },
   "hazards": {
@@ -176,14 +178,16 @@ export const COLLECTIONS = {
       "signal": "scalar",
       "checked_by": "scalar",
       "checked_at": "scalar",
-      "notes": "scalar"
+      "notes": "scalar",
+      "task_id": "scalar"
     },
     "scopeSelf": null,
     "scopeLinks": [
       "household_id"
     ],
     "refs": {
-      "household_id": "households"
+      "household_id": "households",
+      "task_id": "tasks"
     }
   },
   "points": {
@@ -201,6 +205,36 @@ export const COLLECTIONS = {
     ],
     "refs": {
       "resident_id": "residents"
+    }
+  },
+  "tasks": {
+    "fields": {
+      "kind": "scalar",
+      "assignee": "scalar",
+      "due_date": "scalar",
+      "reason": "scalar",
+      "status": "scalar",
+      "outcome": "scalar",
+      "answered_by": "scalar",
+      "source": "scalar",
+      "household_id": "scalar",
+      "building_id": "scalar",
+      "grid_id": "scalar",
+      "hazard_id": "scalar",
+      "request_id": "scalar"
+    },
+    "scopeSelf": null,
+    "scopeLinks": [
+      "household_id",
+      "building_id",
+      "grid_id"
+    ],
+    "refs": {
+      "household_id": "households",
+      "building_id": "buildings",
+      "grid_id": "grids",
+      "hazard_id": "hazards",
+      "request_id": "requests"
     }
   }
 };

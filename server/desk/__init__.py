@@ -1,0 +1,1 @@
+"""The community office's desk: tasks, the household files, dispatch, spreadsheets in and out."""
