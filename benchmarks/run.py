@@ -46,6 +46,9 @@ class Size:
     merge_repeats: int = 10  # passes over the conformance vectors per round of the SDK's merge
     record_changes: int = 20_000  # changes of the record-creating push, per workload and run
     sheet_households: int = 10_000
+    # The storm through two app processes, on the primary alone and with a standby (PostgreSQL).
+    standby_devices: int = 2_000
+    standby_runs: int = 1
 
 
 SIZES = {
@@ -66,6 +69,7 @@ SIZES = {
         merge_repeats=1,
         record_changes=1_000,
         sheet_households=500,
+        standby_devices=5,
     ),
 }
 
@@ -273,6 +277,13 @@ async def _run(size: Size, backends: list[str], skip: set[str], console: Console
             ]
             if backend == backends[0]:  # no database: once a run
                 steps.append(("sdk_merge", partial(sdk_merge.sdk_merge, repeats=size.merge_repeats)))
+            if backend == "postgres":
+                steps.append(
+                    (
+                        "standby",
+                        partial(scenarios.standby_storm, workdir, size.standby_devices, size.standby_runs),
+                    )
+                )
             for name, step in steps:
                 if name in skip:
                     continue

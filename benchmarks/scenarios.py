@@ -3,8 +3,12 @@ big database, and the bootstrap of one community. Each returns plain dicts for t
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,8 +19,10 @@ from urllib.parse import urlencode
 import asyncpg
 import httpx
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 
-from benchmarks.devices import Wire
+from benchmarks.devices import Job, Outcome, Wire
 from benchmarks.harness import (
     Database,
     Measure,
@@ -24,9 +30,11 @@ from benchmarks.harness import (
     enroll,
     fresh_database,
     in_process_store,
+    next_port,
     remove_sqlite,
     serve,
 )
+from benchmarks.standby import Standby
 from benchmarks.workload import HouseholdWorkload, change_row, push_body
 from schemas.protocol import Change, SetChange
 from server.access.accounts import AccountStore
@@ -556,3 +564,110 @@ async def _storm(
     if outcome.push_ms:
         storm.push_p99.add(_percentile(outcome.push_ms, 0.99))
         storm.pull_p99.add(_percentile(outcome.pull_ms, 0.99))
+
+
+# ---------------------------------------------------------------------- scenario 5b
+
+
+def _backend_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU time each of the given PostgreSQL backends has used so far (those still running)."""
+    used: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+async def _backends(primary_url: str, database: str) -> list[int]:
+    """The primary's backends connected to ``database`` (the app processes' pools)."""
+    dsn = make_url(primary_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", database
+        )
+    finally:
+        await connection.close()
+    return [int(row["pid"]) for row in rows]
+
+
+def _replica_reads(base_url: str) -> dict[str, float]:
+    """``gridsync_replica_reads_total`` by outcome, summed over the workers (loopback scrape)."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics", timeout=30).text):
+        if family.name == "gridsync_replica_reads":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[sample.labels["outcome"]] = sample.value
+    return found
+
+
+async def standby_storm(workdir: Path, devices: int, runs: int) -> dict[str, Any]:
+    """The storm of phones (one exchange each, as the reference client syncs) through two app
+    processes, on the primary alone and with one streaming standby for the reads (PostgreSQL):
+    p99 of a sync, errors, and the CPU a device costs the primary's backends."""
+    found: dict[str, Any] = {"devices": devices}
+    for mode in ("primary", "standby"):
+        storm = _Storm()
+        primary_cpu = Measure()
+        reads: dict[str, float] = {}
+        for run in range(runs):
+            async with fresh_database("postgres", workdir, f"sb{mode[0]}{run}") as database:
+                assert database.name is not None
+                standby = Standby(database.url, next_port()) if mode == "standby" else None
+                try:
+                    env: dict[str, str] = {}
+                    if standby is not None:
+                        # Its set-up runs its own event loop: in a thread of its own.
+                        await asyncio.to_thread(standby.create)
+                        env["database_read_urls"] = standby.url(database.name)
+                    tokens = [token for _, token in await enroll(database, devices)]
+                    with (
+                        serve(database, workdir, workers=2, **env) as server,
+                        _client(server.base_url, tokens[0]) as http,
+                    ):
+                        _push_all(http, [push_body("bench-seed", HouseholdWorkload(seed=19).changes(2000))])
+                        since = _position(http)
+                        if standby is not None:
+                            await standby.wait_caught_up()
+                        epoch, _, last = since.rpartition(".")
+                        job = Job(server.base_url, tokens, since=f"{epoch}.{int(last) - 100}", exchange=True)
+                        app_before = server.cpu_seconds()
+                        backends_before = _backend_cpu_seconds(await _backends(database.url, database.name))
+                        finished = subprocess.run(
+                            [sys.executable, "-m", "benchmarks.devices"],
+                            input=msgspec.json.encode(job),
+                            capture_output=True,
+                            timeout=900,
+                            check=True,
+                        )
+                        outcome = msgspec.json.decode(finished.stdout, type=Outcome)
+                        storm.server_cpu.add((server.cpu_seconds() - app_before) * 1000 / devices)
+                        # The pools keep their connections: backends opened during the storm
+                        # are still there, and count from zero.
+                        after = _backend_cpu_seconds(await _backends(database.url, database.name))
+                        spent = sum(used - backends_before.get(pid, 0.0) for pid, used in after.items())
+                        primary_cpu.add(spent * 1000 / devices)
+                        storm.wall.add(outcome.wall_seconds)
+                        for outcome_name, count in _replica_reads(server.base_url).items():
+                            reads[outcome_name] = reads.get(outcome_name, 0) + count
+                finally:
+                    if standby is not None:
+                        await asyncio.to_thread(standby.remove)
+            storm.errors += outcome.errors
+            if outcome.device_ms:
+                storm.p50.add(_percentile(outcome.device_ms, 0.50))
+                storm.p99.add(_percentile(outcome.device_ms, 0.99))
+        found[mode] = {
+            "p50_ms": storm.p50.summary() if storm.p50.values else None,
+            "p99_ms": storm.p99.summary() if storm.p99.values else None,
+            "errors": len(storm.errors),
+            "error_samples": storm.errors[:5],
+            "server_cpu_ms_per_device": storm.server_cpu.summary(),
+            "primary_db_cpu_ms_per_device": primary_cpu.summary(),
+            "replica_reads": reads,
+        }
+    return found

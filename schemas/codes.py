@@ -78,6 +78,10 @@ class Code(StrEnum):
     STORAGE_FULL = "storage_full"
     INTERNAL_ERROR = "internal_error"
     HTTP_ERROR = "http_error"
+    # Operations (docs/deploy.md): readiness and the metrics endpoint.
+    NOT_READY = "not_ready"
+    METRICS_TOKEN_REQUIRED = "metrics_token_required"  # noqa: S105 - a code, not a secret
+    METRICS_NOT_PUBLIC = "metrics_not_public"
     # Accounts (the admin API, enrolment).
     UNKNOWN_ROLE = "unknown_role"
     ROLE_REQUIRED = "role_required"
@@ -165,6 +169,9 @@ _MEANINGS: dict[str, str] = {
     "storage_full": "the server's disk is full; nothing was stored: push again later",
     "internal_error": "a server bug; it was logged",
     "http_error": "another HTTP error; the status and detail say which",
+    "not_ready": "the database does not answer or its schema is not this server's: send traffic elsewhere",
+    "metrics_token_required": "GET /metrics needs the bearer GRIDSYNC_METRICS_TOKEN",
+    "metrics_not_public": "GET /metrics answers loopback callers only when no metrics token is set",
     "unknown_role": "the role is not one of the server's roles; the message lists them",
     "role_required": "a device without a user must be enrolled with role district_admin",
     "invalid_enrolment_code": "the enrolment code is unknown, expired or already used: ask an admin for a new one",

@@ -15,7 +15,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
-from litestar.types import ASGIApp
+from litestar.types import ASGIApp, Empty
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.access.accounts import AccountStore
@@ -23,7 +23,7 @@ from server.access.controller import AdminController, EnrolmentController, SignI
 from server.access.personal import EncryptionKeyError, check_stored_later, prepare_stored
 from server.access.rate_limits import RateLimits, SignInThrottle
 from server.access.tokens import SECURITY_COMPONENTS, TokenMiddleware
-from server.db.engine import classify_database_error, create_engine
+from server.db.engine import classify_database_error, create_engine, create_read_engines
 from server.desk.controller import TasksController
 from server.desk.pages import desk_pages
 from server.desk.tasks import TaskRules
@@ -31,6 +31,8 @@ from server.errors import problem_details_plugin
 from server.inbox.controller import ConflictsController
 from server.inbox.service import ConflictInbox
 from server.negotiation import BoundedRequest
+from server.observability.metrics import forget_dead_workers, sse_streams_open
+from server.observability.requests import RequestObserver
 from server.openapi import OpenAPIDocument
 from server.pages.admin import STATIC, admin_pages, template_config
 from server.pages.field_app import field_app, me
@@ -42,7 +44,7 @@ from server.sync.controller import SyncController
 from server.sync.events import LogEvents
 from server.sync.events_controller import EventsController
 from server.sync.store import SyncStore
-from server.system import health, protocol_schema
+from server.system import health, health_live, health_ready, metrics, protocol_schema
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -123,6 +125,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             key_check = asyncio.create_task(
                 check_stored_later(engine, app.state.store.sealer, app.state.store.collections)
             )
+        forget_dead_workers()
+        replicas = create_read_engines(settings)
+        app.state.engines = {"primary": engine, **{f"replica{n}": e for n, e in enumerate(replicas, 1)}}
+        app.state.store = SyncStore(engine, settings, read_engines=replicas)
         app.state.accounts = AccountStore(engine)
         app.state.inbox = ConflictInbox(engine, app.state.store)
         app.state.events = LogEvents(engine, settings)
@@ -134,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if settings.task_rules_interval > 0
             else None
         )
+        app.state.events.stream_watchers.append(sse_streams_open)
         # What start-up made lives as long as the process: frozen, it is no longer walked by
         # every full garbage collection (which the many objects of each push set off).
         gc.freeze()
@@ -148,6 +155,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await rules_loop
             await engine.dispose()
+            for each in app.state.engines.values():
+                await each.dispose()
 
     sync_routes = Router(
         path="/",
@@ -170,7 +179,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     enrolment_routes = Router(
         path="/", route_handlers=[EnrolmentController], middleware=[limits.enrolment.middleware]
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             sync_routes,
             sign_in_routes,
@@ -182,6 +191,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             desk_pages(),
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             health,
+            health_live,
+            health_ready,
+            metrics,
             protocol_schema,
         ],
         lifespan=[lifespan],
@@ -209,4 +221,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         request_max_body_size=settings.max_body_bytes,
         template_config=template_config(),
+        # JSON logs: the serve command configures every logger (server/observability/requests.py).
+        logging_config=None if settings.log_format == "json" else Empty,
     )
+    # Outside routing and the exception handlers: every response is observed, errors included.
+    app.asgi_handler = RequestObserver(app.asgi_handler, json_log=settings.log_format == "json")
+    return app

@@ -11,10 +11,13 @@ import asyncio
 import getpass
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +44,8 @@ from server.sync.store import SyncStore
 __all__ = ["main"]
 
 T = TypeVar("T")
+# What the operator set, before the serve command adds its own.
+_given_environment = frozenset(os.environ)
 # The audit log names the console as the actor of what the CLI does.
 CONSOLE = Principal(user_id="console", user_name="gridsync CLI", role="district_admin")
 
@@ -82,10 +87,24 @@ def _check_key(settings: Settings) -> bool:
     return True
 
 
+def _metrics_dir() -> Path:
+    """The directory where the workers keep their metrics (prometheus-client's multiprocess
+    mode): ``PROMETHEUS_MULTIPROC_DIR`` if set, else a new temporary one. It is emptied first:
+    files of an earlier run would be summed into this one's."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="gridsync-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.observability.requests import log_config
 
     settings = _settings(args)
     _upgrade(settings)
@@ -93,36 +112,39 @@ def _serve(args: argparse.Namespace) -> int:
     # open after this many seconds is cut.
     grace = 3
     # Uvicorn believes X-Forwarded-For from 127.0.0.1 by default; the app believes it only from
-    # GRIDSYNC_TRUSTED_PROXIES (server/app.py), so uvicorn's own reading is turned off
-    # (proxy_headers=False below).
+    # GRIDSYNC_TRUSTED_PROXIES (server/app.py), so uvicorn's own reading is turned off.
     if not _check_key(settings):
         return 1
+    options: dict[str, Any] = {
+        "log_level": args.log_level,
+        "timeout_graceful_shutdown": grace,
+        "proxy_headers": False,
+    }
+    if (config := log_config(settings.log_format, args.log_level)) is not None:
+        options |= {"log_config": config, "access_log": False}
     if args.workers == 1:
-        uvicorn.run(
-            create_app(settings),
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            timeout_graceful_shutdown=grace,
-            proxy_headers=False,
-        )
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, **options)
         return 0
     # Each worker is a fresh process that builds its own app from the environment, so the
-    # database URL given here travels there. The workers share the listening socket.
+    # database URL given here travels there. The workers share the listening socket, and
+    # their metrics are summed from files in one directory (server/observability/metrics.py).
     os.environ["GRIDSYNC_DATABASE_URL"] = settings.database_url
-    uvicorn.run(
-        "server.app:create_app",
-        factory=True,
-        workers=args.workers,
-        # A worker answers the supervisor's ping only once it has imported the app; on a busy
-        # machine that takes longer than uvicorn's 5 s, and a worker killed then restarts forever.
-        timeout_worker_healthcheck=60,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=grace,
-        proxy_headers=False,
-    )
+    directory = _metrics_dir()
+    try:
+        uvicorn.run(
+            "server.app:create_app",
+            factory=True,
+            workers=args.workers,
+            # A worker answers the supervisor's ping only once it has imported the app; on a busy
+            # machine that takes longer than uvicorn's 5 s, and a worker killed then restarts forever.
+            timeout_worker_healthcheck=60,
+            host=args.host,
+            port=args.port,
+            **options,
+        )
+    finally:
+        if "PROMETHEUS_MULTIPROC_DIR" not in _given_environment:
+            shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

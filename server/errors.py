@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import msgspec
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, TooManyRequestsException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -14,6 +15,7 @@ from litestar.plugins.problem_details import (
 )
 
 from server.db.engine import classify_database_error
+from server.observability.requests import request_id_of
 
 __all__ = ["RETRY_AFTER_SECONDS", "GridsyncError", "problem", "problem_details_plugin"]
 
@@ -38,10 +40,20 @@ class GridsyncError(Exception):
         self.headers, self.extra = headers, extra
 
 
+class _Problem(ProblemDetailsException):
+    """Problem details that carry the request's id (``request_id``), as its log line does."""
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        response = super().to_response(request)
+        if (request_id := request_id_of(request.scope)) is not None:
+            response.content["request_id"] = request_id
+        return response
+
+
 def problem(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> ProblemDetailsException:
-    return ProblemDetailsException(
+    return _Problem(
         status_code=status,
         detail=detail,
         title=code.replace("_", " "),
@@ -75,7 +87,7 @@ def _from_http_exception(error: HTTPException) -> ProblemDetailsException:
     if error.status_code == 404:
         # Only routing answers Litestar's 404 (no such path): it carries no code, as on a server
         # older than the path, so a phone tells a missing endpoint from `not_found` of a record.
-        return ProblemDetailsException(status_code=404, detail=error.detail, title="no such path")
+        return _Problem(status_code=404, detail=error.detail, title="no such path")
     code = _CODE_BY_STATUS.get(error.status_code, "http_error")
     # A validation error lists the parameters or body values it refused.
     extra = {"errors": error.extra} if isinstance(error.extra, list) else {}

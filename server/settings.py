@@ -67,6 +67,12 @@ class Settings:
     # Seconds between two runs of the task rules (server/desk/tasks.py); 0 runs them only when
     # the desk's task page is opened.
     task_rules_interval: int = 60
+    # Operations (docs/deploy.md): ``json`` logs one JSON line per request; a token that
+    # ``GET /metrics`` requires (unset: only loopback callers may scrape); PostgreSQL hot
+    # standbys, comma-separated, that serve pulls, snapshots and reads (docs/scaling.md).
+    log_format: str = "text"
+    metrics_token: str = ""
+    database_read_urls: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

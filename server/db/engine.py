@@ -8,12 +8,14 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError
@@ -21,15 +23,19 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from server.settings import Settings
+
 __all__ = [
     "alembic_config",
     "classify_database_error",
     "create_engine",
+    "create_read_engines",
     "driver_copy",
     "driver_rows",
     "driver_write",
     "is_sqlite",
     "migrate",
+    "migrations_current",
     "sqlite_file",
     "write_locked",
 ]
@@ -128,6 +134,19 @@ def create_engine(url: str, *, pool_size: int = 20, connect_timeout: float = 5.0
     event.listen(engine.sync_engine, "checkout", _drop_closed)
     event.listen(engine.sync_engine, "reset", _reset_if_open)
     return engine
+
+
+def create_read_engines(settings: Settings) -> list[AsyncEngine]:
+    """Engines of the PostgreSQL hot standbys in ``database_read_urls`` (server/replicas.py)."""
+    urls = [url.strip() for url in settings.database_read_urls.split(",") if url.strip()]
+    if any(is_sqlite(url) for url in urls):
+        raise ValueError("GRIDSYNC_DATABASE_READ_URLS lists PostgreSQL standbys only")
+    return [
+        create_engine(
+            url, pool_size=settings.database_pool_size, connect_timeout=settings.database_connect_timeout
+        )
+        for url in urls
+    ]
 
 
 @asynccontextmanager
@@ -394,3 +413,14 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(upgrade)
+
+
+@lru_cache(maxsize=1)
+def _script_heads() -> frozenset[str]:
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+async def migrations_current(engine: AsyncEngine) -> bool:
+    """Whether the database's schema is at the migrations' head (what this code expects)."""
+    rows = await pooled_rows(engine, "SELECT version_num FROM alembic_version")
+    return frozenset(row[0] for row in rows) == _script_heads()

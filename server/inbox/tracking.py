@@ -22,6 +22,7 @@ from schemas.collections import CollectionSpec, per_schema
 from schemas.protocol import Change, ConflictHead, DeleteChange
 from server.db.paging import chunks
 from server.db.tables import conflict_events, conflicts
+from server.observability.metrics import count_conflicts
 from sync.hlc import parse_hlc
 from sync.merge import DELETE_CONFLICT_KEY, RecordKey, RecordState
 from sync.merge import conflicts as merge_conflicts
@@ -161,6 +162,7 @@ class ConflictTracker:
                 writes.closed(
                     row, batch_ids.get(key, []), seq=seq, now_ms=now_ms, device_id=device_id, via=via
                 )
+        count_conflicts(len(writes.opened), len(writes.closed_rows), via)
         await writes.write(connection)
 
     @staticmethod

@@ -121,7 +121,8 @@ class Registry:
 
     def __init__(self, store: SyncStore) -> None:
         self.store = store
-        self.engine = store.engine
+        # Lists and reports only read: a standby serves them when there is one.
+        self.engine = store.read_engine()
         self.collections = store.collections
 
     def spec(self, collection: str) -> CollectionSpec:

@@ -28,6 +28,8 @@ from server.access.principals import Principal
 from server.access.tokens import SECURITY_REQUIREMENT
 from server.errors import problem
 from server.negotiation import request_codec, response_codec
+from server.observability.metrics import count_changes
+from server.observability.requests import note_changes
 from server.openapi import answer, negotiated, problems
 from server.sync.store import SyncStore
 from sync.hlc import REPLICA_ID_PATTERN
@@ -157,7 +159,14 @@ async def _pushed(request: Request[Principal, str, Any], store: SyncStore) -> Pu
             f"{len(items)} changes in one push; send at most {settings.max_changes_per_push} "
             "per request and push the rest in the next one",
         )
-    return await store.writer.push(request.user.id, replica_id, items, request.user)
+    response = await store.writer.push(request.user.id, replica_id, items, request.user)
+    count_changes(response.results)
+    note_changes(
+        request.scope,
+        pushed=len(response.results),
+        rejected=sum(result.status == "rejected" for result in response.results),
+    )
+    return response
 
 
 def _pull_count(store: SyncStore, limit: int | None) -> int:
@@ -177,8 +186,13 @@ async def _page_reply(
     # The acknowledgement is written once the page is sent: the phone does not wait for it.
     device_id = request.user.device_id
     ack = None if device_id is None else BackgroundTask(store.acks.record, device_id, since)
+    # An exchange's page holds the changes its push applied, whichever database serves it (an
+    # empty push asks for nothing: a standby a few ms behind the primary still serves it).
+    applied = pushed is not None and any(result.status == "applied" for result in pushed.results)
+    at_least = store.cursor_seq(pushed.cursor) if pushed is not None and applied else 0
     if codec.media_type == JSON and not is_scoped(request.user):
-        rows, cursor, more = await store.pull_json(since, count, principal=request.user)
+        rows, cursor, more = await store.pull_json(since, count, principal=request.user, at_least=at_least)
+        note_changes(request.scope, pulled=len(rows))
         slices: Iterable[bytes] = _pull_slices(rows, cursor, more)
         if pushed is not None:
             slices = chain((b'{"push":' + codec.encode(pushed) + b',"pull":',), slices, (b"}",))
@@ -190,8 +204,9 @@ async def _page_reply(
         body = _pull_body(slices, gzip)
         return Stream(body, media_type=JSON, headers=_GZIP if gzip else None, background=ack)
     changes, cursor, more, left, facts = await store.pull(
-        since, count, raw_json=codec.media_type.endswith("json"), principal=request.user
+        since, count, raw_json=codec.media_type.endswith("json"), principal=request.user, at_least=at_least
     )
+    note_changes(request.scope, pulled=len(changes))
     page = PullResponse(changes=changes, cursor=cursor, more=more, left=left, facts=facts)
     return _reply(
         request, page if pushed is None else ExchangeResponse(push=pushed, pull=page), background=ack

@@ -37,6 +37,7 @@ from server.db.engine import driver_rows, driver_write, is_taken_id, write_locke
 from server.db.tables import devices
 from server.db.upkeep import storage_upkeep
 from server.inbox.tracking import ConflictTracker
+from server.observability.metrics import observe_push_group
 from server.registry.attachment_refs import attachment_fields, link_attachments
 from server.settings import Settings
 from server.sync.cursors import sync_cursor
@@ -74,6 +75,7 @@ class _PushJob:
     outcome: asyncio.Future[PushResponse]
     # Written again after a hope of ``_MaybeDuplicateError`` failed: its ids are looked up first.
     look_up_ids: bool = False
+    queued_at: float = field(default_factory=time.perf_counter)
 
     def fail(self, error: BaseException) -> None:
         if not self.outcome.done():
@@ -202,6 +204,8 @@ class PushWriter:
         while self._queue and (not group or size + len(self._queue[0].candidates) <= _GROUP_CHANGES):
             group.append(self._queue.popleft())
             size += len(group[-1].candidates)
+        began = time.perf_counter()
+        observe_push_group(len(group), size, [began - job.queued_at for job in group])
         return group
 
     async def _write_queued(self) -> None:

@@ -8,6 +8,7 @@ ORM object per change. The merge itself is ``sync.merge``; pushes are written by
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -39,8 +40,9 @@ from server.access.policy import (
     visible_heads,
 )
 from server.access.principals import Principal
-from server.db.engine import driver_rows, pooled_rows
+from server.db.engine import classify_database_error, driver_rows, pooled_rows
 from server.db.paging import decode_page_cursor, encode_page_cursor
+from server.db.replicas import ReadReplicas, ReplicaBehindError
 from server.db.tables import changes, records
 from server.errors import GridsyncError
 from server.inbox.tracking import ConflictTracker
@@ -99,6 +101,26 @@ _position_decode = msgspec.json.Decoder(tuple[str, int, int]).decode
 # A sealed value (an ID number at rest, server/access/personal.py) as it shows in a pulled row's JSON.
 _SEALED_JSON = f'"{SEALED_PREFIX}'
 _SENSITIVE_PAIRS = SENSITIVE_NOTES | TAG_FIELDS
+# On a standby the position also says whether it still follows the primary (server/replicas.py).
+_PULL_JSON_REPLICA = _PULL_JSON_POSTGRES.replace(
+    "json_build_array(epoch, last_seq, compacted_seq)",
+    "json_build_array(epoch, last_seq, compacted_seq, pg_is_in_recovery())",
+)
+_POSITION_REPLICA = (
+    "SELECT epoch, last_seq, compacted_seq, pg_is_in_recovery() FROM sync_counter WHERE id = 1"
+)
+_replica_position_decode = msgspec.json.Decoder(tuple[str, int, int, bool]).decode
+
+
+def _cursor_epoch(cursor: str | None) -> str | None:
+    return cursor.partition(".")[0] if cursor else None
+
+
+def _take_position(rows: list[str]) -> str:
+    """Remove and return the pull query's counter row: the only one that is not an object (the
+    union keeps it first)."""
+    at = 0 if rows[0][0] == "[" else next(i for i, row in enumerate(rows) if row[0] == "[")
+    return rows.pop(at)
 
 
 def _seq_of(pulled: str) -> int:
@@ -163,8 +185,12 @@ class SyncStore:
         engine: AsyncEngine,
         settings: Settings,
         collections: dict[str, CollectionSpec] | None = None,
+        *,
+        read_engines: Sequence[AsyncEngine] = (),
     ) -> None:
         self.engine = engine
+        # PostgreSQL hot standbys for the reads; every write goes to ``engine``.
+        self.replicas = ReadReplicas(read_engines)
         self.settings = settings
         self.collections = COLLECTIONS if collections is None else collections
         # Like every replica's, the server's clock never moves more than the protocol's bound
@@ -193,10 +219,32 @@ class SyncStore:
 
     # ------------------------------------------------------------------ cursors
 
-    async def _position(self, connection: AsyncConnection) -> tuple[str, int, int]:
-        """(epoch, last seq, compaction floor), for the reads (every pull and snapshot page)."""
-        [(epoch, last_seq, floor)] = await driver_rows(connection, _POSITION)
+    async def _position(
+        self,
+        connection: AsyncConnection,
+        on_replica: bool = False,
+        wanted_epoch: str | None = None,
+        wanted_seq: int = 0,
+    ) -> tuple[str, int, int]:
+        """(epoch, last seq, compaction floor), for the reads (every pull and snapshot page). On
+        a standby, ``ReplicaBehindError`` unless it holds ``wanted_seq`` of ``wanted_epoch``."""
+        if not on_replica:
+            [(epoch, last_seq, floor)] = await driver_rows(connection, _POSITION)
+            return epoch, last_seq, floor
+        [(epoch, last_seq, floor, in_recovery)] = await driver_rows(connection, _POSITION_REPLICA)
+        self.replicas.check(
+            in_recovery=in_recovery,
+            epoch=epoch,
+            last_seq=last_seq,
+            wanted_epoch=wanted_epoch,
+            wanted_seq=wanted_seq,
+        )
         return epoch, last_seq, floor
+
+    def read_engine(self) -> AsyncEngine:
+        """The engine for a read that needs no position (a record, a list): a standby when there
+        are any, else the primary."""
+        return self.replicas.engine_or(self.engine) if self.replicas else self.engine
 
     def _parse_cursor(
         self,
@@ -238,18 +286,51 @@ class SyncStore:
     # ------------------------------------------------------------------ pull
 
     @staticmethod
+    def cursor_seq(cursor: str | None) -> int:
+        """The seq a cursor of this server names (0 for none)."""
+        return _cursor_seq(cursor)
+
+    @staticmethod
     def check_cursor_form(cursor: str | None) -> None:
         """The pull's 400 ``bad_cursor`` for a cursor not of this server's form, raised before an
         exchange writes its push (whether the cursor is still valid is judged with the page)."""
         _cursor_seq(cursor)
 
     async def pull(
-        self, since: str | None, limit: int, *, raw_json: bool = True, principal: Principal | None = None
+        self,
+        since: str | None,
+        limit: int,
+        *,
+        raw_json: bool = True,
+        principal: Principal | None = None,
+        at_least: int = 0,
     ) -> tuple[list[PulledChange], str, bool, list[RecordRef], list[RecordFacts]]:
         """Changes after ``since`` in server order, limited to the principal's scope, the records
         that left that scope, and what supersession knows beyond the heads of those that entered
         it. With ``raw_json`` the values stay as the stored JSON text (for a JSON response: no
-        decode and re-encode)."""
+        decode and re-encode). ``at_least``: a seq the page's database must hold (the
+        exchange's own push), whichever database serves it."""
+        if self.replicas and (replica := self.replicas.pick()) is not None:
+            try:
+                return await self._pull(replica.engine, since, limit, raw_json, principal, at_least)
+            except ReplicaBehindError:
+                pass
+            except Exception as error:
+                if classify_database_error(error) != "unavailable":
+                    raise
+                replica.mark_down(error)
+        return await self._pull(self.engine, since, limit, raw_json, principal, 0)
+
+    async def _pull(
+        self,
+        engine: AsyncEngine,
+        since: str | None,
+        limit: int,
+        raw_json: bool,
+        principal: Principal | None,
+        at_least: int,
+    ) -> tuple[list[PulledChange], str, bool, list[RecordRef], list[RecordFacts]]:
+        on_replica = engine is not self.engine
         scoped = is_scoped(principal)
         columns = [getattr(changes.c, name) for name in _PULLED_COLUMNS]
         query = select(*columns).where(changes.c.seq > bindparam("after")).order_by(changes.c.seq)
@@ -262,8 +343,10 @@ class SyncStore:
             )
         left: list[RecordRef] = []
         entered: list[tuple[str, str, bytes]] = []
-        async with self.engine.connect() as connection:
-            epoch, last_seq, floor = await self._position(connection)
+        async with engine.connect() as connection:
+            epoch, last_seq, floor = await self._position(
+                connection, on_replica, _cursor_epoch(since), max(_cursor_seq(since), at_least)
+            )
             after = self._parse_cursor(since, epoch, last_seq, principal, floor)
             params = {"after": after, "until": last_seq, "limit": limit + 1}
             rows = (await connection.execute(query.limit(bindparam("limit")), params)).all()
@@ -328,7 +411,7 @@ class SyncStore:
         return pulled, sync_cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
 
     async def pull_json(
-        self, since: str | None, limit: int, *, principal: Principal | None = None
+        self, since: str | None, limit: int, *, principal: Principal | None = None, at_least: int = 0
     ) -> tuple[list[str], str, bool]:
         """``pull`` for an unscoped caller and a JSON response: each change as its JSON text, made
         by the database, so the response is the rows joined, with no object per change and
@@ -344,6 +427,13 @@ class SyncStore:
         # The counter's row is the only one that is not an object (the union keeps it first).
         at = 0 if rows[0][0] == "[" else next(i for i, row in enumerate(rows) if row[0] == "[")
         epoch, last_seq, floor = _position_decode(rows.pop(at))
+        params = (after, min(after + limit + 1, _MAX_SEQ), limit + 1)
+        read = await self._replica_pull(since, max(after, at_least), params) if self.replicas else None
+        if read is None:
+            rows = [row[0] for row in await pooled_rows(self._reader, self._pull_json, *params)]
+            epoch, last_seq, floor = _position_decode(_take_position(rows))
+        else:
+            rows, (epoch, last_seq, floor) = read
         after = self._parse_cursor(since, epoch, last_seq, principal, floor)
         more = len(rows) > limit
         del rows[limit:]
@@ -363,6 +453,34 @@ class SyncStore:
             None, self.collections, change["collection"], change["field"], change["value"]
         )
         return _json_encode(change).decode()
+
+    async def _replica_pull(
+        self, since: str | None, wanted_seq: int, params: tuple[int, int, int]
+    ) -> tuple[list[str], tuple[str, int, int]] | None:
+        """``pull_json``'s page from a standby that holds ``wanted_seq`` of the cursor's epoch;
+        None when none can serve it (the primary does)."""
+        replica = self.replicas.pick()
+        if replica is None:
+            return None
+        try:
+            rows = [row[0] for row in await pooled_rows(replica.reader, _PULL_JSON_REPLICA, *params)]
+        except Exception as error:
+            if classify_database_error(error) != "unavailable":
+                raise
+            replica.mark_down(error)
+            return None
+        epoch, last_seq, floor, in_recovery = _replica_position_decode(_take_position(rows))
+        try:
+            self.replicas.check(
+                in_recovery=in_recovery,
+                epoch=epoch,
+                last_seq=last_seq,
+                wanted_epoch=_cursor_epoch(since),
+                wanted_seq=wanted_seq,
+            )
+        except ReplicaBehindError:
+            return None
+        return rows, (epoch, last_seq, floor)
 
     # ------------------------------------------------------------------ snapshot
 
@@ -403,14 +521,41 @@ class SyncStore:
         """One page of current record heads: (records, next page cursor, more, pull cursor).
 
         The pull cursor is read before the first page and carried in the page cursor, so every
-        page names the same one; pulling from it afterwards catches all later changes."""
+        page names the same one; pulling from it afterwards catches all later changes. A
+        standby serves a page only if it holds that pull cursor (its heads are then at least as
+        new)."""
         if collection is not None and collection not in self.collections:
             known = ", ".join(sorted(self.collections))
             raise GridsyncError(
                 404, "unknown_collection", f"unknown collection {collection!r}; known: {known}"
             )
-        async with self.engine.connect() as connection:
-            epoch, last_seq, floor = await self._position(connection)
+        if self.replicas and (replica := self.replicas.pick()) is not None:
+            try:
+                return await self._snapshot(replica.engine, collection, page, limit, principal)
+            except ReplicaBehindError:
+                pass
+            except Exception as error:
+                if classify_database_error(error) != "unavailable":
+                    raise
+                replica.mark_down(error)
+        return await self._snapshot(self.engine, collection, page, limit, principal)
+
+    async def _snapshot(
+        self,
+        engine: AsyncEngine,
+        collection: str | None,
+        page: str | None,
+        limit: int,
+        principal: Principal | None,
+    ) -> tuple[list[SnapshotRecord], str, bool, str]:
+        wanted = self._decode_page(page) if page else None
+        async with engine.connect() as connection:
+            epoch, last_seq, floor = await self._position(
+                connection,
+                engine is not self.engine,
+                wanted[0] if wanted else None,
+                wanted[1] if wanted else 0,
+            )
             if page:
                 page_epoch, sync_seq, after_collection, after_id = self._decode_page(page)
                 self._parse_cursor(sync_cursor(page_epoch, sync_seq), epoch, last_seq, floor=floor)
@@ -477,7 +622,7 @@ class SyncStore:
         if not RECORD_ID_PATTERN.match(record_id):
             # No such id can exist, and PostgreSQL refuses some of them (NUL) in a query.
             raise GridsyncError(404, "not_found", f"no record {record_id!r} in {collection!r}")
-        async with self.engine.connect() as connection:
+        async with self.read_engine().connect() as connection:
             query = select(records.c.state).where(
                 records.c.collection == collection, records.c.record_id == record_id, reads_filter(principal)
             )

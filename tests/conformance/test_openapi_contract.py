@@ -356,6 +356,8 @@ def _drive_conflicts(client: Client, admin: dict[str, str]) -> None:
 def test_every_answer_matches_the_openapi_document(server: tuple[Client, Contract]) -> None:
     client, contract = server
     assert client.get("/health").status_code == 200
+    assert client.get("/health/live").status_code == 200
+    assert client.get("/health/ready").status_code == 200
     assert client.get("/v1/protocol/schema").status_code == 200
     _drive_sync(client)
     _drive_registry(client)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import set_
 from tests.reliability.harness import ServerProcess
@@ -200,3 +201,29 @@ def test_a_stopping_server_ends_its_streams_cleanly(
         assert time.monotonic() - started < 2.5
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def _open_streams_metric(base_url: str) -> float:
+    """``gridsync_sse_connections`` as a loopback scrape reads it."""
+    scraped = httpx.get(f"{base_url}/metrics", timeout=30)
+    assert scraped.status_code == 200, scraped.text
+    for family in text_string_to_metric_families(scraped.text):
+        if family.name == "gridsync_sse_connections":
+            return sum(sample.value for sample in family.samples)
+    raise AssertionError("no gridsync_sse_connections in the scrape")
+
+
+def test_open_streams_are_counted_in_the_metrics(
+    database_url: str, tmp_path: Path, enroll: Callable[[str], str]
+) -> None:
+    token = enroll("counted-phone")
+    server = ServerProcess(database_url, tmp_path / "server.log")
+    server.start()
+    try:
+        assert _open_streams_metric(server.base_url) == 0
+        with _stream(server.base_url, token) as first, _stream(server.base_url, token) as second:
+            assert first(10).name == "head"
+            assert second(10).name == "head"
+            assert _open_streams_metric(server.base_url) == 2
+    finally:
+        server.stop()

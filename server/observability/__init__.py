@@ -1,0 +1,1 @@
+"""What a running server is doing: Prometheus metrics, request ids and JSON request logs."""
