@@ -36,6 +36,7 @@ from benchmarks.workload import HouseholdWorkload, change_row, place_of
 from schemas.protocol import Change
 from server.access.principals import Principal, UserScope
 from server.sync import push as writer
+from server.sync import push_sql, push_view
 
 __all__ = ["push_floor"]
 
@@ -56,7 +57,9 @@ class _Step:
 def _recording(steps: list[_Step]) -> Iterator[None]:
     """The writer's driver calls and transactions, appended to ``steps`` as they run. The
     throughput workload's pushes make no other statement (no conflicts, moves or compaction)."""
-    rows, write, copy = (getattr(writer, name) for name in ("driver_rows", "driver_write", "driver_copy"))
+    # Every module of the push that calls the driver: the flow, its statements, its group view.
+    modules = (writer, push_sql, push_view)
+    rows, write, copy = (getattr(push_sql, name) for name in ("driver_rows", "driver_write", "driver_copy"))
     group = writer.PushWriter._write_group
 
     async def recorded_rows(connection: Any, query: str, *params: Any) -> list[Any]:
@@ -78,9 +81,14 @@ def _recording(steps: list[_Step]) -> Iterator[None]:
         steps.append(_Step("commit"))
 
     with ExitStack() as patches:
-        patches.enter_context(patch.object(writer, "driver_rows", recorded_rows))
-        patches.enter_context(patch.object(writer, "driver_write", recorded_write))
-        patches.enter_context(patch.object(writer, "driver_copy", recorded_copy))
+        for module in modules:
+            for name, recorded in (
+                ("driver_rows", recorded_rows),
+                ("driver_write", recorded_write),
+                ("driver_copy", recorded_copy),
+            ):
+                if hasattr(module, name):
+                    patches.enter_context(patch.object(module, name, recorded))
         patches.enter_context(patch.object(writer.PushWriter, "_write_group", recorded_group))
         yield
 
@@ -153,7 +161,7 @@ async def _replay_postgres(database: Database, steps: list[_Step], lock: str) ->
 async def push_floor(backend: str, workdir: Path, count: int, runs: int) -> dict[str, Any]:
     """The throughput workload in-process and as its bare SQL, each next to the raw limit."""
     changes = HouseholdWorkload(seed=11).changes(count)
-    lock = writer._WriteSql(backend).lock_counter
+    lock = push_sql.PushSql(backend).lock_counter
     in_process, floor, raw = Measure(), Measure(), Measure()
     floor_ratio, in_process_ratio = Measure(), Measure()
     for run in range(runs):
@@ -168,7 +176,9 @@ async def push_floor(backend: str, workdir: Path, count: int, runs: int) -> dict
                     with _recording(steps):
                         start = time.perf_counter()
                         for offset in range(0, count, BATCH):
-                            await store.push(device_id, "bench-phone", changes[offset : offset + BATCH])
+                            await store.writer.push(
+                                device_id, "bench-phone", changes[offset : offset + BATCH]
+                            )
                         in_process_seconds = time.perf_counter() - start
                 finally:
                     gc.unfreeze()
@@ -214,12 +224,12 @@ async def _pushed_in_process(
     async with fresh_database(backend, workdir, label) as database:
         [(device_id, _)] = await enroll(database, 1)
         async with in_process_store(database) as store:
-            await store.push(None, "office", place_of(*_PLACE))
+            await store.writer.push(None, "office", place_of(*_PLACE))
             gc.freeze()
             try:
                 start = time.perf_counter()
                 for offset in range(0, len(changes), BATCH):
-                    outcome = await store.push(
+                    outcome = await store.writer.push(
                         device_id, "bench-phone", changes[offset : offset + BATCH], principal
                     )
                     refused = [r for r in outcome.results if r.status != "applied"]

@@ -261,7 +261,7 @@ async def _load(database: Database, changes: list[Change], device_id: str) -> No
     """Fill a database fast through the store's own batched push, in-process."""
     async with in_process_store(database) as store:
         for offset in range(0, len(changes), 2000):
-            await store.push(device_id, "bench-loader", changes[offset : offset + 2000])
+            await store.writer.push(device_id, "bench-loader", changes[offset : offset + 2000])
 
 
 async def _incremental(servers: dict[str, tuple[str, str]], behind: int, repeats: int) -> dict[str, Measure]:

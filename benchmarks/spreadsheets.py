@@ -151,10 +151,10 @@ async def _traced_dry_run(desk: Desk, path: Path, collection: str) -> tuple[floa
 
 async def _push_alone(database: Database, changes: list[Change]) -> float:
     async with in_process_store(database) as store:
-        await store.push(None, "bench-tree", _tree())
+        await store.writer.push(None, "bench-tree", _tree())
         start = time.perf_counter()
         for offset in range(0, len(changes), 500):
-            await store.push(None, "bench-import", changes[offset : offset + 500])
+            await store.writer.push(None, "bench-import", changes[offset : offset + 500])
         return time.perf_counter() - start
 
 
@@ -178,7 +178,7 @@ async def spreadsheets(backend: str, workdir: Path, households: int, per_househo
     lib_read = _read(files["households"]) + _read(files["residents"])
     result: dict[str, Any] = {"households": households, "residents": households * per_household}
     async with fresh_database(backend, workdir, "sheets") as database, in_process_store(database) as store:
-        await store.push(None, "bench-tree", _tree())
+        await store.writer.push(None, "bench-tree", _tree())
         desk = Desk(store, Settings(database_url=database.url))
         capture = _Capture(store, desk.settings)
         dry = apply = 0.0

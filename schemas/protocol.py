@@ -31,6 +31,7 @@ __all__ = [
     "SetChange",
     "SnapshotRecord",
     "SnapshotResponse",
+    "rejected",
 ]
 
 PROTOCOL_VERSION = 1
@@ -99,6 +100,11 @@ class ChangeResult(msgspec.Struct):
     code: str | None = None
     message: str | None = None
     conflict: bool = False
+
+
+def rejected(change_id: str | None, code: str, message: str) -> ChangeResult:
+    """The answer to a change turned down: ``code`` for the app, ``message`` for a person."""
+    return ChangeResult(id=change_id, status="rejected", code=code, message=message)
 
 
 class PushResponse(msgspec.Struct):

@@ -16,7 +16,16 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
 
     results = json.loads((tmp_path / "smoke.json").read_text())
     found = results["backends"]["sqlite"]
-    assert set(found) == {"throughput", "floor", "incremental", "bootstrap", "devices", "sdk_merge"}
+    assert set(found) == {
+        "throughput",
+        "floor",
+        "new_records",
+        "incremental",
+        "bootstrap",
+        "devices",
+        "spreadsheets",
+        "sdk_merge",
+    }
     assert found["sdk_merge"]["js_changes_per_s"]["median"] > 0
     assert found["sdk_merge"]["python_changes_per_s"]["median"] > 0
     assert found["throughput"]["push_changes_per_s"]["median"] > 0
@@ -38,6 +47,14 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
     assert 0 < shell["gzip_bytes"] < shell["bytes"]
     # The grid worker's push: every change of its placed households applied (else it raises).
     assert found["floor"]["grid_worker"]["grid_worker_changes_per_s"]["median"] > 0
+    # The record-creating push, both shapes, both callers: every change applied (else it raises),
+    # each beside its raw limit, one record per change or per two.
+    for label, per_record in (("one_change", 1), ("two_changes", 2)):
+        made = found["new_records"][label]
+        assert made["records"] == found["new_records"]["changes"] // per_record
+        assert made["raw_changes_per_s"]["median"] > 0
+        assert made["district_ratio"]["median"] > 0
+        assert made["grid_worker_ratio"]["median"] > 0
     # The docs' tables: every figure this run measured has its cell; the peer's alone are not.
     tables = markdown(results).splitlines()
     figures = [line for line in tables if line.startswith("| ") and line.count("|") == 3]

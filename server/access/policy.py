@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.collections import CollectionSpec, per_schema
-from schemas.protocol import Change, ChangeResult, ConflictHead, DeleteChange, RecordView, SetChange
+from schemas.protocol import Change, ChangeResult, ConflictHead, DeleteChange, RecordView, SetChange, rejected
 from server.access import personal
 from server.access.places import Scope, ScopeRow, link_target, resolve_scopes, scope_depths
 from server.access.principals import Principal
@@ -218,7 +218,7 @@ def _before(
 
 
 def _refuse(results: list[ChangeResult | None], index: int, change: Change, refusal: tuple[str, str]) -> None:
-    results[index] = ChangeResult(id=change.id, status="rejected", code=refusal[0], message=refusal[1])
+    results[index] = rejected(change.id, *refusal)
 
 
 def refuse_untouchable(
@@ -368,6 +368,21 @@ def _residents_rate(
     return allowed
 
 
+def _placing_in_order(
+    collections: Mapping[str, CollectionSpec], fresh: list[tuple[int, Change]]
+) -> list[tuple[int, SetChange]]:
+    """The changes of ``fresh`` that move records, parents' before children's, in batch order."""
+    depth = scope_depths(collections)
+    return sorted(
+        (
+            (index, change)
+            for index, change in fresh
+            if isinstance(change, SetChange) and moves_records(collections, change)
+        ),
+        key=lambda item: (depth[item[1].collection], item[0]),
+    )
+
+
 def authorize_batch(
     principal: Principal | None,
     collections: Mapping[str, CollectionSpec],
@@ -389,15 +404,7 @@ def authorize_batch(
     if not is_scoped(principal) or not fresh:
         return fresh
     assert principal is not None
-    depth = scope_depths(collections)
-    placing: list[tuple[int, SetChange]] = sorted(
-        (
-            (index, change)
-            for index, change in fresh
-            if isinstance(change, SetChange) and moves_records(collections, change)
-        ),
-        key=lambda item: (depth[item[1].collection], item[0]),
-    )
+    placing = _placing_in_order(collections, fresh)
     placement = _Placement(collections, states, scope_rows, known)
     refused: set[int] = set()
     for index, move in placing:

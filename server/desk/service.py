@@ -163,7 +163,7 @@ class Desk:
         if not planned:
             return Written([], [])
         device = principal.id if principal is not None else None
-        outcome = await self.store.push(device, self.replica(principal), list(planned), principal)
+        outcome = await self.store.writer.push(device, self.replica(principal), list(planned), principal)
         refused = [r for r in outcome.results if r.status == "rejected"]
         return Written(list(planned), refused)
 

@@ -249,7 +249,7 @@ class TaskRules:
             changes += closing
             for start in range(0, len(changes), self.settings.max_changes_per_push):
                 batch = changes[start : start + self.settings.max_changes_per_push]
-                await self.store.push(None, REPLICA, batch)
+                await self.store.writer.push(None, REPLICA, batch)
         return made
 
     async def loop(self, interval: float) -> None:

@@ -165,7 +165,9 @@ class ConflictInbox(InboxQuery):
         """Write the changes as the admin; returns the refused ones (each change is judged on
         its own, like a phone's: types, the status machine, scopes)."""
         replica, _ = self._admin_hlc(principal)
-        outcome = await self.store.push(principal.id, replica, planned, principal, check=check, via=via)
+        outcome = await self.store.writer.push(
+            principal.id, replica, planned, principal, check=check, via=via
+        )
         return [r for r in outcome.results if r.status == "rejected"]
 
     async def resolve(self, principal: Principal, conflict_id: str, resolution: Resolution) -> ConflictDetail:

@@ -35,6 +35,7 @@ __all__ = [
     "head_ids",
     "heads_by_key",
     "record_conflicts",
+    "with_concurrent_moves",
 ]
 
 # What a conflict can hold: concurrent values of a field, a delete concurrent with edits, two
@@ -65,7 +66,14 @@ def record_conflicts(state: RecordState, spec: CollectionSpec) -> dict[str, list
     """What the inbox shows for a record: the merge's conflicts, and every state-machine field
     (a request's status) that two devices moved concurrently, even to the same value (two
     handlers accepting one request): the merge keeps both moves, a person decides."""
-    found = merge_conflicts(state, spec)
+    return with_concurrent_moves(merge_conflicts(state, spec), state, spec)
+
+
+def with_concurrent_moves(
+    merged: Mapping[str, list[ConflictHead]], state: RecordState, spec: CollectionSpec
+) -> dict[str, list[ConflictHead]]:
+    """``record_conflicts`` from the merge's own conflicts of ``state`` (``merged``)."""
+    found = dict(merged)
     for name, field_spec in spec.fields.items():
         if name in found or not getattr(field_spec, "transitions", None):
             continue
@@ -123,7 +131,7 @@ class ConflictTracker:
         self,
         connection: AsyncConnection,
         states: Mapping[RecordKey, RecordState],
-        conflicting: set[RecordKey],
+        merged: Mapping[RecordKey, Mapping[str, list[ConflictHead]]],
         flagged_before: set[RecordKey],
         batch: Sequence[Change],
         *,
@@ -132,11 +140,33 @@ class ConflictTracker:
         device_id: str | None,
         via: str,
     ) -> None:
-        """``conflicting``: the touched records in conflict after the push; ``flagged_before``:
-        those whose ``records.conflict`` flag was set before it."""
+        """Bring the conflict rows of a push's records up to date. ``merged``: the merge's
+        conflicts of every record the push touched, ``flagged_before``: those whose
+        ``records.conflict`` flag was set before it."""
+        conflicting = {key for key, found in merged.items() if found}
         keys = sorted(conflicting | flagged_before | transition_keys(batch, self.collections))
         if not keys:
             return
+        open_rows = await self._open_rows(connection, keys)
+        batch_ids: dict[RecordKey, list[str]] = {}
+        for change in batch:
+            batch_ids.setdefault((change.collection, change.record_id), []).append(change.id)
+        writes = _ConflictWrites()
+        for key in keys:
+            row = open_rows.get(key)
+            spec = self.collections[key[0]]
+            found = with_concurrent_moves(merged.get(key, {}), states[key], spec)
+            if found:
+                writes.found(key, row, found, spec, seq=seq, now_ms=now_ms, device_id=device_id)
+            elif row is not None:
+                writes.closed(
+                    row, batch_ids.get(key, []), seq=seq, now_ms=now_ms, device_id=device_id, via=via
+                )
+        count_conflicts(len(writes.opened), len(writes.closed_rows), via)
+        await writes.write(connection)
+
+    @staticmethod
+    async def _open_rows(connection: AsyncConnection, keys: list[RecordKey]) -> dict[RecordKey, Any]:
         open_rows: dict[RecordKey, Any] = {}
         for chunk in chunks(keys):
             query = select(
@@ -148,80 +178,94 @@ class ConflictTracker:
             open_rows.update(
                 ((row.collection, row.record_id), row) for row in await connection.execute(query)
             )
+        return open_rows
 
-        batch_ids: dict[RecordKey, list[str]] = {}
-        for change in batch:
-            batch_ids.setdefault((change.collection, change.record_id), []).append(change.id)
 
-        opened: list[dict[str, Any]] = []
-        changed: list[dict[str, Any]] = []
-        closed: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        for key in keys:
-            row = open_rows.get(key)
-            found = record_conflicts(states[key], self.collections[key[0]])
-            if found:
-                heads = heads_by_key(found)
-                heads_json = _json_encode(heads).decode()
-                shape = {
-                    "kinds": fenced(conflict_kinds(found, self.collections[key[0]])),
-                    "fields": fenced(found),
-                    "heads": heads_json,
-                    "updated_at_ms": now_ms,
-                    "updated_seq": seq,
-                }
-                if row is None:
-                    conflict_id = str(uuid.uuid4())
-                    opened.append(
-                        {
-                            "id": conflict_id,
-                            "collection": key[0],
-                            "record_id": key[1],
-                            "status": "open",
-                            "opened_at_ms": now_ms,
-                            "opened_seq": seq,
-                            **shape,
-                        }
-                    )
-                    events.append(self._event(conflict_id, "opened", now_ms, seq, device_id, heads_json))
-                elif row.heads != heads_json:
-                    changed.append({"b_id": row.id, **shape})
-                    events.append(self._event(row.id, "updated", now_ms, seq, device_id, heads_json))
-            elif row is not None:
-                closed.append(
-                    {
-                        "b_id": row.id,
-                        "status": "resolved",
-                        "resolved_at_ms": now_ms,
-                        "resolved_seq": seq,
-                        "resolved_by_device_id": device_id,
-                        "resolved_via": via,
-                        "resolved_changes": _json_encode(batch_ids.get(key, [])).decode(),
-                    }
-                )
-                events.append(self._event(row.id, "resolved", now_ms, seq, device_id, row.heads))
+class _ConflictWrites:
+    """The conflict rows and events one push opens, changes and closes, written together."""
 
-        count_conflicts(len(opened), len(closed), via)
-        if opened:
-            await connection.execute(conflicts.insert(), opened)
-        by_id = conflicts.c.id == bindparam("b_id")
-        if changed:
-            # Core derives the SET clause from the parameter keys.
-            await connection.execute(update(conflicts).where(by_id), changed)
-        if closed:
-            await connection.execute(update(conflicts).where(by_id), closed)
-        if events:
-            await connection.execute(conflict_events.insert(), events)
+    def __init__(self) -> None:
+        self.opened: list[dict[str, Any]] = []
+        self.changed: list[dict[str, Any]] = []
+        self.closed_rows: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
 
-    @staticmethod
-    def _event(
-        conflict_id: str, event: str, now_ms: int, seq: int, device_id: str | None, heads: str
-    ) -> dict[str, Any]:
-        return {
-            "conflict_id": conflict_id,
-            "event": event,
-            "at_ms": now_ms,
-            "seq": seq,
-            "device_id": device_id,
-            "heads": heads,
+    def found(
+        self,
+        key: RecordKey,
+        row: Any,
+        found: Mapping[str, list[ConflictHead]],
+        spec: CollectionSpec,
+        *,
+        seq: int,
+        now_ms: int,
+        device_id: str | None,
+    ) -> None:
+        """A record in conflict after the push: its row opened, or updated if its heads moved."""
+        heads_json = _json_encode(heads_by_key(found)).decode()
+        shape = {
+            "kinds": fenced(conflict_kinds(found, spec)),
+            "fields": fenced(found),
+            "heads": heads_json,
+            "updated_at_ms": now_ms,
+            "updated_seq": seq,
         }
+        if row is None:
+            conflict_id = str(uuid.uuid4())
+            self.opened.append(
+                {
+                    "id": conflict_id,
+                    "collection": key[0],
+                    "record_id": key[1],
+                    "status": "open",
+                    "opened_at_ms": now_ms,
+                    "opened_seq": seq,
+                    **shape,
+                }
+            )
+            self.events.append(_event(conflict_id, "opened", now_ms, seq, device_id, heads_json))
+        elif row.heads != heads_json:
+            self.changed.append({"b_id": row.id, **shape})
+            self.events.append(_event(row.id, "updated", now_ms, seq, device_id, heads_json))
+
+    def closed(
+        self, row: Any, resolved_by: list[str], *, seq: int, now_ms: int, device_id: str | None, via: str
+    ) -> None:
+        """An open conflict the push resolved."""
+        self.closed_rows.append(
+            {
+                "b_id": row.id,
+                "status": "resolved",
+                "resolved_at_ms": now_ms,
+                "resolved_seq": seq,
+                "resolved_by_device_id": device_id,
+                "resolved_via": via,
+                "resolved_changes": _json_encode(resolved_by).decode(),
+            }
+        )
+        self.events.append(_event(row.id, "resolved", now_ms, seq, device_id, row.heads))
+
+    async def write(self, connection: AsyncConnection) -> None:
+        if self.opened:
+            await connection.execute(conflicts.insert(), self.opened)
+        by_id = conflicts.c.id == bindparam("b_id")
+        # Core derives the SET clause from the parameter keys.
+        if self.changed:
+            await connection.execute(update(conflicts).where(by_id), self.changed)
+        if self.closed_rows:
+            await connection.execute(update(conflicts).where(by_id), self.closed_rows)
+        if self.events:
+            await connection.execute(conflict_events.insert(), self.events)
+
+
+def _event(
+    conflict_id: str, event: str, now_ms: int, seq: int, device_id: str | None, heads: str
+) -> dict[str, Any]:
+    return {
+        "conflict_id": conflict_id,
+        "event": event,
+        "at_ms": now_ms,
+        "seq": seq,
+        "device_id": device_id,
+        "heads": heads,
+    }

@@ -146,4 +146,4 @@ class RatingLinks:
             )
             for index, (name, value, pred) in enumerate(values)
         ]
-        await self.store.push(None, RATING_REPLICA, changes)
+        await self.store.writer.push(None, RATING_REPLICA, changes)

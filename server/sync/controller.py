@@ -159,19 +159,14 @@ async def _pushed(request: Request[Principal, str, Any], store: SyncStore) -> Pu
             f"{len(items)} changes in one push; send at most {settings.max_changes_per_push} "
             "per request and push the rest in the next one",
         )
-    outcome = await store.push(request.user.id, replica_id, items, request.user)
-    count_changes(outcome.results)
+    response = await store.writer.push(request.user.id, replica_id, items, request.user)
+    count_changes(response.results)
     note_changes(
         request.scope,
-        pushed=len(outcome.results),
-        rejected=sum(result.status == "rejected" for result in outcome.results),
+        pushed=len(response.results),
+        rejected=sum(result.status == "rejected" for result in response.results),
     )
-    return PushResponse(
-        results=outcome.results,
-        server_hlc=outcome.server_hlc,
-        cursor=outcome.cursor,
-        clock_skew_ms=outcome.clock_skew_ms,
-    )
+    return response
 
 
 def _pull_count(store: SyncStore, limit: int | None) -> int:

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from schemas.collections import CollectionSpec, FieldSpec, per_schema
-from schemas.protocol import AddChange, Change, ChangeResult, DeleteChange, RemoveChange, SetChange
+from schemas.protocol import AddChange, Change, ChangeResult, DeleteChange, RemoveChange, SetChange, rejected
 from server.access.places import ScopeRow
 from sync.merge import RecordKey, RecordState, op_name, scalar_value
 
@@ -61,10 +61,6 @@ def legal_moves(field_spec: FieldSpec, seen: Sequence[Any]) -> set[Any]:
     for value in seen:
         allowed |= field_spec.transitions.get(value, frozenset())
     return allowed
-
-
-def _rejected(change: Change, code: str, message: str) -> ChangeResult:
-    return ChangeResult(id=change.id, status="rejected", code=code, message=message)
 
 
 _MAY_NAME = {
@@ -149,8 +145,8 @@ class _Judge:
             named = NamedChange.of(head) if head is not None else self._elsewhere(change_id)
             reason = None if named is None else _foreign(change, named)
             if reason is not None:
-                return _rejected(
-                    change,
+                return rejected(
+                    change.id,
                     "foreign_pred",
                     f"pred entry {change_id} names {reason}: name only the changes you saw of "
                     f"{change.collection} {change.record_id!r} {_MAY_NAME[op_name(change)]}",
@@ -171,8 +167,8 @@ class _Judge:
         if field_spec.ref is not None and field_spec.ref_required and change.value is not None:
             target = (field_spec.ref, change.value)
             if target not in self.existing:
-                return _rejected(
-                    change,
+                return rejected(
+                    change.id,
                     "unknown_reference",
                     f"{change.field} names {field_spec.ref} {change.value!r}, which the server does not "
                     f"have: push that record first, or in the same batch",
@@ -183,8 +179,8 @@ class _Judge:
             any(h.field == change.field for h in self.states[key].heads.values())
             or (key, change.field) in self.values
         ):
-            return _rejected(
-                change,
+            return rejected(
+                change.id,
                 "append_only",
                 f"{spec.name} {change.record_id!r} already has a {change.field}: entries are written once; "
                 "record a new entry to correct one",
@@ -193,8 +189,8 @@ class _Judge:
             for other in spec.exclusive:
                 held = self.value(key, other) if other != change.field else None
                 if held is not None:
-                    return _rejected(
-                        change,
+                    return rejected(
+                        change.id,
                         "one_place_only",
                         f"{spec.name} {change.record_id!r} already has a {other}: set {other} to null "
                         f"before setting {change.field} (it is in one place only)",
@@ -229,8 +225,8 @@ class _Judge:
             return None
         shown = max(seen, key=lambda v: (v is not None, str(v)))
         allowed = sorted(legal_moves(field_spec, [shown]) - {shown})
-        return _rejected(
-            change,
+        return rejected(
+            change.id,
             f"illegal_transition_from_{shown or 'new'}",
             f"{spec.name} {change.record_id!r} was {shown or 'new'!r} when this change was made; "
             f"its {change.field} can go to {', '.join(map(repr, allowed))}, not {change.value!r}",

@@ -47,8 +47,9 @@ from server.db.tables import changes, records
 from server.errors import GridsyncError
 from server.inbox.tracking import ConflictTracker
 from server.settings import Settings
+from server.sync.cursors import sync_cursor
 from server.sync.horizon import PullAcknowledgements
-from server.sync.push import PushOutcome, PushWriter
+from server.sync.push import PushWriter
 from sync.hlc import HybridClock
 from sync.merge import (
     op_name,
@@ -58,7 +59,7 @@ from sync.merge import (
 )
 from sync.validate import RECORD_ID_PATTERN
 
-__all__ = ["PushOutcome", "SyncStore", "change_from_row"]
+__all__ = ["SyncStore", "change_from_row"]
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -201,19 +202,14 @@ class SyncStore:
         self._sqlite = engine.dialect.name == "sqlite"
         self._pull_json = _PULL_JSON_SQLITE if self._sqlite else _PULL_JSON_POSTGRES
         self.writer = PushWriter(
-            engine, settings, self.collections, self.clock, self.conflict_tracker, self._cursor, self.sealer
+            engine, settings, self.collections, self.clock, self.conflict_tracker, self.sealer
         )
-        # Pushing is the writer's alone (server/sync/push.py): the store hands it out as it is.
-        self.push = self.writer.push
+        # Pushing is the writer's alone (server/sync/push.py): callers push through ``writer``.
         # The hot reads need no transaction of their own: on PostgreSQL, autocommit spares them
         # a BEGIN and a ROLLBACK round trip each. (SQLite's driver opens none for a read.)
         self._reader = engine if self._sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ------------------------------------------------------------------ cursors
-
-    @staticmethod
-    def _cursor(epoch: str, seq: int, fingerprint: str = "") -> str:
-        return f"{epoch}.{seq}.{fingerprint}" if fingerprint else f"{epoch}.{seq}"
 
     async def _position(
         self,
@@ -358,7 +354,7 @@ class SyncStore:
             else:
                 end = rows[-1].seq if rows else after
         pulled, facts = self._page_changes(rows, entered, end, principal, raw_json=raw_json)
-        return pulled, self._cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
+        return pulled, sync_cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
 
     def _page_changes(
         self,
@@ -454,7 +450,7 @@ class SyncStore:
         for index, row in enumerate(rows):
             if _SEALED_JSON in row:
                 rows[index] = self._opened(row)
-        return rows, self._cursor(epoch, end, scope_fingerprint(principal)), more
+        return rows, sync_cursor(epoch, end, scope_fingerprint(principal)), more
 
     def _opened(self, row: str) -> str:
         """A pulled row (JSON text) with its sealed ID number opened, for the unscoped caller."""
@@ -568,7 +564,7 @@ class SyncStore:
             )
             if page:
                 page_epoch, sync_seq, after_collection, after_id = self._decode_page(page)
-                self._parse_cursor(self._cursor(page_epoch, sync_seq), epoch, last_seq, floor=floor)
+                self._parse_cursor(sync_cursor(page_epoch, sync_seq), epoch, last_seq, floor=floor)
             else:
                 sync_seq, after_collection, after_id = last_seq, collection or "", ""
             key = tuple_(records.c.collection, records.c.record_id)
@@ -595,7 +591,7 @@ class SyncStore:
             )
         )
         next_page = self._encode_page(epoch, sync_seq, last_collection, last_id)
-        return page_records, next_page, more, self._cursor(epoch, sync_seq, scope_fingerprint(principal))
+        return page_records, next_page, more, sync_cursor(epoch, sync_seq, scope_fingerprint(principal))
 
     def _snapshot_record(self, row: Any, sync_seq: int, principal: Principal | None) -> SnapshotRecord:
         """One record of a snapshot page: its heads (masked for the principal) and facts."""

@@ -96,7 +96,7 @@ def test_an_absurd_hlc_is_refused_and_a_fast_phone_moves_no_other_clock(
 async def _store_trusted(settings: Settings, changes: list[Change]) -> None:
     engine = create_engine(settings.database_url)
     try:
-        outcome = await SyncStore(engine, settings).push(None, "older-server", changes)
+        outcome = await SyncStore(engine, settings).writer.push(None, "older-server", changes)
         assert [r.status for r in outcome.results] == ["applied"] * len(changes)
     finally:
         await engine.dispose()

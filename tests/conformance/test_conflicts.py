@@ -529,8 +529,8 @@ async def test_the_migration_opens_conflicts_a_database_already_holds(settings: 
 
         store.conflict_tracker.track = untracked  # type: ignore[method-assign]  # as before the inbox
         first = set_("phone", "1", record="h9")
-        await store.push(None, "r1", [first])
-        await store.push(
+        await store.writer.push(None, "r1", [first])
+        await store.writer.push(
             None,
             "r1",
             [

@@ -37,7 +37,9 @@ async def test_pushes_that_arrive_together_share_a_commit(store: SyncStore) -> N
     pushes = 40
     commits = _count_commits(store)
     batches = [[set_("notes", f"p{n}-{i}", record=f"h{n}") for i in range(3)] for n in range(pushes)]
-    outcomes = await asyncio.gather(*(store.push(None, f"phone-{n}", b) for n, b in enumerate(batches)))
+    outcomes = await asyncio.gather(
+        *(store.writer.push(None, f"phone-{n}", b) for n, b in enumerate(batches))
+    )
     assert all(r.status == "applied" for o in outcomes for r in o.results)
     assert commits[0] < pushes  # grouped: fewer commits than pushes
     assert await _logged(store) == pushes * 3
@@ -49,7 +51,7 @@ async def test_pushes_that_arrive_together_share_a_commit(store: SyncStore) -> N
 async def test_a_change_pushed_twice_in_one_group_is_applied_once(store: SyncStore) -> None:
     change = set_("notes", "once")
     first, second = await asyncio.gather(
-        store.push(None, "phone-a", [change]), store.push(None, "phone-b", [change])
+        store.writer.push(None, "phone-a", [change]), store.writer.push(None, "phone-b", [change])
     )
     assert sorted([first.results[0].status, second.results[0].status]) == ["applied", "duplicate"]
     assert await _logged(store) == 1
@@ -60,10 +62,10 @@ async def test_a_group_holding_a_logged_change_is_written_again_whole(store: Syn
     # one it holds, and the whole group is written again with the lookup, each push answered
     # as if it had been alone.
     logged = set_("notes", "sent before", record="h1")
-    await store.push(None, "phone-a", [logged])
+    await store.writer.push(None, "phone-a", [logged])
     again, other = set_("notes", "new", record="h2"), set_("notes", "other", record="h3")
     first, second = await asyncio.gather(
-        store.push(None, "phone-a", [logged, again]), store.push(None, "phone-b", [other])
+        store.writer.push(None, "phone-a", [logged, again]), store.writer.push(None, "phone-b", [other])
     )
     assert [r.status for r in first.results] == ["duplicate", "applied"]
     assert [r.status for r in second.results] == ["applied"]
@@ -76,9 +78,9 @@ async def test_later_pushes_of_a_group_see_the_earlier_ones(store: SyncStore) ->
     edited = set_("notes", "second", pred=(created.id,))
     concurrent = set_("notes", "other")  # names nothing: concurrent with created
     await asyncio.gather(
-        store.push(None, "phone-a", [created]),
-        store.push(None, "phone-a", [edited]),
-        store.push(None, "phone-b", [concurrent]),
+        store.writer.push(None, "phone-a", [created]),
+        store.writer.push(None, "phone-a", [edited]),
+        store.writer.push(None, "phone-b", [concurrent]),
     )
     view = await store.record("households", "h1")
     # edited superseded created; concurrent stays beside it: one conflict of two heads, not three.
@@ -95,9 +97,9 @@ async def test_a_push_refused_by_its_check_fails_alone(store: SyncStore) -> None
 
     kept = [set_("notes", f"kept-{n}", record=f"h{n}") for n in range(4)]
     refused = set_("notes", "refused", record="h9")
-    tasks = [asyncio.create_task(store.push(None, "phone", [c])) for c in kept[:2]]
-    tasks.append(asyncio.create_task(store.push(None, "admin", [refused], check=refuse)))
-    tasks += [asyncio.create_task(store.push(None, "phone", [c])) for c in kept[2:]]
+    tasks = [asyncio.create_task(store.writer.push(None, "phone", [c])) for c in kept[:2]]
+    tasks.append(asyncio.create_task(store.writer.push(None, "admin", [refused], check=refuse)))
+    tasks += [asyncio.create_task(store.writer.push(None, "phone", [c])) for c in kept[2:]]
     done = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(done[2], _RefusedError)
     assert [o.results[0].status for o in done if not isinstance(o, BaseException)] == ["applied"] * 4
@@ -117,7 +119,9 @@ async def test_a_push_failing_after_its_writes_leaves_nothing_and_the_others_are
     monkeypatch.setattr(store.conflict_tracker, "track", failing_for_h9)
     batches: list[list[Change]] = [[set_("notes", f"n{n}", record=f"h{n}")] for n in range(6)]
     batches.insert(3, [set_("notes", "broken", record="h9")])
-    done = await asyncio.gather(*(store.push(None, "phone", b) for b in batches), return_exceptions=True)
+    done = await asyncio.gather(
+        *(store.writer.push(None, "phone", b) for b in batches), return_exceptions=True
+    )
     assert isinstance(done[3], RuntimeError)
     assert sum(1 for o in done if not isinstance(o, BaseException)) == 6
     assert await _logged(store) == 6
@@ -147,7 +151,9 @@ async def test_a_push_failing_while_the_log_is_written_leaves_nothing(
     monkeypatch.setattr(writer, "resolve_scopes", failing_for_h9)
     batches: list[list[Change]] = [[set_("notes", f"n{n}", record=f"h{n}")] for n in range(6)]
     batches.insert(position, [set_("notes", "broken", record="h9")])
-    done = await asyncio.gather(*(store.push(None, "phone", b) for b in batches), return_exceptions=True)
+    done = await asyncio.gather(
+        *(store.writer.push(None, "phone", b) for b in batches), return_exceptions=True
+    )
     assert isinstance(done[position], RuntimeError)
     assert sum(1 for o in done if not isinstance(o, BaseException)) == 6
     async with store.engine.connect() as connection:
@@ -166,11 +172,11 @@ async def test_rules_see_records_and_changes_of_earlier_pushes_in_the_group(stor
     # an earlier push of the group wrote and the log does not hold yet.
     skipping = set_("status", "accepted", collection="requests", record="r1", pred=(submitted.id,))
     outcomes = await asyncio.gather(
-        store.push(None, "phone-a", [household]),
-        store.push(None, "phone-b", [visit]),  # names the household of the push before it
-        store.push(None, "phone-c", [submitted]),
-        store.push(None, "phone-c", [dispatched]),  # a legal move from the value the push before wrote
-        store.push(None, "phone-d", [skipping]),
+        store.writer.push(None, "phone-a", [household]),
+        store.writer.push(None, "phone-b", [visit]),  # names the household of the push before it
+        store.writer.push(None, "phone-c", [submitted]),
+        store.writer.push(None, "phone-c", [dispatched]),  # a legal move from the value the push before wrote
+        store.writer.push(None, "phone-d", [skipping]),
     )
     assert [o.results[0].status for o in outcomes[:4]] == ["applied"] * 4
     assert outcomes[4].results[0].code == "illegal_transition_from_submitted"
@@ -188,12 +194,12 @@ async def test_a_write_failing_after_the_log_leaves_no_rows(
     statements = store.writer._sql
     monkeypatch.setattr(statements, "advance_counter", "UPDATE no_such_table SET x = 1")
     with pytest.raises(Exception, match="no_such_table"):
-        await store.push(None, "phone", [set_("notes", "lost", record="h1")])
+        await store.writer.push(None, "phone", [set_("notes", "lost", record="h1")])
     assert await _logged(store) == 0
     with pytest.raises(Exception, match="no record"):
         await store.record("households", "h1")
     monkeypatch.undo()
-    outcome = await store.push(None, "phone", [set_("notes", "kept", record="h1")])
+    outcome = await store.writer.push(None, "phone", [set_("notes", "kept", record="h1")])
     assert outcome.results[0].status == "applied"
     assert outcome.cursor.endswith(".1")  # the failed push took no seq
     assert (await store.record("households", "h1")).fields["notes"] == "kept"

@@ -18,12 +18,12 @@ async def test_pushes_written_together_judge_each_other_as_if_one_came_after_the
     concurrent = set_("phone", "13800000003", record="h-group", replica="r2")
 
     outcomes = await asyncio.gather(
-        store.push(None, "r1", [first]),
-        store.push(None, "r1", [first]),
-        store.push(None, "r3", [reused]),
-        store.push(None, "r1", [follow_up]),
-        store.push(None, "r1", [follow_up]),
-        store.push(None, "r2", [concurrent]),
+        store.writer.push(None, "r1", [first]),
+        store.writer.push(None, "r1", [first]),
+        store.writer.push(None, "r3", [reused]),
+        store.writer.push(None, "r1", [follow_up]),
+        store.writer.push(None, "r1", [follow_up]),
+        store.writer.push(None, "r2", [concurrent]),
     )
 
     statuses = [[(r.status, r.code) for r in outcome.results] for outcome in outcomes]

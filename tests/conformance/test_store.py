@@ -25,7 +25,7 @@ async def test_concurrent_writers_and_pullers_never_skip_or_repeat(store: SyncSt
             sent = [
                 set_("notes", f"w{number}-{batch}-{i}", record=f"h{number}-{i % 5}") for i in range(per_batch)
             ]
-            outcome = await store.push(None, f"writer-{number}", sent)
+            outcome = await store.writer.push(None, f"writer-{number}", sent)
             assert {r.status for r in outcome.results} == {"applied"}
             await asyncio.sleep(random.random() / 200)
 
@@ -80,7 +80,7 @@ async def test_stored_states_equal_a_rebuild_from_the_change_log(store: SyncStor
             else:
                 batch.append(delete(pred=pred, record=record))
         rng.shuffle(batch)  # preds may name changes later in the batch or in a later batch
-        await store.push(None, "mixer", batch)
+        await store.writer.push(None, "mixer", batch)
         made += batch
 
     async with store.engine.connect() as connection:
@@ -101,7 +101,7 @@ async def test_acknowledgements_that_arrive_together_are_all_written(store: Sync
     device_ids = [
         (await accounts.enroll_device(None, f"phone-{n}", role="district_admin"))[0] for n in range(12)
     ]
-    await store.push(None, "office", [set_("notes", f"n{n}", record=f"h{n}") for n in range(30)])
+    await store.writer.push(None, "office", [set_("notes", f"n{n}", record=f"h{n}") for n in range(30)])
     epoch = (await store.pull(None, 1))[1].partition(".")[0]
 
     # A storm of pulls: every acknowledgement is written, however the writes were grouped.

@@ -22,7 +22,7 @@ async def test_a_push_reaches_the_database_file_itself(tmp_path: Path, sqlite_te
     engine = create_engine(url)
     store = SyncStore(engine, Settings(database_url=url))
     try:
-        outcome = await store.push(None, "phone-1", [set_("notes", "kept", record="h1")])
+        outcome = await store.writer.push(None, "phone-1", [set_("notes", "kept", record="h1")])
         assert [r.status for r in outcome.results] == ["applied"]
         upkeep = store.writer.upkeep
         assert isinstance(upkeep, WalCheckpointer)

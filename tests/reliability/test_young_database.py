@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.db.engine import create_engine, pooled_rows
 from server.settings import Settings
+from server.sync.cursors import sync_cursor
 from server.sync.store import SyncStore
 from tests.conftest import POSTGRES_URL, _admin, _migrate
 from tests.factories import set_
@@ -54,7 +55,7 @@ async def _fill(store: SyncStore, *, pushes: int, size: int) -> None:
     upkeep (the analyses of a young log) done."""
     for n in range(pushes):
         batch = [set_("notes", f"v{n}-{i}", record=f"h{n}-{i}") for i in range(size)]
-        outcome = await store.push(None, "phone-1", batch)
+        outcome = await store.writer.push(None, "phone-1", batch)
         assert {r.status for r in outcome.results} == {"applied"}
     await store.writer.idle()
     assert store.writer.upkeep is not None
@@ -113,7 +114,7 @@ async def test_the_pull_is_planned_once_and_its_plan_reused(young_database: str)
         epoch = end.partition(".")[0]
         pages = []
         for since in _CURSORS:
-            rows, _, more = await store.pull_json(store._cursor(epoch, since), _LIMIT)
+            rows, _, more = await store.pull_json(sync_cursor(epoch, since), _LIMIT)
             pages.append((len(rows), more))
         [(generic, custom)] = await pooled_rows(
             store._reader,

@@ -1,5 +1,5 @@
 """Every `code` the server can answer with is in schemas/codes.py, which the protocol schema and
-the OpenAPI document publish: a code written anywhere in server/ or sync/ and missing from the
+the OpenAPI document publish: a code written anywhere in schemas/, server/ or sync/ and missing from the
 enum fails here.
 
 Codes are string literals spread over the modules that refuse things. They are found where a
@@ -19,7 +19,7 @@ from schemas.codes import CODE_MEANINGS, Code
 from schemas.collections import REQUEST_TRANSITIONS
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = sorted([*ROOT.glob("server/**/*.py"), *ROOT.glob("sync/**/*.py")])
+SOURCES = sorted([*ROOT.glob("schemas/**/*.py"), *ROOT.glob("server/**/*.py"), *ROOT.glob("sync/**/*.py")])
 CODE_SHAPE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 # An f-string code stands for a family of codes: those the enum lists under its literal head.
 FAMILY_HEAD = re.compile(r"^[a-z][a-z0-9_]*_$")

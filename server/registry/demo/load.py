@@ -37,7 +37,7 @@ async def load_demo(
     analyzed = 0
     for begin in range(0, len(changes), batch):
         chunk = changes[begin : begin + batch]
-        outcome = await store.push(None, DEMO_REPLICA, chunk)
+        outcome = await store.writer.push(None, DEMO_REPLICA, chunk)
         rejected += [(r.id or "", r.code or "") for r in outcome.results if r.status == "rejected"]
         loaded = begin + len(chunk)
         if store.engine.dialect.name == "postgresql" and loaded >= 2 * analyzed:
