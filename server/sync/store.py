@@ -428,12 +428,7 @@ class SyncStore:
         # dropped unsent.
         after = min(_cursor_seq(since), _MAX_SEQ)
         upper = min(after + limit + 1, _MAX_SEQ)
-        found = await pooled_rows(self._reader, self._pull_json, after, upper, limit + 1)
-        rows = [row[0] for row in found]
-        # The counter's row is the only one that is not an object (the union keeps it first).
-        at = 0 if rows[0][0] == "[" else next(i for i, row in enumerate(rows) if row[0] == "[")
-        epoch, last_seq, floor = _position_decode(rows.pop(at))
-        params = (after, min(after + limit + 1, _MAX_SEQ), limit + 1)
+        params = (after, upper, limit + 1)
         read = await self._replica_pull(since, max(after, at_least), params) if self.replicas else None
         if read is None:
             rows = [row[0] for row in await pooled_rows(self._reader, self._pull_json, *params)]
