@@ -18,7 +18,7 @@ from markupsafe import Markup
 from server.access.accounts import AccountStore
 from server.access.controller import manageable_user, visible_users
 from server.errors import GridsyncError
-from server.pages.admin import _first, _form, _page, _principal
+from server.pages.admin import _first, _form, _page, _principal, _sign_in_redirect, _SignInNeeded
 from server.settings import Settings
 
 __all__ = ["enrolment_pages"]
@@ -60,4 +60,8 @@ async def enrolment_issue(request: Request[Any, Any, Any]) -> Template:
 
 
 def enrolment_pages() -> Router:
-    return Router(path="/admin", route_handlers=[enrolment_page, enrolment_issue])
+    return Router(
+        path="/admin",
+        route_handlers=[enrolment_page, enrolment_issue],
+        exception_handlers={_SignInNeeded: _sign_in_redirect},
+    )

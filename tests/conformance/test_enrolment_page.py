@@ -78,3 +78,11 @@ async def _user_id_of(settings: Settings, name: str) -> str:
         await engine.dispose()
     assert found is not None
     return found.id
+
+
+def test_the_page_sends_a_visitor_who_is_not_signed_in_to_sign_in(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        reply = client.get("/admin/enrolment", follow_redirects=False)
+        assert reply.status_code in (302, 303)
+        assert reply.headers["location"].startswith("/admin/login")
+        assert client.post("/admin/enrolment", data={"user_id": "x"}).status_code < 500
