@@ -27,6 +27,7 @@ import asyncio
 import datetime
 import json
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -262,7 +263,7 @@ class _Setup:
     token: str  # the browser phone's
     other: str  # the reference client's: the grid's other phone
     grid: Grid
-    workdir: Path
+    files: Path  # the reference client's replicas
 
 
 def _bootstraps(setup: _Setup, browser: Any, runs: int) -> tuple[_Phone, dict[str, Any], Any]:
@@ -285,7 +286,7 @@ def _bootstraps(setup: _Setup, browser: Any, runs: int) -> tuple[_Phone, dict[st
         if reference is not None:
             reference.close()
         reference, elapsed, got, held = _reference_bootstrap(
-            setup.base_url, setup.other, setup.workdir / f"ref-{run}.db"
+            setup.base_url, setup.other, setup.files / f"ref-{run}.db"
         )
         seconds.add(elapsed)
         received.add(got)
@@ -374,8 +375,9 @@ async def field_grid(
         assert not loaded.rejected, loaded.rejected[:3]
         load_seconds = time.perf_counter() - start
         token, other = await _grid_worker(database.url, grid)
-        with serve(database, workdir) as server:
-            setup = _Setup(server.base_url, token, other, grid, workdir)
+        # The reference client's files, apart from another backend's run in the same workdir.
+        with serve(database, workdir) as server, tempfile.TemporaryDirectory(dir=workdir) as files:
+            setup = _Setup(server.base_url, token, other, grid, Path(files))
             found = await asyncio.to_thread(_measure, setup, runs, offline, others, day)
     found["grid_bootstrap"] |= {"district_changes": len(changes), "load_seconds": load_seconds}
     return found
