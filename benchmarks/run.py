@@ -21,7 +21,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import app_shell, floor, harness, new_records, peer, scenarios, sdk_merge, spreadsheets
+from benchmarks import (
+    app_shell,
+    field_grid,
+    floor,
+    harness,
+    new_records,
+    peer,
+    scenarios,
+    sdk_merge,
+    spreadsheets,
+)
 from server.registry.demo import DemoPlan
 
 __all__ = ["SIZES", "Target", "evaluate", "main"]
@@ -49,6 +59,11 @@ class Size:
     # The storm through two app processes, on the primary alone and with a standby (PostgreSQL).
     standby_devices: int = 2_000
     standby_runs: int = 1
+    # The field app in Chromium: a grid bootstrapped into IndexedDB, then a day's sync under 3G.
+    field_district: DemoPlan = field_grid.DISTRICT
+    field_runs: int = 3
+    field_offline: int = 100  # changes the phone made offline
+    field_others: int = 300  # changes other phones pushed to its grid meanwhile
 
 
 SIZES = {
@@ -70,6 +85,10 @@ SIZES = {
         record_changes=1_000,
         sheet_households=500,
         standby_devices=5,
+        field_district=DemoPlan(households=100, households_per_building=8),
+        field_runs=1,
+        field_offline=10,
+        field_others=30,
     ),
 }
 
@@ -183,6 +202,8 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
                 "< 1x",
                 lambda v: v < 1,
             )
+        for figure, value, target, met in field_grid.verdicts(found):
+            targets.append(Target(backend, figure, value, target, met))
         if "sdk_merge" in found:
             judge(
                 backend,
@@ -275,6 +296,16 @@ async def _run(size: Size, backends: list[str], skip: set[str], console: Console
                     partial(spreadsheets.spreadsheets, backend, workdir, size.sheet_households, 3),
                 ),
             ]
+            grid = field_grid.FieldGrid(
+                backend,
+                workdir,
+                size.field_district,
+                size.field_runs,
+                size.field_offline,
+                size.field_others,
+                day="grid_day_3g" not in skip,
+            )
+            steps += [("grid_bootstrap", grid.bootstrap), ("grid_day_3g", grid.day_3g)]
             if backend == backends[0]:  # no database: once a run
                 steps.append(("sdk_merge", partial(sdk_merge.sdk_merge, repeats=size.merge_repeats)))
             if backend == "postgres":
@@ -472,6 +503,35 @@ def _figure_rows() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
         (
             "same household work, s (gridsync / peer)",
             medians("gridsync_workload_s", "peer_workload_s", of=("peer",), fmt="{:.2f}"),
+        ),
+        (
+            "a grid (274 households, 1,864 records) bootstrapped into IndexedDB by the SDK in Chromium, "
+            "s (the Python reference client, s)",
+            lambda b: (
+                f"{_span(b['grid_bootstrap']['browser_s'], '{:.2f}')} "
+                f"({_median(b, 'grid_bootstrap', 'reference_s'):.2f})"
+            ),
+        ),
+        (
+            "same, KB received gzipped, bodies: Chromium / the reference client",
+            lambda b: (
+                f"{b['grid_bootstrap']['browser_bytes']['down'] / 1000:,.0f} / "
+                f"{b['grid_bootstrap']['reference_bytes'] / 1000:,.0f}"
+            ),
+        ),
+        (
+            "same, the page's time, ms: requests / IndexedDB writes / decoding and merging",
+            medians("requests_ms", "indexeddb_ms", "rest_ms", of=("grid_bootstrap", "split")),
+        ),
+        (
+            "a day's sync of that phone under emulated 3G (100 changes up, 300 down), s",
+            rate("grid_day_3g", "sync_s", fmt="{:.2f}"),
+        ),
+        (
+            "same, KB sent / received (bodies, gzipped)",
+            lambda b: (
+                f"{b['grid_day_3g']['bytes']['up'] / 1000:.1f} / {b['grid_day_3g']['bytes']['down'] / 1000:.1f}"
+            ),
         ),
         (
             "JS SDK's merge in Node on the conformance vectors, changes/s (ratio to the Python engine)",

@@ -25,6 +25,8 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
         "devices",
         "spreadsheets",
         "sdk_merge",
+        "grid_bootstrap",
+        "grid_day_3g",
     }
     assert found["sdk_merge"]["js_changes_per_s"]["median"] > 0
     assert found["sdk_merge"]["python_changes_per_s"]["median"] > 0
@@ -55,6 +57,23 @@ def test_benchmark_harness_runs_every_scenario_at_a_tiny_size(tmp_path: Path) ->
         assert made["raw_changes_per_s"]["median"] > 0
         assert made["district_ratio"]["median"] > 0
         assert made["grid_worker_ratio"]["median"] > 0
+    # The field app in Chromium: the whole grid bootstrapped into IndexedDB (its households are
+    # checked against the demo's, and the reference client holds as many records, else it
+    # raises), every byte counted; then a day's sync under 3G pushed and pulled what it must.
+    boot = found["grid_bootstrap"]
+    assert boot["households"] > 0
+    assert boot["records"] > boot["households"]
+    assert 0 < boot["browser_bytes"]["down"] < boot["heads"] * 200
+    assert boot["reference_bytes"] > 0
+    assert boot["split"]["indexeddb_writes"] >= 2  # a snapshot page, then the exchange
+    day = found["grid_day_3g"]
+    assert (day["offline"], day["others"]) == (10, 30)
+    assert day["pulled"] >= day["others"]
+    assert day["bytes"]["up"] > 0
+    assert day["sync_s"]["median"] > 0.4  # at least one round trip of the emulated 400 ms latency
+    assert {"grid bootstrap into IndexedDB, Chromium (s)", "a day's sync under emulated 3G (s)"} <= {
+        t["figure"] for t in results["targets"]
+    }
     # The docs' tables: every figure this run measured has its cell; the peer's alone are not.
     tables = markdown(results).splitlines()
     figures = [line for line in tables if line.startswith("| ") and line.count("|") == 3]

@@ -11,8 +11,9 @@ How a push in one app process reaches the streams held by another:
 
 * PostgreSQL: each process keeps one dedicated connection (outside the pool) that ``LISTEN``\\ s
   on ``gridsync_log`` and sends ``pg_notify`` after each of its own commits. When that
-  connection is lost it is opened again with backoff, and every stream is woken (a notice may
-  have been missed meanwhile).
+  connection is lost it is opened again with backoff, every stream is woken (a notice may
+  have been missed meanwhile), and a notice of its own that could not be sent meanwhile is
+  sent then. The connection's ``application_name`` is ``gridsync-events-<pid>``.
 * SQLite: a push wakes the streams of its own process at once; while any stream is open, the
   process also reads the head once a second, so pushes written by another process
   (``gridsync serve --workers N``) are noticed too.
@@ -32,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -44,12 +46,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.settings import Settings
 
-__all__ = ["CHANNEL", "NOTICE_GAP", "LogEvents", "StreamTicket"]
+__all__ = ["CHANNEL", "LISTENER_NAME", "NOTICE_GAP", "LogEvents", "StreamTicket"]
 
 logger = logging.getLogger("gridsync")
 
 # The PostgreSQL channel every app process listens on; the payload is the log's last seq.
 CHANNEL = "gridsync_log"
+# The listener's application_name in pg_stat_activity, followed by ``-<the app process's pid>``.
+LISTENER_NAME = "gridsync-events"
 # The shortest time between two notices on one stream: coalesces a busy log.
 NOTICE_GAP = 0.5
 # How often a SQLite process reads the head while streams are open (other processes' pushes).
@@ -211,16 +215,25 @@ class LogEvents:
             self._sender = asyncio.create_task(self._send_notices())
 
     async def _send_notices(self) -> None:
-        # One notice in flight at a time; commits meanwhile are folded into the next one.
+        # One notice in flight at a time; commits meanwhile are folded into the next one. A
+        # notice that cannot go now (the connection is lost, or being opened again) is kept and
+        # sent once the listener is back: the other processes may never have lost theirs, so
+        # nothing else would wake their streams for this push.
         while self._unsent is not None:
             head, self._unsent = self._unsent, None
             connection = self._connection
-            if connection is None:
-                continue  # reconnecting: the other processes wake all their streams once back
             try:
+                if connection is None:
+                    raise ConnectionError("the listener is reconnecting")
                 await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, str(head))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                logger.warning("log notice not sent: %s", type(error).__name__)
+                logger.warning("log notice held until the listener is back: %s", type(error).__name__)
+                self._unsent = max(head, self._unsent or 0)
+                return
+
+    def _resend_held_notice(self) -> None:
+        if self._unsent is not None and (self._sender is None or self._sender.done()):
+            self._sender = asyncio.create_task(self._send_notices())
 
     def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         if payload.isascii() and payload.isdigit():
@@ -234,13 +247,18 @@ class LogEvents:
         while True:
             lost = asyncio.Event()
             try:
-                connection = await asyncpg.connect(dsn, timeout=self.settings.database_connect_timeout)
+                connection = await asyncpg.connect(
+                    dsn,
+                    timeout=self.settings.database_connect_timeout,
+                    server_settings={"application_name": f"{LISTENER_NAME}-{os.getpid()}"},
+                )
                 connection.add_termination_listener(functools.partial(_set, lost))
                 await connection.add_listener(CHANNEL, self._heard)
                 self._connection = connection
                 backoff = 0.5
                 # Notices may have been missed while there was no connection: the head says.
                 self._wake_all(await connection.fetchval(_HEAD))
+                self._resend_held_notice()  # after the read: one operation at a time on it
                 await lost.wait()
             except Exception as error:  # whatever broke the link, listening must go on
                 logger.warning("log listener down, retrying: %s", type(error).__name__)

@@ -1,10 +1,12 @@
 """``GET /v1/sync/events`` on a real ``gridsync serve``: a phone holding the stream hears of
 another phone's push within 2 seconds, in the same app process and in another one (PostgreSQL's
-LISTEN/NOTIFY; SQLite's head reads); heartbeats keep an idle stream alive; a device's streams are
-bounded; no token, no stream."""
+LISTEN/NOTIFY; SQLite's head reads), and within a few seconds when PostgreSQL has just killed
+the LISTEN connections; heartbeats keep an idle stream alive; a device's streams are bounded;
+no token, no stream."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
@@ -14,14 +16,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import msgspec
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 
+from server.sync.events import LISTENER_NAME
 from tests.factories import set_
 from tests.reliability.harness import ServerProcess
 
 WITHIN = 2.0
+# A listener that lost its connection opens it again after 0.5 s of backoff, then catches up.
+AFTER_LOSS = 5.0
 
 
 @dataclass(frozen=True)
@@ -227,3 +235,59 @@ def test_open_streams_are_counted_in_the_metrics(
             assert _open_streams_metric(server.base_url) == 2
     finally:
         server.stop()
+
+
+def _terminate_listeners(database_url: str, application_name: str | None = None) -> int:
+    """Kill the app's LISTEN connections from the server side (all of the database's, or the one
+    of an app process, by the ``application_name`` its listener carries); how many were killed."""
+
+    async def terminate() -> int:
+        url = make_url(database_url)
+        connection = await asyncpg.connect(
+            url.set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        try:
+            killed = await connection.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name LIKE $1",
+                application_name or f"{LISTENER_NAME}%",
+            )
+        finally:
+            await connection.close()
+        return int(killed)
+
+    return asyncio.run(terminate())
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_killed_listen_connection_is_opened_again(
+    database_url: str, tmp_path: Path, enroll: Callable[[str], str]
+) -> None:
+    listener, pusher = enroll("listening-phone"), enroll("pushing-phone")
+    listening = ServerProcess(database_url, tmp_path / "listening.log")
+    pushing = ServerProcess(database_url, tmp_path / "pushing.log")
+    listening.start()
+    pushing.start()
+    try:
+        assert pushing.process is not None
+        with _stream(listening.base_url, listener) as next_event:
+            first = _next_head(next_event, 10)
+            # Every process's listener killed at once, then a push at once: heard when they are back.
+            assert _terminate_listeners(database_url) == 2
+            head = _push(pushing.base_url, pusher, "13800000004")
+            assert head > first
+            assert _next_head(next_event, AFTER_LOSS) >= head
+            # Only the pushing process's listener killed: its notice of the next push must not be
+            # lost while it reconnects (the listening process never missed anything to wake for).
+            assert _terminate_listeners(database_url, f"{LISTENER_NAME}-{pushing.process.pid}") == 1
+            head = _push(pushing.base_url, pusher, "13800000005")
+            assert _next_head(next_event, AFTER_LOSS) >= head
+            # And once all is back, a push is heard within the usual time again.
+            time.sleep(1)
+            head = _push(pushing.base_url, pusher, "13800000006")
+            assert _next_head(next_event, WITHIN) >= head
+    finally:
+        pushing.stop()
+        listening.stop()
+    for log in ("listening.log", "pushing.log"):
+        assert "Traceback" not in (tmp_path / log).read_text()
