@@ -1,10 +1,12 @@
-"""Where the change log stands (its epoch, last seq and compaction floor), read with each page,
-and a cursor judged against it: the pull's, the snapshot's and a list's ``updated_since``."""
+"""What the read paths (pull, snapshot, one record) stand on: the databases they read, where
+the change log stands (its epoch, last seq and compaction floor), read with each page, and a
+cursor judged against it (the pull's, the snapshot's, a list's ``updated_since``)."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from schemas.collections import CollectionSpec
 from server.access.policy import scope_fingerprint
 from server.access.principals import Principal
 from server.db.engine import driver_rows
@@ -12,7 +14,7 @@ from server.db.replicas import ReadReplicas
 from server.errors import GridsyncError
 from server.sync.cursors import cursor_seq
 
-__all__ = ["judge_cursor", "read_position"]
+__all__ = ["StoreReader", "judge_cursor", "read_position"]
 
 # The single counter row, read straight from the driver (same text for both).
 _POSITION = "SELECT epoch, last_seq, compacted_seq FROM sync_counter WHERE id = 1"
@@ -20,6 +22,18 @@ _POSITION = "SELECT epoch, last_seq, compacted_seq FROM sync_counter WHERE id = 
 _POSITION_REPLICA = (
     "SELECT epoch, last_seq, compacted_seq, pg_is_in_recovery() FROM sync_counter WHERE id = 1"
 )
+
+
+class StoreReader:
+    """A read path of the store: the primary, its standbys, the collections. One instance of
+    each per app, shared by requests (``server.sync.store.SyncStore``)."""
+
+    def __init__(
+        self, engine: AsyncEngine, replicas: ReadReplicas, collections: dict[str, CollectionSpec]
+    ) -> None:
+        self.engine = engine
+        self.replicas = replicas
+        self.collections = collections
 
 
 async def read_position(

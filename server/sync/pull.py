@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.collections import CollectionSpec
 from schemas.protocol import Change, PulledChange, RecordFacts, RecordRef
+from server.access.personal import sealed_fields
 from server.access.policy import (
     SENSITIVE_NOTES,
     TAG_FIELDS,
@@ -34,10 +35,10 @@ from server.access.principals import Principal
 from server.db.replicas import ReadReplicas
 from server.db.tables import changes, records
 from server.sync.cursors import cursor_epoch, cursor_seq, sync_cursor
-from server.sync.position import judge_cursor, read_position
+from server.sync.position import StoreReader, judge_cursor, read_position
 from sync.merge import op_name, snapshot_facts, state_codec
 
-__all__ = ["PullPage", "PullReader", "change_from_row", "masked_fields"]
+__all__ = ["PullPage", "PullReader", "change_from_row"]
 
 PullPage = tuple[list[PulledChange], str, bool, list[RecordRef], list[RecordFacts]]
 
@@ -46,16 +47,6 @@ _json_decode = msgspec.json.Decoder().decode
 
 _PULLED_COLUMNS = ("seq", "id", "collection", "record_id", "field", "op", "value", "hlc", "pred")
 _SENSITIVE_PAIRS = SENSITIVE_NOTES | TAG_FIELDS
-
-
-def masked_fields(collections: dict[str, CollectionSpec]) -> frozenset[tuple[str, str]]:
-    """The (collection, field) pairs whose values go through the mask (ID numbers)."""
-    return frozenset(
-        (spec.name, field.name)
-        for spec in collections.values()
-        for field in spec.fields.values()
-        if field.masked
-    )
 
 
 def change_from_row(row: Any) -> Change:
@@ -90,16 +81,14 @@ def _as_pulled(change: Change, seq: int) -> PulledChange:
     )
 
 
-class PullReader:
-    """The decoded pull page. One instance per app (``SyncStore.pulls``)."""
+class PullReader(StoreReader):
+    """The decoded pull page (``SyncStore.pulls``)."""
 
     def __init__(
         self, engine: AsyncEngine, replicas: ReadReplicas, collections: dict[str, CollectionSpec]
     ) -> None:
-        self.engine = engine
-        self.replicas = replicas
-        self.collections = collections
-        self._masked = masked_fields(collections)
+        super().__init__(engine, replicas, collections)
+        self._masked = sealed_fields(collections)
 
     async def page(
         self,

@@ -18,7 +18,7 @@ from server.access.principals import Principal
 from server.db.engine import classify_database_error, pooled_rows
 from server.db.replicas import ReadReplicas, ReplicaBehindError
 from server.sync.cursors import MAX_SEQ, cursor_epoch, cursor_seq, sync_cursor
-from server.sync.position import judge_cursor
+from server.sync.position import StoreReader, judge_cursor
 
 __all__ = ["JsonPullReader"]
 
@@ -68,14 +68,13 @@ def _seq_of(pulled: str) -> int:
     return int(pulled[pulled.rindex(":") + 1 : -1])
 
 
-class JsonPullReader:
-    """The unscoped JSON pull page. One instance per app (``SyncStore.json_pulls``)."""
+class JsonPullReader(StoreReader):
+    """The unscoped JSON pull page (``SyncStore.json_pulls``)."""
 
     def __init__(
         self, engine: AsyncEngine, replicas: ReadReplicas, collections: dict[str, CollectionSpec]
     ) -> None:
-        self.replicas = replicas
-        self.collections = collections
+        super().__init__(engine, replicas, collections)
         sqlite = engine.dialect.name == "sqlite"
         # The page's statement on the primary, prepared once per connection.
         self.statement = _PULL_JSON_SQLITE if sqlite else _PULL_JSON_POSTGRES

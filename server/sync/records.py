@@ -4,15 +4,14 @@ see them."""
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.collections import CollectionSpec
 from schemas.protocol import RecordView
 from server.access.policy import mask_view, reads_filter
 from server.access.principals import Principal
-from server.db.replicas import ReadReplicas
 from server.db.tables import records
 from server.errors import GridsyncError
+from server.sync.position import StoreReader
 from sync.merge import record_view, state_codec
 from sync.validate import RECORD_ID_PATTERN
 
@@ -28,15 +27,8 @@ def collection_spec(collections: dict[str, CollectionSpec], collection: str) -> 
     return spec
 
 
-class RecordReader:
-    """One record at a time. One instance per app (``SyncStore.records``)."""
-
-    def __init__(
-        self, engine: AsyncEngine, replicas: ReadReplicas, collections: dict[str, CollectionSpec]
-    ) -> None:
-        self.engine = engine
-        self.replicas = replicas
-        self.collections = collections
+class RecordReader(StoreReader):
+    """One record at a time (``SyncStore.records``)."""
 
     async def view(self, collection: str, record_id: str, principal: Principal | None = None) -> RecordView:
         """The record as ``principal`` may read it (masked); 404 when it is missing or out of

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.collections import CollectionSpec
 from schemas.protocol import SnapshotRecord
+from server.access.personal import sealed_fields
 from server.access.policy import is_scoped, mask_change, reads_filter, scope_fingerprint, visible_heads
 from server.access.principals import Principal
 from server.db.paging import decode_page_cursor, encode_page_cursor
@@ -21,8 +22,7 @@ from server.db.replicas import ReadReplicas
 from server.db.tables import records
 from server.errors import GridsyncError
 from server.sync.cursors import sync_cursor
-from server.sync.position import judge_cursor, read_position
-from server.sync.pull import masked_fields
+from server.sync.position import StoreReader, judge_cursor, read_position
 from server.sync.records import collection_spec
 from sync.merge import snapshot_facts, state_codec
 from sync.validate import RECORD_ID_PATTERN
@@ -33,16 +33,14 @@ __all__ = ["SnapshotPage", "SnapshotReader"]
 SnapshotPage = tuple[list[SnapshotRecord], str, bool, str]
 
 
-class SnapshotReader:
-    """The snapshot's pages. One instance per app (``SyncStore.snapshots``)."""
+class SnapshotReader(StoreReader):
+    """The snapshot's pages (``SyncStore.snapshots``)."""
 
     def __init__(
         self, engine: AsyncEngine, replicas: ReadReplicas, collections: dict[str, CollectionSpec]
     ) -> None:
-        self.engine = engine
-        self.replicas = replicas
-        self.collections = collections
-        self._masked = masked_fields(collections)
+        super().__init__(engine, replicas, collections)
+        self._masked = sealed_fields(collections)
         self._sqlite = engine.dialect.name == "sqlite"
 
     async def page(
