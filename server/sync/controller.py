@@ -35,7 +35,7 @@ from server.sync.cursors import cursor_seq
 from server.sync.store import SyncStore
 from sync.hlc import REPLICA_ID_PATTERN
 
-__all__ = ["SyncController"]
+__all__ = ["SyncController", "page_limit"]
 
 _PUSH_BODY = negotiated(
     PushRequest,
@@ -103,7 +103,9 @@ def _encoded_reply(
     return Response(content=content, media_type=media_type, background=background)
 
 
-def _limit(value: int | None, default: int, maximum: int) -> int:
+def page_limit(value: int | None, default: int, maximum: int) -> int:
+    """A page's ``limit`` query parameter: ``default`` when absent, 400 ``bad_limit`` outside
+    1 to ``maximum``."""
     if value is None:
         return default
     if not 1 <= value <= maximum:
@@ -172,7 +174,7 @@ async def _pushed(request: Request[Principal, str, Any], store: SyncStore) -> Pu
 
 def _pull_count(store: SyncStore, limit: int | None) -> int:
     settings = store.settings
-    return _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
+    return page_limit(limit, settings.default_pull_limit, settings.max_pull_limit)
 
 
 async def _page_reply(
@@ -313,7 +315,7 @@ class SyncController(Controller):
         limit: FromQuery[int | None] = None,
     ) -> Response[bytes]:
         settings = store.settings
-        count = _limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
+        count = page_limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
         records, next_page, more, sync_cursor = await store.snapshots.page(
             collection, cursor, count, request.user
         )
