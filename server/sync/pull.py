@@ -151,7 +151,8 @@ class PullReader(StoreReader):
             else:
                 end = rows[-1].seq if rows else after
         pulled = self._page_changes(rows, entered, principal, raw_json=raw_json)
-        facts = self._entered(entered, end, principal, pulled)
+        heads, facts = self._entered(entered, end, principal)
+        pulled += heads
         return pulled, sync_cursor(epoch, end, scope_fingerprint(principal)), more, left, facts
 
     def _page_changes(
@@ -207,18 +208,18 @@ class PullReader(StoreReader):
         entered: Sequence[tuple[str, str, bytes]],
         end: int,
         principal: Principal | None,
-        pulled: list[PulledChange],
-    ) -> list[RecordFacts]:
-        """The records that entered the scope: their heads (masked), added to ``pulled`` at the
-        page's end, and what supersession knows beyond them."""
+    ) -> tuple[list[PulledChange], list[RecordFacts]]:
+        """The records that entered the scope: their heads (masked), sent at the page's end,
+        and what supersession knows beyond them."""
+        heads: list[PulledChange] = []
         facts: list[RecordFacts] = []
         for collection, record_id, blob in entered:
             state = state_codec.decode(blob)
             for head in visible_heads(principal, list(state.heads.values())):
-                pulled.append(_as_pulled(mask_change(principal, self.collections, head), end))
+                heads.append(_as_pulled(mask_change(principal, self.collections, head), end))
             if state.covered or state.pending:
                 covered, pending = snapshot_facts(state)
                 facts.append(
                     RecordFacts(collection=collection, id=record_id, covered=covered, pending=pending)
                 )
-        return facts
+        return heads, facts
