@@ -22,8 +22,9 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
@@ -35,6 +36,8 @@ from server.observability.metrics import count_replica_read
 __all__ = ["ReadReplicas", "Replica", "ReplicaBehindError"]
 
 logger = logging.getLogger("gridsync")
+
+T = TypeVar("T")
 
 # How long a standby that failed is left alone before it is offered reads again.
 _RETRY_AFTER_S = 5.0
@@ -96,6 +99,22 @@ class ReadReplicas:
         ``primary``."""
         replica = self.pick()
         return primary if replica is None else replica.engine
+
+    async def serve(
+        self, primary: AsyncEngine, read: Callable[[AsyncEngine, ReadReplicas | None], Awaitable[T]]
+    ) -> T:
+        """``read`` from the next standby, given these replicas to check its position with; from
+        ``primary`` (and None) when there is none, it is behind, or it cannot be reached."""
+        if self.replicas and (replica := self.pick()) is not None:
+            try:
+                return await read(replica.engine, self)
+            except ReplicaBehindError:
+                pass
+            except Exception as error:
+                if classify_database_error(error) != "unavailable":
+                    raise
+                replica.mark_down(error)
+        return await read(primary, None)
 
     @staticmethod
     def check(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from inspect import Parameter, Signature
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.middleware.rate_limit import get_remote_address
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from schemas.collections import Moment
 from schemas.views import FlagList, NoSignalList, PointsBalance, RecordPage, Summary
@@ -22,9 +23,33 @@ from server.openapi import problems
 from server.registry.lists import Registry, ScopeFilter
 from server.registry.reports import Reports
 from server.settings import Settings
-from server.sync.controller import _limit
+from server.sync.controller import page_limit
 
 __all__ = ["RecordListController", "ReportsController"]
+
+
+Place = Literal["community", "grid", "building", "household"]
+
+
+def _where(*places: Place) -> Provide:
+    """The dependency ``where``: the caller's read scope (``ScopeFilter``), narrowed by the
+    ``places`` the route takes, each an optional query parameter of its name."""
+
+    def scope(request: Request[Principal, str, Any], **query: str | None) -> ScopeFilter:
+        return ScopeFilter(**query, principal=request.user)
+
+    parameters = [Parameter("request", Parameter.KEYWORD_ONLY, annotation=Request[Principal, str, Any])]
+    parameters += [
+        Parameter(
+            place, Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[str | None, QueryParameter()]
+        )
+        for place in places
+    ]
+    # Litestar reads a dependency's query parameters from its signature and type hints: these.
+    scope.__signature__ = Signature(parameters, return_annotation=ScopeFilter)  # type: ignore[attr-defined]
+    scope.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    scope.__annotations__["return"] = ScopeFilter
+    return Provide(scope, sync_to_thread=False)
 
 
 def _registry(state: State) -> Registry:
@@ -57,7 +82,10 @@ class RecordListController(Controller):
     path = "/v1/records"
     tags = ["records"]
     security = SECURITY_REQUIREMENT
-    dependencies = {"registry": Provide(_registry, sync_to_thread=False)}
+    dependencies = {
+        "registry": Provide(_registry, sync_to_thread=False),
+        "where": _where("community", "grid", "building", "household"),
+    }
 
     @get(
         "/{collection:str}",
@@ -76,12 +104,9 @@ class RecordListController(Controller):
         registry: NamedDependency[Registry],
         accounts: NamedDependency[AccountStore],
         settings: NamedDependency[Settings],
+        where: NamedDependency[ScopeFilter],
         limit: FromQuery[int | None] = None,
         cursor: FromQuery[str | None] = None,
-        community: FromQuery[str | None] = None,
-        grid: FromQuery[str | None] = None,
-        building: FromQuery[str | None] = None,
-        household: FromQuery[str | None] = None,
         status: FromQuery[str | None] = None,
         tag: FromQuery[str | None] = None,
         updated_since: FromQuery[str | None] = None,
@@ -89,9 +114,9 @@ class RecordListController(Controller):
     ) -> RecordPage:
         page = await registry.page(
             collection,
-            limit=_limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit),
+            limit=page_limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit),
             cursor=cursor,
-            where=ScopeFilter(community, grid, building, household, request.user),
+            where=where,
             status=status,
             tag=tag,
             updated_since=updated_since,
@@ -105,8 +130,13 @@ class RecordListController(Controller):
                 "export",
                 collection,
                 address=get_remote_address(request),
-                community_id=community,
-                filters={"community": community, "grid": grid, "building": building, "household": household},
+                community_id=where.community,
+                filters={
+                    "community": where.community,
+                    "grid": where.grid,
+                    "building": where.building,
+                    "household": where.household,
+                },
                 records=len(page.records),
             )
         return page
@@ -123,64 +153,60 @@ class ReportsController(Controller):
         operation_id="summary",
         summary="The community office's figures",
         responses=problems(400, 401, 429, 503),
+        dependencies={"where": _where("community")},
     )
     async def summary(
         self,
-        request: Request[Principal, str, Any],
         reports: NamedDependency[Reports],
-        community: FromQuery[str | None] = None,
+        where: NamedDependency[ScopeFilter],
         at: FromQuery[str | None] = None,
         days: FromQuery[int] = 30,
     ) -> Summary:
         if not 1 <= days <= 366:
             raise GridsyncError(400, "bad_limit", f"days must be between 1 and 366, got {days}")
-        return await reports.summary(ScopeFilter(community, principal=request.user), _moment(at), days)
+        return await reports.summary(where, _moment(at), days)
 
     @get(
         "/checkins/no-signal",
         operation_id="noSignal",
         summary="Elderly-alone households with no signal today (after the cutoff hour)",
         responses=problems(400, 401, 429, 503),
+        dependencies={"where": _where("community", "grid", "building")},
     )
     async def no_signal(
         self,
-        request: Request[Principal, str, Any],
         reports: NamedDependency[Reports],
-        community: FromQuery[str | None] = None,
-        grid: FromQuery[str | None] = None,
-        building: FromQuery[str | None] = None,
+        where: NamedDependency[ScopeFilter],
         at: FromQuery[str | None] = None,
     ) -> NoSignalList:
-        return await reports.no_signal(
-            ScopeFilter(community, grid, building, principal=request.user), _moment(at)
-        )
+        return await reports.no_signal(where, _moment(at))
 
     @get(
         "/flags",
         operation_id="flags",
         summary="Overspent balances and concurrent status moves",
         responses=problems(400, 401, 429, 503),
+        dependencies={"where": _where("community", "grid")},
     )
     async def flags(
         self,
-        request: Request[Principal, str, Any],
         reports: NamedDependency[Reports],
-        community: FromQuery[str | None] = None,
-        grid: FromQuery[str | None] = None,
+        where: NamedDependency[ScopeFilter],
         kind: FromQuery[str | None] = None,
     ) -> FlagList:
-        return await reports.flags(ScopeFilter(community, grid, principal=request.user), kind)
+        return await reports.flags(where, kind)
 
     @get(
         "/points/{resident_id:str}",
         operation_id="pointsBalance",
         summary="A volunteer's points balance, derived from the ledger",
         responses=problems(401, 404, 429, 503),
+        dependencies={"where": _where()},
     )
     async def balance(
         self,
-        request: Request[Principal, str, Any],
         resident_id: FromPath[str],
         reports: NamedDependency[Reports],
+        where: NamedDependency[ScopeFilter],
     ) -> PointsBalance:
-        return await reports.balance(resident_id, ScopeFilter(principal=request.user))
+        return await reports.balance(resident_id, where)

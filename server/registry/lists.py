@@ -22,6 +22,8 @@ from server.access.principals import Principal
 from server.db.paging import decode_page_cursor, encode_page_cursor
 from server.db.tables import records
 from server.errors import GridsyncError
+from server.sync.position import judge_cursor, read_position
+from server.sync.records import collection_spec
 from server.sync.store import SyncStore
 from sync.merge import RecordState, field_values, record_view, state_codec
 
@@ -122,17 +124,11 @@ class Registry:
     def __init__(self, store: SyncStore) -> None:
         self.store = store
         # Lists and reports only read: a standby serves them when there is one.
-        self.engine = store.read_engine()
+        self.engine = store.replicas.engine_or(store.engine)
         self.collections = store.collections
 
     def spec(self, collection: str) -> CollectionSpec:
-        spec = self.collections.get(collection)
-        if spec is None:
-            known = ", ".join(sorted(self.collections))
-            raise GridsyncError(
-                404, "unknown_collection", f"unknown collection {collection!r}; known: {known}"
-            )
-        return spec
+        return collection_spec(self.collections, collection)
 
     async def since_seq(
         self, connection: AsyncConnection, updated_since: str | None, principal: Principal | None
@@ -140,11 +136,11 @@ class Registry:
         """A pull or push cursor as a seq (0 for None); 409 resync_required from another history."""
         if not updated_since:
             return 0
-        # The store owns the cursor format; reuse its parser rather than a copy. Cursors are
-        # checked against the caller's scope like pull's.
-        # Record filters read records.updated_seq, which compaction never touches: no floor here.
-        epoch, last_seq, _ = await self.store._position(connection)
-        return self.store._parse_cursor(updated_since, epoch, last_seq, principal)
+        # The pull's own judge (server/sync/position.py): cursors are checked against the
+        # caller's scope like pull's. Record filters read records.updated_seq, which compaction
+        # never touches: no floor here.
+        epoch, last_seq, _ = await read_position(connection)
+        return judge_cursor(updated_since, epoch, last_seq, principal)
 
     async def page(
         self,

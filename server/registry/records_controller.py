@@ -35,4 +35,4 @@ class RecordsController(Controller):
         record_id: FromPath[str],
         store: NamedDependency[SyncStore],
     ) -> RecordView:
-        return await store.record(collection, record_id, request.user)
+        return await store.records.view(collection, record_id, request.user)

@@ -31,10 +31,11 @@ from server.negotiation import request_codec, response_codec
 from server.observability.metrics import count_changes
 from server.observability.requests import note_changes
 from server.openapi import answer, negotiated, problems
+from server.sync.cursors import cursor_seq
 from server.sync.store import SyncStore
 from sync.hlc import REPLICA_ID_PATTERN
 
-__all__ = ["SyncController"]
+__all__ = ["SyncController", "page_limit"]
 
 _PUSH_BODY = negotiated(
     PushRequest,
@@ -102,7 +103,9 @@ def _encoded_reply(
     return Response(content=content, media_type=media_type, background=background)
 
 
-def _limit(value: int | None, default: int, maximum: int) -> int:
+def page_limit(value: int | None, default: int, maximum: int) -> int:
+    """A page's ``limit`` query parameter: ``default`` when absent, 400 ``bad_limit`` outside
+    1 to ``maximum``."""
     if value is None:
         return default
     if not 1 <= value <= maximum:
@@ -171,7 +174,7 @@ async def _pushed(request: Request[Principal, str, Any], store: SyncStore) -> Pu
 
 def _pull_count(store: SyncStore, limit: int | None) -> int:
     settings = store.settings
-    return _limit(limit, settings.default_pull_limit, settings.max_pull_limit)
+    return page_limit(limit, settings.default_pull_limit, settings.max_pull_limit)
 
 
 async def _page_reply(
@@ -189,9 +192,11 @@ async def _page_reply(
     # An exchange's page holds the changes its push applied, whichever database serves it (an
     # empty push asks for nothing: a standby a few ms behind the primary still serves it).
     applied = pushed is not None and any(result.status == "applied" for result in pushed.results)
-    at_least = store.cursor_seq(pushed.cursor) if pushed is not None and applied else 0
+    at_least = cursor_seq(pushed.cursor) if pushed is not None and applied else 0
     if codec.media_type == JSON and not is_scoped(request.user):
-        rows, cursor, more = await store.pull_json(since, count, principal=request.user, at_least=at_least)
+        rows, cursor, more = await store.json_pulls.page(
+            since, count, principal=request.user, at_least=at_least
+        )
         note_changes(request.scope, pulled=len(rows))
         slices: Iterable[bytes] = _pull_slices(rows, cursor, more)
         if pushed is not None:
@@ -203,7 +208,7 @@ async def _page_reply(
         gzip = _accepts_gzip(request) and sum(map(len, rows)) >= _GZIP_FROM
         body = _pull_body(slices, gzip)
         return Stream(body, media_type=JSON, headers=_GZIP if gzip else None, background=ack)
-    changes, cursor, more, left, facts = await store.pull(
+    changes, cursor, more, left, facts = await store.pulls.page(
         since, count, raw_json=codec.media_type.endswith("json"), principal=request.user, at_least=at_least
     )
     note_changes(request.scope, pulled=len(changes))
@@ -283,7 +288,7 @@ class SyncController(Controller):
     ) -> Response[bytes] | Stream:
         # The pull's own arguments are judged before anything is written: a 400 applies nothing.
         count = _pull_count(store, limit)
-        store.check_cursor_form(since)
+        cursor_seq(since)  # 400 bad_cursor for a cursor not of this server's form
         pushed = await _pushed(request, store)
         return await _page_reply(request, store, since, count, pushed)
 
@@ -310,7 +315,9 @@ class SyncController(Controller):
         limit: FromQuery[int | None] = None,
     ) -> Response[bytes]:
         settings = store.settings
-        count = _limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
-        records, next_page, more, sync_cursor = await store.snapshot(collection, cursor, count, request.user)
+        count = page_limit(limit, settings.default_snapshot_limit, settings.max_snapshot_limit)
+        records, next_page, more, sync_cursor = await store.snapshots.page(
+            collection, cursor, count, request.user
+        )
         response = SnapshotResponse(records=records, cursor=next_page, more=more, sync_cursor=sync_cursor)
         return _reply(request, response)

@@ -82,7 +82,7 @@ async def test_later_pushes_of_a_group_see_the_earlier_ones(store: SyncStore) ->
         store.writer.push(None, "phone-a", [edited]),
         store.writer.push(None, "phone-b", [concurrent]),
     )
-    view = await store.record("households", "h1")
+    view = await store.records.view("households", "h1")
     # edited superseded created; concurrent stays beside it: one conflict of two heads, not three.
     assert {h.value for h in view.conflicts["notes"]} == {"second", "other"}
 
@@ -126,7 +126,7 @@ async def test_a_push_failing_after_its_writes_leaves_nothing_and_the_others_are
     assert sum(1 for o in done if not isinstance(o, BaseException)) == 6
     assert await _logged(store) == 6
     with pytest.raises(Exception, match="no record"):
-        await store.record("households", "h9")
+        await store.records.view("households", "h9")
     # The seqs stay gapless: the failed push's changes took none.
     async with store.engine.connect() as connection:
         seqs = (await connection.execute(select(changes.c.seq).order_by(changes.c.seq))).scalars().all()
@@ -160,7 +160,7 @@ async def test_a_push_failing_while_the_log_is_written_leaves_nothing(
         seqs = (await connection.execute(select(changes.c.seq).order_by(changes.c.seq))).scalars().all()
     assert list(seqs) == list(range(1, 7))
     with pytest.raises(Exception, match="no record"):
-        await store.record("households", "h9")
+        await store.records.view("households", "h9")
 
 
 async def test_rules_see_records_and_changes_of_earlier_pushes_in_the_group(store: SyncStore) -> None:
@@ -180,9 +180,9 @@ async def test_rules_see_records_and_changes_of_earlier_pushes_in_the_group(stor
     )
     assert [o.results[0].status for o in outcomes[:4]] == ["applied"] * 4
     assert outcomes[4].results[0].code == "illegal_transition_from_submitted"
-    request = await store.record("requests", "r1")
+    request = await store.records.view("requests", "r1")
     assert request.fields["status"] == "dispatched"
-    visited = await store.record("visits", "v1")
+    visited = await store.records.view("visits", "v1")
     assert visited.fields["household_id"] == "h-new"
 
 
@@ -197,9 +197,9 @@ async def test_a_write_failing_after_the_log_leaves_no_rows(
         await store.writer.push(None, "phone", [set_("notes", "lost", record="h1")])
     assert await _logged(store) == 0
     with pytest.raises(Exception, match="no record"):
-        await store.record("households", "h1")
+        await store.records.view("households", "h1")
     monkeypatch.undo()
     outcome = await store.writer.push(None, "phone", [set_("notes", "kept", record="h1")])
     assert outcome.results[0].status == "applied"
     assert outcome.cursor.endswith(".1")  # the failed push took no seq
-    assert (await store.record("households", "h1")).fields["notes"] == "kept"
+    assert (await store.records.view("households", "h1")).fields["notes"] == "kept"

@@ -41,5 +41,5 @@ async def test_pushes_written_together_judge_each_other_as_if_one_came_after_the
     assert outcomes[5].results[0].conflict is True
     cursors = [int(outcome.cursor.rpartition(".")[2]) for outcome in outcomes]
     assert cursors == [1, 1, 1, 2, 2, 3]
-    view = await store.record("households", "h-group")
+    view = await store.records.view("households", "h-group")
     assert sorted(head.value for head in view.conflicts["phone"]) == ["13800000002", "13800000003"]

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from schemas.protocol import Change
 from server.access.accounts import AccountStore
 from server.db.tables import changes, devices, records
-from server.sync.store import SyncStore, change_from_row
+from server.sync.pull import change_from_row
+from server.sync.store import SyncStore
 from sync.merge import RecordState, apply_batch, state_codec
 from tests.factories import add, delete, set_
 
@@ -34,7 +35,7 @@ async def test_concurrent_writers_and_pullers_never_skip_or_repeat(store: SyncSt
         cursor: str | None = None
         while True:
             finished = done.is_set()
-            page, cursor, more, _, _ = await store.pull(cursor, 37)
+            page, cursor, more, _, _ = await store.pulls.page(cursor, 37)
             seen += [(c.seq, c.id) for c in page]
             if finished and not more:
                 return seen
@@ -102,7 +103,7 @@ async def test_acknowledgements_that_arrive_together_are_all_written(store: Sync
         (await accounts.enroll_device(None, f"phone-{n}", role="district_admin"))[0] for n in range(12)
     ]
     await store.writer.push(None, "office", [set_("notes", f"n{n}", record=f"h{n}") for n in range(30)])
-    epoch = (await store.pull(None, 1))[1].partition(".")[0]
+    epoch = (await store.pulls.page(None, 1))[1].partition(".")[0]
 
     # A storm of pulls: every acknowledgement is written, however the writes were grouped.
     await asyncio.gather(*(store.acks.record(d, f"{epoch}.{n + 1}") for n, d in enumerate(device_ids)))

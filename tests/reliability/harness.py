@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from schemas.protocol import Change, PushResponse
 from server.db.engine import create_engine
 from server.db.tables import changes, records
-from server.sync.store import change_from_row
+from server.sync.pull import change_from_row
 from sync.client import Replica
 from sync.merge import RecordState, apply_batch, state_codec
 

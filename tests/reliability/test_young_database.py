@@ -110,16 +110,16 @@ async def test_the_pull_is_planned_once_and_its_plan_reused(young_database: str)
     engine = create_engine(young_database)
     store = SyncStore(engine, Settings(database_url=young_database))
     try:
-        _, end, _ = await store.pull_json(None, 1)
+        _, end, _ = await store.json_pulls.page(None, 1)
         epoch = end.partition(".")[0]
         pages = []
         for since in _CURSORS:
-            rows, _, more = await store.pull_json(sync_cursor(epoch, since), _LIMIT)
+            rows, _, more = await store.json_pulls.page(sync_cursor(epoch, since), _LIMIT)
             pages.append((len(rows), more))
         [(generic, custom)] = await pooled_rows(
-            store._reader,
+            store.json_pulls.reader,
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
-            store._pull_json,
+            store.json_pulls.statement,
         )
     finally:
         await engine.dispose()
