@@ -360,28 +360,38 @@ def _allowed_as_merged(
     scope_rows: Mapping[RecordKey, ScopeRow],
 ) -> bool:
     """Whether every change of ``fresh`` is allowed where the merge puts its record: the
-    checks of ``authorize_batch``, each against the merged places."""
+    checks of ``authorize_batch``, each against the merged places. A verdict depends on the
+    place alone (the record's, a link's target), so each place is judged once."""
     placing = _placing_fields(collections)
     placed: dict[RecordKey, bool] = {}
+    at_place: dict[tuple[str, Scope, str | None], bool] = {}
+    linked: dict[RecordKey, bool] = {}
     for _, change in fresh:
         key = (change.collection, change.record_id)
         allowed = placed.get(key)
         if allowed is None:
-            after = Place(key[0], scopes[key], company_of(key[0], merged[key]))
-            allowed = placed[key] = (
-                _may_place(principal, change, is_new=key not in scope_rows, after=after) is None
-            )
+            where = (key[0], scopes[key], company_of(key[0], merged[key]))
+            allowed = at_place.get(where)
+            if allowed is None:
+                after = Place(*where)
+                refusal = _may_place(principal, change, is_new=key not in scope_rows, after=after)
+                allowed = at_place[where] = refusal is None
+            placed[key] = allowed
         if not allowed or (change.collection == "requests" and _rating_refused(change, merged[key])):
             return False
-        if not isinstance(change, SetChange) or change.value is None:
+        if not isinstance(change, SetChange) or change.value is None or (key[0], change.field) not in placing:
             continue
-        target = collections[key[0]].fields[change.field].ref if (key[0], change.field) in placing else None
-        if target is not None:
-            linked = (target, change.value)
-            row = scope_rows.get(linked)
-            target_scope = scopes.get(linked, None if row is None else row.scope)
-            if _may_link(principal, change, target, target_scope) is not None:
-                return False
+        target = collections[key[0]].fields[change.field].ref
+        if target is None:
+            continue
+        named = (target, change.value)
+        allowed = linked.get(named)
+        if allowed is None:
+            row = scope_rows.get(named)
+            target_scope = scopes.get(named, None if row is None else row.scope)
+            allowed = linked[named] = _may_link(principal, change, target, target_scope) is None
+        if not allowed:
+            return False
     return True
 
 
