@@ -25,13 +25,7 @@ from schemas.collections import CollectionSpec
 from schemas.protocol import Change, ChangeResult, ConflictHead, PushResponse
 from server.access.personal import Sealer, sealed_fields
 from server.access.places import Scope, ScopeRow, follow_moves, has_moves, resolve_scopes, scope_keys
-from server.access.policy import (
-    authorize_batch,
-    company_of,
-    log_moves,
-    moves_records,
-    refuse_untouchable,
-)
+from server.access.policy import company_of, log_moves
 from server.access.principals import Principal
 from server.db.engine import driver_rows, driver_write, is_taken_id, write_locked
 from server.db.tables import devices
@@ -42,11 +36,12 @@ from server.registry.attachment_refs import attachment_fields, link_attachments
 from server.settings import Settings
 from server.sync.cursors import sync_cursor
 from server.sync.horizon import compacted_digests
-from server.sync.push_checks import sealed, validated, within_clock
+from server.sync.push_checks import sealed, validated
 from server.sync.push_duplicates import drop_duplicates
+from server.sync.push_judge import Reads, judge_push
 from server.sync.push_sql import PushSql, started, while_running
 from server.sync.push_view import GroupView
-from server.sync.rules import NamedChange, judge_batch
+from server.sync.rules import NamedChange
 from sync.hlc import HybridClock, hlc_wall_ms
 from sync.merge import RecordKey, RecordState, apply_batch, conflicts, preds_to_look_up
 from sync.validate import ClockBound
@@ -95,6 +90,8 @@ class _Push:
     scope_rows: dict[RecordKey, ScopeRow] = field(default_factory=dict)
     named: dict[str, NamedChange] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)
+    # The places the merge gave the records, when the scope judge took them from it.
+    scopes: dict[RecordKey, Scope] | None = None
     conflicted: dict[RecordKey, dict[str, list[ConflictHead]]] = field(default_factory=dict)
     max_skew: int | None = None
     clock_ahead: bool = False
@@ -308,17 +305,20 @@ class PushWriter:
         hoped = not view.looked_up
         if hoped:
             await self._log(connection, view, push.changes, push, last=last)
+        # Where a stored record was before the merge (a new record has no move to log).
+        companies = {
+            key: company_of(key[0], state) for key, state in push.states.items() if key in push.scope_rows
+        }
         judged = len(push.fresh)
         self._judge(push)
         if hoped and len(push.fresh) < judged:
             raise _MaybeDuplicateError
         if not hoped:
             await self._log(connection, view, push.changes, push, last=last)
-        # Where a stored record was before the merge (a new record has no move to log).
-        companies = {
-            key: company_of(key[0], state) for key, state in push.states.items() if key in push.scope_rows
-        }
-        apply_batch(push.states, push.changes, push.known)
+        if push.scopes is None:
+            apply_batch(push.states, push.changes, push.known)
+        else:  # the scope judge merged them: its states are the records' from now on
+            view.states.update(push.states)
         push.conflicted = {
             key: conflicts(state, self.collections[key[0]]) for key, state in push.states.items()
         }
@@ -359,34 +359,13 @@ class PushWriter:
         )
 
     def _judge(self, push: _Push) -> None:
-        """The clock, then role and current scope (the rules then speak only of records the
-        caller may read), then the domain rules, then where the accepted changes put the
-        records. A move the last step refuses is as if never sent: when the rules had refused
-        another change beside it (a second place of a hazard, a second write of a ledger
-        entry), the rest is judged once more without it. Rejections go into the results;
-        ``push.fresh`` keeps the accepted changes, ``push.states`` the records they touch."""
-        principal, results = push.job.principal, push.results
-        fresh = within_clock(push.fresh, results, ClockBound(push.now, self.settings.max_hlc_ahead_ms))
-        fresh = refuse_untouchable(principal, push.states, fresh, push.scope_rows, results)
-        for last_round in (False, True):
-            judged_states, judged_results = dict(push.states), list(results)
-            ruled = judge_batch(
-                self.collections, judged_states, fresh, judged_results, push.scope_rows, push.named
-            )
-            allowed = authorize_batch(
-                principal, self.collections, judged_states, ruled, push.scope_rows, push.known, judged_results
-            )
-            kept = {index for index, _ in allowed}
-            refused_moves = {
-                i for i, change in ruled if i not in kept and moves_records(self.collections, change)
-            }
-            if last_round or not refused_moves or len(ruled) == len(fresh):
-                break
-            for index in refused_moves:
-                results[index] = judged_results[index]
-            fresh = [(index, change) for index, change in fresh if index not in refused_moves]
-        results[:] = judged_results
-        push.states, push.fresh = judged_states, allowed
+        """Each change judged against what the push read (``push_judge.judge_push``):
+        ``push.fresh`` keeps the accepted changes, ``push.states`` the records they touch (merged,
+        with ``push.scopes``, when the scope judge merged them)."""
+        bound = ClockBound(push.now, self.settings.max_hlc_ahead_ms)
+        reads = Reads(push.states, push.scope_rows, push.named, push.known)
+        judged = judge_push(self.collections, push.job.principal, bound, push.fresh, reads, push.results)
+        push.fresh, push.states, push.scopes = judged
         # A record that only refused changes touched keeps its conflict as it was.
         push.flagged &= push.states.keys()
 
@@ -418,7 +397,9 @@ class PushWriter:
         the places of records the push moved (and of those below them)."""
         changes, states = push.changes, push.states
         view.accepted.update((change.id, change) for change in changes)
-        scopes: dict[RecordKey, Scope] = resolve_scopes(self.collections, states, push.scope_rows)
+        scopes = push.scopes
+        if scopes is None:
+            scopes = resolve_scopes(self.collections, states, push.scope_rows)
         view.written(states, scopes, push.conflicted)
         if view.logging is not None:
             view.plan()  # the records' rows are final: made while the log's go in

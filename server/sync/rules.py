@@ -22,7 +22,7 @@ Each failure rejects that change alone; the rest of the batch is applied. The st
 rows these rules read (the touched records and those the batch names, ``server.access.places.scope_keys``)
 together with the records' states, and the changes ``pred`` names that are neither a head of
 their record nor in the batch (``NamedChange``, usually none). The rules read nothing else, and
-are judged only on changes of records the caller may read (``server.access.policy.refuse_untouchable``
+are judged only on changes of records the caller may read (``server.access.placement.refuse_untouchable``
 comes first): no answer names a value the caller may not read.
 """
 
