@@ -244,10 +244,11 @@ class Importer:
         assert wanted is not None
         keys |= {(wanted, v[parent]) for _, _, v, _ in parsed if v.get(parent)}
         rows = await self._load(keys)
+        twice = self._named_twice(spool, parsed)
         planned: list[Planned] = []
         for row, record_id, values, problems in parsed:
             problems += self._check_parent(values, parent, wanted, rows)
-            problems += self._check_once(spool, row, record_id, values)
+            problems += twice.get(row.number, [])
             if problems or record_id is None:
                 report.add(RowOutcome(row.number, record_id, "error", message="；".join(problems)))
                 continue
@@ -261,29 +262,34 @@ class Importer:
             report.add(RowOutcome(row.number, record_id, action, changed))
         return planned
 
-    def _check_once(
-        self, spool: Spool, row: SheetRow, record_id: str | None, values: Mapping[str, Any]
-    ) -> list[str]:
-        """A record, or an ID number, that an earlier row of the file already named: wrong, with
-        both rows' numbers (which of the two is meant is the clerk's to say)."""
-        if record_id is not None:
-            earlier = spool.first("id", record_id, row.number)
-            if earlier is not None:
-                named = row.values.get("id")
+    def _named_twice(
+        self, spool: Spool, parsed: Sequence[tuple[SheetRow, str | None, dict[str, Any], list[str]]]
+    ) -> dict[int, list[str]]:
+        """The rows naming a record, or an ID number, that an earlier row of the file named: wrong,
+        with both rows' numbers (which of the two is meant is the clerk's to say)."""
+        found: dict[int, list[str]] = {}
+        by_id = spool.claim("id", [(rid, row.number) for row, rid, _, _ in parsed if rid is not None])
+        for row, record_id, _, _ in parsed:
+            if row.number in by_id:
                 how = (
                     f"{column_labels(self.spec.name).get('id', '编号')}「{record_id}」相同"
-                    if named is not None
+                    if row.values.get("id") is not None
                     else _NAMED_BY.get(self.spec.name, f"编号「{record_id}」相同")
                 )
-                return [f"第 {row.number} 行与第 {earlier} 行是同一条记录（{how}）：每条记录只能占一行"]
-        id_number = values.get("id_number")
-        if isinstance(id_number, str):
-            earlier = spool.first("id_number", id_number, row.number)
-            if earlier is not None:
-                return [
-                    f"第 {row.number} 行与第 {earlier} 行的身份证号「{id_number[:6]}…」相同：一个身份证号只能属于一位居民"
+                found[row.number] = [
+                    f"第 {row.number} 行与第 {by_id[row.number]} 行是同一条记录（{how}）：每条记录只能占一行"
                 ]
-        return []
+        numbers = [
+            (v["id_number"], row.number)
+            for row, _, v, _ in parsed
+            if isinstance(v.get("id_number"), str) and row.number not in found
+        ]
+        for row_number, earlier in spool.claim("id_number", numbers).items():
+            shown = next(n for n, r in numbers if r == row_number)[:6]
+            found[row_number] = [
+                f"第 {row_number} 行与第 {earlier} 行的身份证号「{shown}…」相同：一个身份证号只能属于一位居民"
+            ]
+        return found
 
     def _count(self, to_write: Mapping[str, Any], state: RecordState | None) -> int:
         """How many changes writing ``to_write`` takes (a set field: one per element added or removed)."""

@@ -54,14 +54,26 @@ class Spool:
     ) -> None:
         self._db.close()
 
-    def first(self, kind: str, key: str, row: int) -> int | None:
-        """The earlier row that named ``key`` (of ``kind``: "id", "id_number"); None, and
-        ``row`` kept as the one naming it, when no row did."""
-        found = self._db.execute("SELECT row FROM seen WHERE kind = ? AND key = ?", (kind, key)).fetchone()
-        if found is not None:
-            return int(found[0])
-        self._db.execute("INSERT INTO seen (kind, key, row) VALUES (?, ?, ?)", (kind, key, row))
-        return None
+    def claim(self, kind: str, named: list[tuple[str, int]]) -> dict[int, int]:
+        """Each (key, row) of a chunk, in the file's order, kept as the row naming ``key`` (of
+        ``kind``: "id", "id_number"); the rows whose key an earlier row named, with that row."""
+        keys = msgspec.json.encode(sorted({key for key, _ in named})).decode()
+        held: dict[str, int] = dict(
+            self._db.execute(
+                "SELECT key, row FROM seen WHERE kind = ? AND key IN (SELECT value FROM json_each(?))",
+                (kind, keys),
+            )
+        )
+        again: dict[int, int] = {}
+        new: list[tuple[str, str, int]] = []
+        for key, row in named:
+            earlier = held.setdefault(key, row)
+            if earlier != row:
+                again[row] = earlier
+            else:
+                new.append((kind, key, row))
+        self._db.executemany("INSERT INTO seen (kind, key, row) VALUES (?, ?, ?)", new)
+        return again
 
     def keep(self, planned: list[Planned]) -> None:
         """One chunk's plan, to write once the whole file is checked."""
