@@ -306,7 +306,7 @@ class Importer:
         values: Mapping[str, Any],
         parent: str,
         wanted: str,
-        rows: Mapping[tuple[str, str], tuple[RecordState, str | None]],
+        rows: Mapping[tuple[str, str], tuple[RecordState | None, str | None]],
     ) -> list[str]:
         target = values.get(parent)
         if target is None:
@@ -321,21 +321,23 @@ class Importer:
 
     async def _load(
         self, keys: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[RecordState, str | None]]:
-        """(state, community) of each existing record among ``keys``, in one query per collection."""
-        found: dict[tuple[str, str], tuple[RecordState, str | None]] = {}
+    ) -> dict[tuple[str, str], tuple[RecordState | None, str | None]]:
+        """(state, community) of each existing record among ``keys``, in one query per collection;
+        the state only of the imported collection's records (of a parent, that it exists)."""
+        found: dict[tuple[str, str], tuple[RecordState | None, str | None]] = {}
         by_collection: dict[str, list[str]] = {}
         for collection, record_id in keys:
             by_collection.setdefault(collection, []).append(record_id)
         async with self.desk.store.engine.connect() as connection:
             for collection, ids in by_collection.items():
+                own = collection == self.spec.name
+                columns = [records.c.record_id, records.c.community_id, *([records.c.state] if own else [])]
                 query = ScopeFilter(principal=self.principal).apply(
-                    select(records.c.record_id, records.c.state, records.c.community_id).where(
-                        records.c.collection == collection, records.c.record_id.in_(ids)
-                    )
+                    select(*columns).where(records.c.collection == collection, records.c.record_id.in_(ids))
                 )
                 for row in await connection.execute(query):
-                    found[(collection, row.record_id)] = (state_codec.decode(row.state), row.community_id)
+                    state = state_codec.decode(row.state) if own else None
+                    found[(collection, row.record_id)] = (state, row.community_id)
         return found
 
     def _diff(
