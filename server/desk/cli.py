@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.access.accounts import AccountStore
@@ -31,6 +38,7 @@ from server.sync.store import SyncStore
 __all__ = ["add_desk_commands"]
 
 _ACTIONS = {"create": "新建", "change": "修改", "same": "无变化", "error": "错误"}
+_STAGES = {"read": "读取并核对", "write": "写入"}
 
 
 def _mapping(path: str | None) -> dict[str, str]:
@@ -59,13 +67,24 @@ def _print_report(console: Console, report: ImportReport, *, verbose: bool) -> N
         console.print(f"被拒绝：{refused}")
 
 
+def _bars(progress: Progress) -> Callable[[str, int, int | None], None]:
+    """The importer's progress as bars: one for reading (rows so far), one for writing (of all)."""
+    bars: dict[str, TaskID] = {}
+
+    def show(stage: str, done: int, total: int | None) -> None:
+        if stage not in bars:
+            bars[stage] = progress.add_task(_STAGES.get(stage, stage), total=total)
+        progress.update(bars[stage], completed=done, total=total)
+
+    return show
+
+
 async def _import(engine: AsyncEngine, settings: Settings, args: argparse.Namespace, console: Console) -> int:
     desk = Desk(SyncStore(engine, settings), settings)
     path = Path(args.file)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     # The console owns its loop: reading the file in it blocks nothing else.
     with Progress(*columns, console=console, transient=True) as progress, path.open("rb") as data:  # noqa: ASYNC230
-        bar = progress.add_task("读取", total=None)
         mapping = _mapping(args.mapping)
         if mapping:
             # Kept as the office's: later imports of this collection reuse it.
@@ -73,11 +92,7 @@ async def _import(engine: AsyncEngine, settings: Settings, args: argparse.Namesp
         else:
             mapping = await load_mapping(engine, args.community, args.collection)
         importer = Importer(
-            desk,
-            args.collection,
-            community=args.community,
-            mapping=mapping,
-            progress=lambda rows: progress.advance(bar, rows),
+            desk, args.collection, community=args.community, mapping=mapping, progress=_bars(progress)
         )
         report = await (importer.dry_run(path, data) if args.dry_run else importer.apply(path, data))
     _print_report(console, report, verbose=args.verbose)

@@ -8,7 +8,10 @@ changed cell is one change); a different cell is a ``set`` whose ``pred`` is the
 import read, so a phone's offline edit of the same field that arrives later is concurrent and
 shows as a conflict, never overwritten. A blank cell leaves the stored value alone.
 
-Apply refuses a file with any wrong row (nothing is half-imported because of bad input).
+Apply reads the file once: each chunk's plan goes to a spool on disk (``imports_spool.py``) and
+is pushed only once the whole file was read and no row is wrong, so nothing is half-imported
+because of bad input. A record or an ID number on two rows of one file is wrong (the spool
+remembers which row named each).
 """
 
 from __future__ import annotations
@@ -27,16 +30,28 @@ from schemas.protocol import Change
 from server.access.personal import reveal
 from server.access.principals import Principal
 from server.db.tables import records
+from server.desk.imports_spool import Planned, Spool
 from server.desk.service import Desk
-from server.desk.spreadsheets import HEADERS, CellError, SheetError, SheetRow, parse_cell, read_rows
+from server.desk.spreadsheets import (
+    HEADERS,
+    CellError,
+    SheetError,
+    SheetRow,
+    column_labels,
+    parse_cell,
+    read_rows,
+)
 from server.errors import GridsyncError
 from server.registry.lists import ScopeFilter, scan
 from server.registry.reports import elements
 from sync.merge import RecordState, record_heads, scalar_value, state_codec
 
-__all__ = ["ImportReport", "Importer", "RowOutcome", "default_mapping"]
+__all__ = ["ImportReport", "Importer", "Progress", "RowOutcome", "default_mapping"]
 
 Action = Literal["create", "change", "same", "error"]
+# Told as the import goes: the stage ("read": rows read and checked; "write": rows written), the
+# rows done, and the rows in all when known.
+Progress = Callable[[Literal["read", "write"], int, int | None], None]
 _CHUNK = 500
 _LISTED = 500  # rows listed in a report besides the wrong ones (all are counted)
 _PARENT = {
@@ -46,6 +61,8 @@ _PARENT = {
     "residents": "household_id",
 }
 _PARENT_NAMES = {"community_id": "社区", "grid_id": "网格", "building_id": "楼栋", "household_id": "户"}
+# How a row without an id names its record, for the message when two rows name the same one.
+_NAMED_BY = {"households": "楼栋、单元、门牌号相同", "residents": "同一户、同名，或身份证号相同"}
 _FILL_DOWN = {"residents": frozenset({"household_id"}), "households": frozenset({"building_id"})}
 
 
@@ -120,7 +137,7 @@ class Importer:
         principal: Principal | None = None,
         community: str | None = None,
         mapping: Mapping[str, str] | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         if collection not in HEADERS:
             raise GridsyncError(
@@ -131,36 +148,52 @@ class Importer:
         self.principal = principal
         self.community = community
         self.mapping = {**default_mapping(self.spec), **(mapping or {})}
-        self.progress = progress or (lambda _: None)
+        self.progress: Progress = progress or (lambda stage, done, total: None)
         self._residents: dict[tuple[Any, Any], str] | None = None
 
     async def dry_run(self, path: Path, data: IO[bytes]) -> ImportReport:
+        """What applying the file would do, row by row; writes nothing."""
         return await self._run(path, data, apply=False)
 
     async def apply(self, path: Path, data: IO[bytes]) -> ImportReport:
-        """Check the whole file first; write only when no row is wrong."""
-        checked = await self._run(path, data, apply=False)
-        if checked.errors:
-            return checked
-        data.seek(0)
+        """One pass over the file, each chunk checked and its plan spooled; the plan is written
+        only when no row of the whole file is wrong."""
         return await self._run(path, data, apply=True)
 
     async def _run(self, path: Path, data: IO[bytes], *, apply: bool) -> ImportReport:
-        report = ImportReport(self.spec.name, applied=apply)
-        try:
-            report.unmapped, rows = read_rows(
-                path, data, self.mapping, _FILL_DOWN.get(self.spec.name, frozenset())
-            )
-            for chunk in _chunks(rows):
-                planned = await self._chunk(chunk, report, build=apply)
-                if planned:
-                    written = await self.desk.push(self.principal, planned)
-                    report.refused += [f"{r.id}: {r.message}" for r in written.refused]
-                self.progress(len(chunk))
-        except SheetError as error:
-            report.errors += 1
-            report.rows.append(RowOutcome(0, None, "error", message=str(error)))
+        report = ImportReport(self.spec.name)
+        with Spool() as spool:
+            read = 0
+            try:
+                report.unmapped, rows = read_rows(
+                    path, data, self.mapping, _FILL_DOWN.get(self.spec.name, frozenset())
+                )
+                for chunk in _chunks(rows):
+                    planned = await self._chunk(chunk, report, spool)
+                    if apply and not report.errors:
+                        spool.keep(planned)
+                    read += len(chunk)
+                    self.progress("read", read, None)
+            except SheetError as error:
+                report.errors += 1
+                report.rows.append(RowOutcome(0, None, "error", message=str(error)))
+            if apply and not report.errors:
+                await self._write(spool, report)
         return report
+
+    async def _write(self, spool: Spool, report: ImportReport) -> None:
+        """Push the spooled plan, a chunk at a time, as ordinary changes."""
+        report.applied = True
+        written = 0
+        self.progress("write", 0, spool.rows)
+        for chunk in spool.kept():
+            planned: list[Change] = []
+            for record_id, to_write, seen in chunk:
+                planned += self.desk.plan(self.principal, self.spec.name, record_id, to_write, seen)
+            pushed = await self.desk.push(self.principal, planned)
+            report.refused += [f"{r.id}: {r.message}" for r in pushed.refused]
+            written += len(chunk)
+            self.progress("write", written, spool.rows)
 
     async def _residents_index(self) -> dict[tuple[Any, Any], str]:
         """Existing residents by (household, name) and by ID number: a phone's resident is
@@ -202,8 +235,8 @@ class Importer:
             problems.append("缺少编号列（或能确定这一行是哪条记录的列，如楼栋、单元、门牌号）")
         return record_id, values, problems
 
-    async def _chunk(self, chunk: Sequence[SheetRow], report: ImportReport, *, build: bool) -> list[Change]:
-        """Judge a chunk's rows into ``report``; with ``build``, the changes to push."""
+    async def _chunk(self, chunk: Sequence[SheetRow], report: ImportReport, spool: Spool) -> list[Planned]:
+        """Judge a chunk's rows into ``report``; the plan of its rows that write something."""
         parsed = [(row, *await self._parsed(row)) for row in chunk]
         parent = _PARENT[self.spec.name]
         keys = {(self.spec.name, rid) for _, rid, _, _ in parsed if rid}
@@ -211,9 +244,11 @@ class Importer:
         assert wanted is not None
         keys |= {(wanted, v[parent]) for _, _, v, _ in parsed if v.get(parent)}
         rows = await self._load(keys)
-        planned: list[Change] = []
+        twice = self._named_twice(spool, parsed)
+        planned: list[Planned] = []
         for row, record_id, values, problems in parsed:
             problems += self._check_parent(values, parent, wanted, rows)
+            problems += twice.get(row.number, [])
             if problems or record_id is None:
                 report.add(RowOutcome(row.number, record_id, "error", message="；".join(problems)))
                 continue
@@ -221,11 +256,40 @@ class Importer:
             to_write, seen = self._diff(values, state)
             changed = sorted(to_write)
             report.changes += self._count(to_write, state)
-            if build:
-                planned += self.desk.plan(self.principal, self.spec.name, record_id, to_write, seen)
+            if to_write:
+                planned.append((record_id, to_write, seen))
             action: Action = "same" if not changed else "create" if state is None else "change"
             report.add(RowOutcome(row.number, record_id, action, changed))
         return planned
+
+    def _named_twice(
+        self, spool: Spool, parsed: Sequence[tuple[SheetRow, str | None, dict[str, Any], list[str]]]
+    ) -> dict[int, list[str]]:
+        """The rows naming a record, or an ID number, that an earlier row of the file named: wrong,
+        with both rows' numbers (which of the two is meant is the clerk's to say)."""
+        found: dict[int, list[str]] = {}
+        by_id = spool.claim("id", [(rid, row.number) for row, rid, _, _ in parsed if rid is not None])
+        for row, record_id, _, _ in parsed:
+            if row.number in by_id:
+                how = (
+                    f"{column_labels(self.spec.name).get('id', '编号')}「{record_id}」相同"
+                    if row.values.get("id") is not None
+                    else _NAMED_BY.get(self.spec.name, f"编号「{record_id}」相同")
+                )
+                found[row.number] = [
+                    f"第 {row.number} 行与第 {by_id[row.number]} 行是同一条记录（{how}）：每条记录只能占一行"
+                ]
+        numbers = [
+            (v["id_number"], row.number)
+            for row, _, v, _ in parsed
+            if isinstance(v.get("id_number"), str) and row.number not in found
+        ]
+        for row_number, earlier in spool.claim("id_number", numbers).items():
+            shown = next(n for n, r in numbers if r == row_number)[:6]
+            found[row_number] = [
+                f"第 {row_number} 行与第 {earlier} 行的身份证号「{shown}…」相同：一个身份证号只能属于一位居民"
+            ]
+        return found
 
     def _count(self, to_write: Mapping[str, Any], state: RecordState | None) -> int:
         """How many changes writing ``to_write`` takes (a set field: one per element added or removed)."""
@@ -242,7 +306,7 @@ class Importer:
         values: Mapping[str, Any],
         parent: str,
         wanted: str,
-        rows: Mapping[tuple[str, str], tuple[RecordState, str | None]],
+        rows: Mapping[tuple[str, str], tuple[RecordState | None, str | None]],
     ) -> list[str]:
         target = values.get(parent)
         if target is None:
@@ -257,21 +321,23 @@ class Importer:
 
     async def _load(
         self, keys: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[RecordState, str | None]]:
-        """(state, community) of each existing record among ``keys``, in one query per collection."""
-        found: dict[tuple[str, str], tuple[RecordState, str | None]] = {}
+    ) -> dict[tuple[str, str], tuple[RecordState | None, str | None]]:
+        """(state, community) of each existing record among ``keys``, in one query per collection;
+        the state only of the imported collection's records (of a parent, that it exists)."""
+        found: dict[tuple[str, str], tuple[RecordState | None, str | None]] = {}
         by_collection: dict[str, list[str]] = {}
         for collection, record_id in keys:
             by_collection.setdefault(collection, []).append(record_id)
         async with self.desk.store.engine.connect() as connection:
             for collection, ids in by_collection.items():
+                own = collection == self.spec.name
+                columns = [records.c.record_id, records.c.community_id, *([records.c.state] if own else [])]
                 query = ScopeFilter(principal=self.principal).apply(
-                    select(records.c.record_id, records.c.state, records.c.community_id).where(
-                        records.c.collection == collection, records.c.record_id.in_(ids)
-                    )
+                    select(*columns).where(records.c.collection == collection, records.c.record_id.in_(ids))
                 )
                 for row in await connection.execute(query):
-                    found[(collection, row.record_id)] = (state_codec.decode(row.state), row.community_id)
+                    state = state_codec.decode(row.state) if own else None
+                    found[(collection, row.record_id)] = (state, row.community_id)
         return found
 
     def _diff(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import operator
 import re
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -119,6 +120,7 @@ _NO = {"否", "no", "false", "n", "0", "", "未迁出"}
 _DAY = re.compile(r"^\s*(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?\s*\Z")
 _SPLIT = re.compile(r"[,，、;；\s]+")
 _HEADER_ROWS = 20
+_ID_NUMBER = re.compile(r"^[0-9]{17}[0-9X]\Z")
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
@@ -146,9 +148,9 @@ def column_labels(collection: str) -> dict[str, str]:
 
 def id_number_valid(value: str) -> bool:
     """Whether an 18-character ID number's last character is its GB 11643 check character."""
-    if not re.fullmatch(r"[0-9]{17}[0-9X]", value):
+    if _ID_NUMBER.match(value) is None:
         return False
-    total = sum(int(d) * w for d, w in zip(value[:17], _WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(int, value[:17]), _WEIGHTS))
     return "10X98765432"[total % 11] == value[17]
 
 

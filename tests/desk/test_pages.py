@@ -232,3 +232,26 @@ def test_an_offices_column_mapping_is_kept(
     assert again.text.count('class="row-create"') == 2, again.text[again.text.find('id="report"') :][:1500]
     shown = client.get("/admin/import", params={"collection": "households", "community": "c1"})
     assert "户主名" in shown.text
+
+
+def test_the_import_pages_indicator_is_a_script_the_policy_lets_run(
+    client: Client, settings: Settings, phone: Callable[[str], Replica], tmp_path: Path
+) -> None:
+    build(phone("office"), client)
+    csrf = _admin(client, settings)
+    sheet = households_sheet(tmp_path / "households.xlsx")
+    files = {"file": ("households.xlsx", sheet.read_bytes(), "application/octet-stream")}
+    preview = client.post(
+        "/admin/import", data={"csrf": csrf, "collection": "households", "community": "c1"}, files=files
+    )
+    assert "script-src 'self'" in preview.headers["content-security-policy"]
+    # No inline script (the policy would refuse it); both forms show a bar while they are sent.
+    assert not re.search(r"<script(?![^>]*\bsrc=\"/static/)", preview.text)
+    for form in ("upload", "apply"):
+        found = re.search(rf'<form [^>]*id="{form}"[^>]*data-working>(.*?)</form>', preview.text, re.S)
+        assert found is not None, form
+        assert "<progress" in found.group(1), form
+    script = client.get("/static/desk-import.js")
+    assert script.status_code == 200
+    assert "form[data-working]" in script.text
+    assert '<script src="/static/desk-import.js"></script>' in preview.text
