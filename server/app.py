@@ -34,9 +34,10 @@ from server.negotiation import BoundedRequest
 from server.observability.metrics import forget_dead_workers, sse_streams_open
 from server.observability.requests import RequestObserver
 from server.openapi import OpenAPIDocument
-from server.pages.admin import STATIC, admin_pages, template_config
+from server.pages.admin import admin_pages
 from server.pages.enrolment import enrolment_pages
 from server.pages.field_app import field_app, me
+from server.pages.rendering import STATIC, template_config
 from server.registry.attachments_controller import AttachmentsController
 from server.registry.controller import RecordListController, ReportsController
 from server.registry.ratings_controller import RatingLinkController, rating_page, rating_submit

@@ -7,12 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar import Request, Response
+from litestar.response import Redirect
 
+from server.access.principals import Principal
 from server.desk.service import Desk, Written
 from server.errors import GridsyncError
+from server.pages.rendering import render_page
 
-__all__ = ["desk", "parse_seen", "query_value", "refused_message", "typed_values"]
+__all__ = ["desk", "parse_seen", "query_value", "refused_message", "typed_values", "written_answer"]
 
 
 def desk(request: Request[Any, Any, Any]) -> Desk:
@@ -60,3 +63,18 @@ def typed_values(desk: Desk, collection: str, raw: Mapping[str, str]) -> dict[st
 
 def refused_message(written: Written) -> str | None:
     return "; ".join(f"{r.code}: {r.message}" for r in written.refused) or None
+
+
+def written_answer(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    written: Written,
+    done: str,
+    *,
+    refused_status: int = 409,
+) -> Response[Any]:
+    """After a desk form's write: the error page naming what was refused, else on to ``done``."""
+    problem = refused_message(written)
+    if problem:
+        return render_page(request, "error", principal, status_code=refused_status, message=problem)
+    return Redirect(done, status_code=303)

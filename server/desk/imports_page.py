@@ -21,7 +21,7 @@ from server.desk.imports import Importer, ImportReport
 from server.desk.mappings import load_mapping, save_mapping
 from server.desk.spreadsheets import IMPORTABLE
 from server.errors import GridsyncError
-from server.pages.admin import _first, _form, _page, _principal
+from server.pages.rendering import first_value, posted_form, render_page, signed_in_admin
 
 __all__ = ["import_apply", "import_page", "import_preview"]
 
@@ -56,13 +56,13 @@ def _view(request: Request[Any, Any, Any], principal: Any, **shown: Any) -> Temp
         "error": None,
         "collections": IMPORTABLE,
     } | shown
-    return _page(request, "desk/import", principal, **values)
+    return render_page(request, "desk/import", principal, **values)
 
 
 @get("/import", name="desk-import", include_in_schema=False)
 async def import_page(request: Request[Any, Any, Any]) -> Template:
     """The upload form, with the office's saved mapping for the chosen collection."""
-    principal = await _principal(request)
+    principal = await signed_in_admin(request)
     collection = request.query_params.get("collection") or "households"
     community = request.query_params.get("community") or None
     saved = await load_mapping(request.app.state.store.engine, community, collection)
@@ -73,10 +73,10 @@ async def import_page(request: Request[Any, Any, Any]) -> Template:
 async def _run(
     request: Request[Any, Any, Any], principal: Any, form: dict[str, list[str]], path: Path, *, apply: bool
 ) -> ImportReport:
-    collection = _first(form, "collection") or ""
-    community = _first(form, "community") or None
+    collection = first_value(form, "collection") or ""
+    community = first_value(form, "community") or None
     engine = request.app.state.store.engine
-    mapping = _mapping(_first(form, "mapping"))
+    mapping = _mapping(first_value(form, "mapping"))
     if mapping:
         await save_mapping(engine, community, collection, mapping)  # the office's, for next time
     else:
@@ -89,10 +89,10 @@ async def _run(
 @post("/import", name="desk-import-preview", include_in_schema=False)
 async def import_preview(request: Request[Any, Any, Any]) -> Template:
     """Keep the upload under a token and show the dry run."""
-    principal = await _principal(request)
-    form = await _form(request)
+    principal = await signed_in_admin(request)
+    form = await posted_form(request)
     upload = (await request.form()).get("file")
-    shown = {k: _first(form, k) for k in ("collection", "community", "mapping")}
+    shown = {k: first_value(form, k) for k in ("collection", "community", "mapping")}
     if not isinstance(upload, UploadFile) or not upload.filename:
         return _view(request, principal, error="choose a file", **shown)
     suffix = Path(upload.filename).suffix.lower()
@@ -109,10 +109,10 @@ async def import_preview(request: Request[Any, Any, Any]) -> Template:
 
 @post("/import/apply", name="desk-import-apply", include_in_schema=False)
 async def import_apply(request: Request[Any, Any, Any]) -> Template:
-    principal = await _principal(request)
-    form = await _form(request)
-    token, suffix = _first(form, "token") or "", _first(form, "suffix") or ""
-    shown = {k: _first(form, k) for k in ("collection", "community", "mapping")}
+    principal = await signed_in_admin(request)
+    form = await posted_form(request)
+    token, suffix = first_value(form, "token") or "", first_value(form, "suffix") or ""
+    shown = {k: first_value(form, k) for k in ("collection", "community", "mapping")}
     path = _stash(token, suffix)
     if not _TOKEN.match(token) or suffix not in _SUFFIXES or not path.exists():
         return _view(request, principal, error="the preview expired: upload the file again", **shown)

@@ -14,39 +14,48 @@ from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.middleware.rate_limit import get_remote_address
 from litestar.params import FromPath
-from litestar.response import Redirect, Template
+from litestar.response import Template
 
 from server.access.accounts import AccountStore
 from server.access.principals import Principal
 from server.desk.books import Books, HouseholdQuery
 from server.desk.exports import Exporter, ExportFilter, audit_export
-from server.desk.forms import desk, parse_seen, query_value, refused_message, typed_values
+from server.desk.forms import desk, parse_seen, query_value, typed_values, written_answer
 from server.desk.imports_page import import_apply, import_page, import_preview
 from server.desk.work_pages import hazard_action, hazards_page, request_action, request_page, requests_page
 from server.errors import GridsyncError
 from server.inbox.service import ConflictInbox
-from server.pages.admin import _first, _form, _page, _principal, _sign_in_redirect, _SignInNeeded
+from server.pages.rendering import (
+    SignInNeeded,
+    first_value,
+    posted_form,
+    render_page,
+    sign_in_redirect,
+    signed_in_admin,
+)
 
 __all__ = ["desk_pages"]
 
 
 @get("/households", name="desk-households", include_in_schema=False)
 async def households_page(request: Request[Any, Any, Any]) -> Template:
-    principal = await _principal(request)
+    principal = await signed_in_admin(request)
     query = HouseholdQuery(*(query_value(request, n) for n in ("q", "tag", "community", "grid", "building")))
     found = await Books(desk(request)).households(principal, query)
-    return _page(request, "desk/households", principal, households=found, query=query)
+    return render_page(request, "desk/households", principal, households=found, query=query)
 
 
 @get("/households/{household_id:str}", name="desk-household", include_in_schema=False)
 async def household_page(
     request: Request[Any, Any, Any], household_id: FromPath[str], accounts: NamedDependency[AccountStore]
 ) -> Template:
-    principal = await _principal(request)
+    principal = await signed_in_admin(request)
     reveal = request.query_params.get("reveal") == "1"
     found = await Books(desk(request)).household(principal, household_id, reveal=reveal)
     if found is None:
-        return _page(request, "error", principal, status_code=404, message=f"no household {household_id!r}")
+        return render_page(
+            request, "error", principal, status_code=404, message=f"no household {household_id!r}"
+        )
     if reveal:
         await accounts.audit(
             principal,
@@ -56,35 +65,34 @@ async def household_page(
             residents=[r.id for r in found.residents],
         )
     saved = request.query_params.get("saved") == "1"
-    return _page(request, "desk/household", principal, file=found, reveal=reveal, saved=saved, error=None)
+    return render_page(
+        request, "desk/household", principal, file=found, reveal=reveal, saved=saved, error=None
+    )
 
 
 @post("/households/{household_id:str}", name="desk-household-edit", include_in_schema=False)
 async def household_edit(request: Request[Any, Any, Any], household_id: FromPath[str]) -> Response[Any]:
-    principal = await _principal(request)
-    form = await _form(request)
-    name = _first(form, "field") or ""
+    principal = await signed_in_admin(request)
+    form = await posted_form(request)
+    name = first_value(form, "field") or ""
     office = desk(request)
     try:
-        values = typed_values(office, "households", {name: _first(form, "value") or ""})
+        values = typed_values(office, "households", {name: first_value(form, "value") or ""})
         written = await office.write(principal, "households", household_id, values, parse_seen(form))
     except GridsyncError as error:
-        return _page(request, "error", principal, status_code=error.status, message=error.message)
-    problem = refused_message(written)
-    if problem:
-        return _page(request, "error", principal, status_code=409, message=problem)
-    return Redirect(f"/admin/households/{household_id}?saved=1", status_code=303)
+        return render_page(request, "error", principal, status_code=error.status, message=error.message)
+    return written_answer(request, principal, written, f"/admin/households/{household_id}?saved=1")
 
 
 @get("/tasks", name="desk-tasks", include_in_schema=False)
 async def tasks_page(request: Request[Any, Any, Any]) -> Template:
     """Runs the task rules first, so the list holds what they make and close."""
-    principal = await _principal(request)
+    principal = await signed_in_admin(request)
     await request.app.state.task_rules.run()
     filters = {name: query_value(request, name) for name in ("assignee", "status", "kind")}
     found = await Books(desk(request)).tasks(principal, filters, query_value(request, "community"))
     kinds = request.app.state.store.collections["tasks"].fields["kind"].choices
-    return _page(
+    return render_page(
         request,
         "desk/tasks",
         principal,
@@ -98,8 +106,8 @@ async def tasks_page(request: Request[Any, Any, Any]) -> Template:
 
 @post("/tasks", name="desk-task-create", include_in_schema=False)
 async def task_create(request: Request[Any, Any, Any]) -> Response[Any]:
-    principal = await _principal(request)
-    form = await _form(request)
+    principal = await signed_in_admin(request)
+    form = await posted_form(request)
     office = desk(request)
     names = (
         "kind",
@@ -113,14 +121,13 @@ async def task_create(request: Request[Any, Any, Any]) -> Response[Any]:
         "request_id",
     )
     try:
-        values = typed_values(office, "tasks", {n: _first(form, n) or "" for n in names if _first(form, n)})
+        values = typed_values(
+            office, "tasks", {n: first_value(form, n) or "" for n in names if first_value(form, n)}
+        )
         _, written = await office.create_task(principal, values)
     except GridsyncError as error:
-        return _page(request, "error", principal, status_code=error.status, message=error.message)
-    problem = refused_message(written)
-    if problem:
-        return _page(request, "error", principal, status_code=400, message=problem)
-    return Redirect("/admin/tasks", status_code=303)
+        return render_page(request, "error", principal, status_code=error.status, message=error.message)
+    return written_answer(request, principal, written, "/admin/tasks", refused_status=400)
 
 
 @get("/export/{collection:str}", name="desk-export", include_in_schema=False)
@@ -131,7 +138,7 @@ async def export_list(
     accounts: NamedDependency[AccountStore],
 ) -> Response[Any]:
     """The list as the page filters it, as XLSX (default) or CSV; every export is audited."""
-    principal: Principal = await _principal(request)
+    principal: Principal = await signed_in_admin(request)
     kind = "csv" if request.query_params.get("format") == "csv" else "xlsx"
     where = ExportFilter(
         *(query_value(request, n) for n in ("community", "grid", "building", "status", "tag"))
@@ -141,7 +148,7 @@ async def export_list(
     try:
         rows = await exporter.write(principal, collection, where, out, kind)
     except GridsyncError as error:
-        return _page(request, "error", principal, status_code=error.status, message=error.message)
+        return render_page(request, "error", principal, status_code=error.status, message=error.message)
     await audit_export(accounts, principal, collection, where, rows, get_remote_address(request))
     media = (
         "text/csv; charset=utf-8"
@@ -173,6 +180,6 @@ def desk_pages() -> Router:
             import_apply,
             export_list,
         ],
-        exception_handlers={_SignInNeeded: _sign_in_redirect},
+        exception_handlers={SignInNeeded: sign_in_redirect},
         include_in_schema=False,
     )

@@ -18,7 +18,14 @@ from markupsafe import Markup
 from server.access.accounts import AccountStore
 from server.access.controller import manageable_user, visible_users
 from server.errors import GridsyncError
-from server.pages.admin import _first, _form, _page, _principal, _sign_in_redirect, _SignInNeeded
+from server.pages.rendering import (
+    SignInNeeded,
+    first_value,
+    posted_form,
+    render_page,
+    sign_in_redirect,
+    signed_in_admin,
+)
 from server.settings import Settings
 
 __all__ = ["enrolment_pages"]
@@ -26,25 +33,25 @@ __all__ = ["enrolment_pages"]
 
 @get("/enrolment", name="enrolment", include_in_schema=False)
 async def enrolment_page(request: Request[Any, Any, Any]) -> Template:
-    principal = await _principal(request)
+    principal = await signed_in_admin(request)
     accounts: AccountStore = request.app.state.accounts
     users = await visible_users(principal, accounts)
-    return _page(request, "enrolment", principal, users=users, issued=None, qr=None, error=None)
+    return render_page(request, "enrolment", principal, users=users, issued=None, qr=None, error=None)
 
 
 @post("/enrolment", name="enrolment-issue", include_in_schema=False)
 async def enrolment_issue(request: Request[Any, Any, Any]) -> Template:
-    principal = await _principal(request)
-    form = await _form(request)
+    principal = await signed_in_admin(request)
+    form = await posted_form(request)
     accounts: AccountStore = request.app.state.accounts
     settings: Settings = request.app.state.settings
     users = await visible_users(principal, accounts)
     address = get_remote_address(request)
     try:
-        user = await manageable_user(principal, _first(form, "user_id") or "", accounts, address)
+        user = await manageable_user(principal, first_value(form, "user_id") or "", accounts, address)
         issued = await accounts.issue_code(principal, user, settings.enrolment_code_ttl_s, address)
     except GridsyncError as error:
-        return _page(
+        return render_page(
             request,
             "enrolment",
             principal,
@@ -56,12 +63,12 @@ async def enrolment_issue(request: Request[Any, Any, Any]) -> Template:
         )
     # The QR code is inline SVG: no image request, nothing the page's CSP must allow.
     qr = Markup(segno.make(issued.code, error="m").svg_inline(scale=6, title=issued.code))  # noqa: S704
-    return _page(request, "enrolment", principal, users=users, issued=issued, qr=qr, error=None)
+    return render_page(request, "enrolment", principal, users=users, issued=issued, qr=qr, error=None)
 
 
 def enrolment_pages() -> Router:
     return Router(
         path="/admin",
         route_handlers=[enrolment_page, enrolment_issue],
-        exception_handlers={_SignInNeeded: _sign_in_redirect},
+        exception_handlers={SignInNeeded: sign_in_redirect},
     )
