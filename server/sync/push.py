@@ -46,7 +46,7 @@ from server.sync.push_checks import sealed, validated, within_clock
 from server.sync.push_duplicates import drop_duplicates
 from server.sync.push_sql import PushSql, started, while_running
 from server.sync.push_view import GroupView
-from server.sync.rules import NamedChange, judge_batch
+from server.sync.rules import NamedChange, held_keys, judge_batch
 from sync.hlc import HybridClock, hlc_wall_ms
 from sync.merge import RecordKey, RecordState, apply_batch, conflicts, preds_to_look_up
 from sync.validate import ClockBound
@@ -94,6 +94,7 @@ class _Push:
     flagged: set[RecordKey] = field(default_factory=set)
     scope_rows: dict[RecordKey, ScopeRow] = field(default_factory=dict)
     named: dict[str, NamedChange] = field(default_factory=dict)
+    linked: dict[RecordKey, RecordState] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)
     conflicted: dict[RecordKey, dict[str, list[ConflictHead]]] = field(default_factory=dict)
     max_skew: int | None = None
@@ -351,6 +352,8 @@ class PushWriter:
             job.check(push.states)
         await view.load(connection, scope_keys(self.collections, push.states, push.changes))
         push.scope_rows = view.places()
+        linked = held_keys(self.collections, push.changes) & push.scope_rows.keys() - push.states.keys()
+        push.linked = {key: view.state(key) for key in linked}
         lookup = preds_to_look_up(push.states, push.changes)
         push.named = {i: NamedChange.of(view.accepted[i]) for i in lookup if i in view.accepted}
         push.known = set(push.named)
@@ -368,11 +371,10 @@ class PushWriter:
         principal, results = push.job.principal, push.results
         fresh = within_clock(push.fresh, results, ClockBound(push.now, self.settings.max_hlc_ahead_ms))
         fresh = refuse_untouchable(principal, push.states, fresh, push.scope_rows, results)
+        read = (push.scope_rows, push.named, push.linked)
         for last_round in (False, True):
             judged_states, judged_results = dict(push.states), list(results)
-            ruled = judge_batch(
-                self.collections, judged_states, fresh, judged_results, push.scope_rows, push.named
-            )
+            ruled = judge_batch(self.collections, judged_states, fresh, judged_results, *read)
             allowed = authorize_batch(
                 principal, self.collections, judged_states, ruled, push.scope_rows, push.known, judged_results
             )

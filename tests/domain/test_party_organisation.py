@@ -60,6 +60,7 @@ def test_a_request_names_its_supervising_party_member(
 ) -> None:
     office = phone("office")
     build(office, client)
+    office.set("residents", "r1", "party_member_kind", "retired")
     office.set("requests", "q1", "household_id", "h1")
     office.set("requests", "q1", "status", "submitted")
     office.set("requests", "q1", "supervisor_id", "r1")
@@ -68,6 +69,47 @@ def test_a_request_names_its_supervising_party_member(
     report = office.sync(client)
     assert report.rejected == [(report.rejected[0][0], "unknown_reference")]
     assert view(client, "requests", "q1")["fields"]["supervisor_id"] == "r1"
+
+
+def test_the_supervisor_must_be_a_party_member(client: Client, phone: Callable[[str], Replica]) -> None:
+    office = phone("office")
+    build(office, client)
+    write(office, "requests", "q1", {"household_id": "h1", "status": "submitted", "supervisor_id": "r2"})
+    report = office.sync(client)
+    assert [code for _, code in report.rejected] == ["supervisor_not_party_member"]
+    assert "supervisor_id" not in view(client, "requests", "q1")["fields"]
+    # Named before being made a party member in the same push: the push is judged as a whole.
+    office.set("requests", "q1", "supervisor_id", "r2")
+    office.set("residents", "r2", "party_member_kind", "in-work")
+    assert office.sync(client).rejected == []
+    assert view(client, "requests", "q1")["fields"]["supervisor_id"] == "r2"
+
+
+def test_two_offline_phones_name_supervisors(client: Client, phone: Callable[[str], Replica]) -> None:
+    office, first, second = phone("office"), phone("first"), phone("second")
+    build(office, client)
+    office.set("residents", "r1", "party_member_kind", "resident")
+    write(office, "requests", "q1", {"household_id": "h1", "status": "submitted"})
+    assert office.sync(client).rejected == []
+    first.sync(client)
+    second.sync(client)
+    # Offline, one phone names a party member, the other a resident who is not one.
+    first.set("requests", "q1", "supervisor_id", "r1")
+    second.set("requests", "q1", "supervisor_id", "r2")
+    assert second.sync(client).rejected[0][1] == "supervisor_not_party_member"
+    assert first.sync(client).rejected == []
+    shown = view(client, "requests", "q1")
+    assert shown["fields"]["supervisor_id"] == "r1"
+    assert "supervisor_id" not in shown["conflicts"]
+    # Both name party members: both are kept, as a conflict the office resolves.
+    office.set("residents", "r2", "party_member_kind", "transient")
+    office.sync(client)
+    first.sync(client)
+    second.sync(client)
+    first.set("requests", "q1", "supervisor_id", "r2")
+    second.set("requests", "q1", "supervisor_id", "r1")
+    assert first.sync(client).rejected == second.sync(client).rejected == []
+    assert len(view(client, "requests", "q1")["conflicts"]["supervisor_id"]) == 2
 
 
 def test_requests_about_common_areas_from_every_channel(
