@@ -133,6 +133,8 @@ class FieldSpec:
     # A field the record this one names must hold a value in (a supervisor must be a party
     # member), and the code a change naming one without it is rejected with.
     ref_holds: tuple[str, str] | None = None
+    # A set field's most elements, and the code an add beyond them is rejected with.
+    max_elements: tuple[int, str] | None = None
 
     @property
     def choices(self) -> tuple[Any, ...]:
@@ -194,9 +196,15 @@ def scalar(
 
 
 def set_of(
-    name: str, element: Any, *, description: str = "", ref: str | None = None, ref_required: bool = True
+    name: str,
+    element: Any,
+    *,
+    description: str = "",
+    ref: str | None = None,
+    ref_required: bool = True,
+    max_elements: tuple[int, str] | None = None,
 ) -> FieldSpec:
-    return FieldSpec(name, "set", element, False, description, ref, ref_required)
+    return FieldSpec(name, "set", element, False, description, ref, ref_required, max_elements=max_elements)
 
 
 def collection(

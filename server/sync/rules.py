@@ -23,6 +23,10 @@ left needs other records or the record's history, and is declared in ``schemas/c
   that field (in any order: a phone may make a resident a party member and name them in one
   push); any head holding a value is enough, so two phones that disagree on the kind do not
   refuse the supervisor.
+* ``central_household_full`` (a set field's ``max_elements``): an add of a new element to a set
+  that holds its most already (a central household's eleventh household), counted on the
+  record as the server has it with the batch's accepted adds and removes before it. Adding an
+  element it holds is a retry, never refused.
 
 Each failure rejects that change alone; the rest of the batch is applied. The store loads the
 rows these rules read (the touched records and those the batch names, ``server.access.places.scope_keys``)
@@ -131,6 +135,7 @@ def _unruled(collections: Mapping[str, CollectionSpec]) -> frozenset[tuple[str, 
         if not (field_spec.ref is not None and field_spec.ref_required)
         and name not in spec.exclusive
         and field_spec.transitions is None
+        and field_spec.max_elements is None
     )
 
 
@@ -154,6 +159,8 @@ class _Judge:
         self.in_batch: dict[str, Change] | None = None
         # The batch's last value of each field a ``ref_holds`` link reads, made when first asked.
         self.batch_values: dict[tuple[RecordKey, str], Any] | None = None
+        # The elements of each bounded set the batch touches, with its accepted adds and removes.
+        self.members: dict[tuple[RecordKey, str], set[Any]] = {}
         # Accepted changes of this batch so far, and the values they give their fields.
         self.accepted: dict[str, Change] = {}
         self.values: dict[tuple[RecordKey, str], Any] = {}
@@ -207,6 +214,8 @@ class _Judge:
                     f"{change.field} names {field_spec.ref} {change.value!r}, which the server does not "
                     f"have: push that record first, or in the same batch",
                 )
+        if isinstance(change, AddChange) and field_spec.max_elements is not None:
+            return self._judge_size(change, field_spec.max_elements)
         if not isinstance(change, SetChange):
             return None
         if field_spec.ref_holds is not None and change.value is not None:
@@ -266,6 +275,25 @@ class _Judge:
             f"party member, or set their {held} first (in the same push is fine)",
         )
 
+    def _elements(self, key: RecordKey, name: str) -> set[Any]:
+        found = self.members.get((key, name))
+        if found is None:
+            heads = self.states[key].heads.values()
+            found = self.members[(key, name)] = {h.value for h in heads if h.field == name}
+        return found
+
+    def _judge_size(self, change: AddChange, most: tuple[int, str]) -> ChangeResult | None:
+        limit, code = most
+        elements = self._elements((change.collection, change.record_id), change.field)
+        if change.value in elements or len(elements) < limit:
+            return None
+        return rejected(
+            change.id,
+            code,
+            f"{change.collection} {change.record_id!r} already has {len(elements)} in {change.field}, "
+            f"the most it may have: remove one before adding {change.value!r}",
+        )
+
     def _seen(self, change: SetChange) -> list[Any]:
         """The values the device saw for this field: those of the changes of this field its pred
         names (``check_pred`` has refused any of another record or field), accepted ones only."""
@@ -303,6 +331,11 @@ class _Judge:
         self.accepted[change.id] = change
         if isinstance(change, SetChange):
             self.values[((change.collection, change.record_id), change.field)] = change.value
+        elif isinstance(change, AddChange | RemoveChange) and (
+            self.collections[change.collection].fields[change.field].max_elements is not None
+        ):
+            elements = self._elements((change.collection, change.record_id), change.field)
+            (elements.add if isinstance(change, AddChange) else elements.discard)(change.value)
 
 
 def judge_batch(

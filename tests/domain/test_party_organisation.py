@@ -112,6 +112,43 @@ def test_two_offline_phones_name_supervisors(client: Client, phone: Callable[[st
     assert len(view(client, "requests", "q1")["conflicts"]["supervisor_id"]) == 2
 
 
+def test_a_central_household_serves_at_most_ten(client: Client, phone: Callable[[str], Replica]) -> None:
+    office, first, second = phone("office"), phone("first"), phone("second")
+    build(office, client)
+    neighbours = [f"n{i}" for i in range(1, 12)]
+    for household in neighbours:
+        office.set("households", household, "building_id", "b1")
+    write(office, "central_households", "ch1", {"household_id": "h1", "party_member_id": "r1"})
+    for household in neighbours[:3]:
+        office.add("central_households", "ch1", "serves", household)
+    assert office.sync(client).rejected == []
+    # Three of ten: listed for the office's attention, not refused.
+    flags = client.get("/v1/flags", params={"kind": "few_served"}).json()["flags"]
+    assert [(f["record_id"], f["records"]) for f in flags] == [("ch1", ["n1", "n2", "n3"])]
+    for household in neighbours[3:9]:
+        office.add("central_households", "ch1", "serves", household)
+    assert office.sync(client).rejected == []
+    assert client.get("/v1/flags", params={"kind": "few_served"}).json()["flags"] == []
+    first.sync(client)
+    second.sync(client)
+    # Nine served: two phones offline each link one more. The first to arrive is the tenth.
+    first.add("central_households", "ch1", "serves", "n10")
+    second.add("central_households", "ch1", "serves", "n11")
+    assert first.sync(client).rejected == []
+    assert [code for _, code in second.sync(client).rejected] == ["central_household_full"]
+    assert len(view(client, "central_households", "ch1")["fields"]["serves"]) == 10
+    # Linking one it serves again is a retry; one removed makes room in the same push.
+    second.sync(client)
+    second.add("central_households", "ch1", "serves", "n1")
+    second.remove("central_households", "ch1", "serves", "n2")
+    second.add("central_households", "ch1", "serves", "n11")
+    assert second.sync(client).rejected == []
+    served = view(client, "central_households", "ch1")["fields"]["serves"]
+    assert len(served) == 10
+    assert "n11" in served
+    assert "n2" not in served
+
+
 def test_requests_about_common_areas_from_every_channel(
     client: Client, phone: Callable[[str], Replica], settings: Settings
 ) -> None:
