@@ -168,10 +168,14 @@ def test_requests_about_common_areas_from_every_channel(
     write(office, "requests", "q-road", {"compound_id": "cp1", "channel": "deliberation"})
     assert office.sync(client).rejected == []
     assert view(client, "hazards", "hz1")["fields"]["request_ids"] == ["q-garage"]
-    # Each is placed by the place it names: a grid worker of g1 reads the garage and the stairs.
+    # Each is placed by the place it names: a grid worker of g1 reads the garage and the stairs,
+    # and the road of the whole compound (its community's); a building leader only the stairs.
     token = asyncio.run(enroll_user(settings, "w", "grid_worker", UserScope(("c1",), ("g1",))))
     listed = client.get("/v1/records/requests", headers=bearer(token)).json()["records"]
-    assert {r["id"] for r in listed} == {"q-garage", "q-stairs"}
+    assert {r["id"] for r in listed} == {"q-garage", "q-stairs", "q-road"}
+    leader = asyncio.run(enroll_user(settings, "l", "building_leader", UserScope(("c1",), buildings=("b1",))))
+    listed = client.get("/v1/records/requests", headers=bearer(leader)).json()["records"]
+    assert {r["id"] for r in listed} == {"q-stairs"}
     # One place only, and a channel from the list.
     results = push(
         client,
