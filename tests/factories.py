@@ -15,6 +15,7 @@ from server.access.accounts import AccountStore
 from server.access.principals import UserScope
 from server.db.engine import create_engine
 from server.settings import Settings
+from sync.client import Replica
 from sync.hlc import format_hlc
 
 _counter = itertools.count(1)
@@ -190,6 +191,27 @@ def seed_places(client: Any, token: str, places: list[tuple[str, str, dict[str, 
     )
     assert reply.status_code == 200, reply.text
     assert {r["status"] for r in reply.json()["results"]} == {"applied"}, reply.text
+
+
+def make_conflict(
+    client: TestClient,  # type: ignore[type-arg]
+    *writers: Replica,
+    record: str = "h1",
+    field: str = "phone",
+    values: tuple[Any, ...] = ("2", "3"),
+    bystanders: tuple[Replica, ...] = (),
+) -> None:
+    """Phones start from the same value and each writer writes its own one offline; a bystander
+    only takes the starting value and stays offline."""
+    first = writers[0]
+    first.set("households", record, field, "1" if field == "phone" else "start")
+    first.sync(client)
+    for replica in (*writers[1:], *bystanders):
+        replica.sync(client)
+    for replica, value in zip(writers, values, strict=True):
+        replica.set("households", record, field, value)
+    for replica in writers:
+        replica.sync(client)
 
 
 # The key the test apps seal ID numbers with (64 bytes, URL-safe base64): fixed, so a test may

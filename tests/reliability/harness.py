@@ -81,6 +81,14 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    def __enter__(self) -> ServerProcess:
+        """Started on entry, stopped on exit: ``with ServerProcess(...) as server:``."""
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def start(self, *, wait: bool = True) -> None:
         assert self.process is None, "already running"
         command = [
