@@ -61,6 +61,29 @@ def record_figures(name: str, figures: dict[str, Any]) -> None:
     print(f"{name}: {json.dumps(figures, sort_keys=True)}")
 
 
+def server_clock(base_url: str, token: str) -> str:
+    """One empty push on a fresh connection; the node of the server clock that answered it
+    (each process has its own: ``<wall>-<counter>-server-<id>``)."""
+    body = msgspec.json.encode({"replica_id": "probe", "changes": []})
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    reply = httpx.post(f"{base_url}/v1/sync/push", content=body, headers=headers, timeout=30)
+    assert reply.status_code == 200, reply.text
+    node: str = reply.json()["server_hlc"].split("-", 2)[2]
+    return node
+
+
+def compact_from_cli(database_url: str) -> Any:
+    """``gridsync db compact`` on the database, as an operator runs it; its JSON report."""
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "db", "compact", "--database-url", database_url],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return msgspec.json.decode(done.stdout)
+
+
 class ServerProcess:
     """`gridsync serve` in a subprocess, started, killed and restarted by the test."""
 

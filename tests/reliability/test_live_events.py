@@ -84,6 +84,14 @@ def _stream(base_url: str, token: str) -> Iterator[Callable[[float], Event]]:
         stop.set()
 
 
+@contextmanager
+def _registered_stream(base_url: str, token: str) -> Iterator[Callable[[float], Event]]:
+    """``_stream`` once its first event, the head, is read: the server has registered it."""
+    with _stream(base_url, token) as next_event:
+        assert next_event(10).name == "head"
+        yield next_event
+
+
 def _push(base_url: str, token: str, phone_number: str) -> int:
     body = msgspec.json.encode({"replica_id": "other-phone", "changes": [set_("phone", phone_number)]})
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
@@ -146,9 +154,8 @@ def test_an_idle_stream_gets_heartbeats(
     heartbeat = {"GRIDSYNC_EVENT_HEARTBEAT_SECONDS": "1"}
     with (
         ServerProcess(database_url, tmp_path / "server.log", env=heartbeat) as server,
-        _stream(server.base_url, token) as next_event,
+        _registered_stream(server.base_url, token) as next_event,
     ):
-        assert next_event(10).name == "head"
         assert next_event(3) == Event("comment", None, "heartbeat")
         assert next_event(3) == Event("comment", None, "heartbeat")
 
@@ -161,23 +168,20 @@ def test_a_device_holds_a_bounded_number_of_streams(
     # Opened one after the other: each is registered (its first event read) before the next.
     with (
         ServerProcess(database_url, tmp_path / "server.log", env=two_streams) as server,
-        _stream(server.base_url, token) as oldest,
+        _registered_stream(server.base_url, token) as oldest,
+        _registered_stream(server.base_url, token) as middle,
+        _registered_stream(server.base_url, token) as newest,
     ):
-        assert oldest(10).name == "head"
-        with _stream(server.base_url, token) as middle:
-            assert middle(10).name == "head"
-            with _stream(server.base_url, token) as newest:
-                assert newest(10).name == "head"
-                assert oldest(10) == Event("bye", {"reason": "replaced"})
-                with httpx.Client(base_url=server.base_url) as http:
-                    other = http.get("/v1/sync/events", headers={"authorization": "Bearer nonsense"})
-                    assert other.status_code == 401
-                    assert other.json()["code"] == "invalid_token"
-                    assert http.get("/v1/sync/events").json()["code"] == "missing_token"
-                # The two that remain still hear pushes.
-                head = _push(server.base_url, enroll("pushing-phone"), "13800000003")
-                assert _next_head(middle, WITHIN) >= head
-                assert _next_head(newest, WITHIN) >= head
+        assert oldest(10) == Event("bye", {"reason": "replaced"})
+        with httpx.Client(base_url=server.base_url) as http:
+            other = http.get("/v1/sync/events", headers={"authorization": "Bearer nonsense"})
+            assert other.status_code == 401
+            assert other.json()["code"] == "invalid_token"
+            assert http.get("/v1/sync/events").json()["code"] == "missing_token"
+        # The two that remain still hear pushes.
+        head = _push(server.base_url, enroll("pushing-phone"), "13800000003")
+        assert _next_head(middle, WITHIN) >= head
+        assert _next_head(newest, WITHIN) >= head
 
 
 def test_a_stopping_server_ends_its_streams_cleanly(
@@ -186,9 +190,8 @@ def test_a_stopping_server_ends_its_streams_cleanly(
     token = enroll("phone")
     with (
         ServerProcess(database_url, tmp_path / "server.log") as server,
-        _stream(server.base_url, token) as next_event,
+        _registered_stream(server.base_url, token) as next_event,
     ):
-        assert next_event(10).name == "head"
         started = time.monotonic()
         server.stop()  # SIGTERM, as a service manager sends it
         # The stream ends with a word before the server waits out its grace period for it.
