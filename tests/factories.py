@@ -41,17 +41,25 @@ TWO_COMMUNITIES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-async def _create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
+async def _create_user(
+    settings: Settings, name: str, role: str, communities: tuple[str, ...], password: str | None
+) -> None:
     engine = create_engine(settings.database_url)
     try:
-        await AccountStore(engine).create_user(name, role, UserScope(communities=communities), PASSWORD)
+        await AccountStore(engine).create_user(name, role, UserScope(communities=communities), password)
     finally:
         await engine.dispose()
 
 
-def create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
-    """Create a user who signs in with ``PASSWORD``."""
-    asyncio.run(_create_user(settings, name, role, communities))
+def create_user(
+    settings: Settings,
+    name: str,
+    role: str,
+    communities: tuple[str, ...] = (),
+    password: str | None = PASSWORD,
+) -> None:
+    """Create a user who signs in with ``PASSWORD`` (with None: one who cannot sign in)."""
+    asyncio.run(_create_user(settings, name, role, communities, password))
 
 
 def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> str:  # type: ignore[type-arg]

@@ -54,6 +54,11 @@ def free_port() -> int:
     raise RuntimeError("no free port in 19000-19999")
 
 
+def backend_of(database_url: str) -> str:
+    """``sqlite`` or ``postgresql``: the database a test URL names, as its figures are filed."""
+    return database_url.split(":", 1)[0].split("+")[0]
+
+
 def record_figures(name: str, figures: dict[str, Any]) -> None:
     """Print what a fault test measured and keep it in tests/artifacts/ for docs/reliability.md."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

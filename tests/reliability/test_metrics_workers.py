@@ -23,9 +23,7 @@ def test_two_workers_are_scraped_as_one_and_log_json_lines(
 ) -> None:
     token = enroll("phone")
     log = tmp_path / "server.log"
-    server = ServerProcess(database_url, log, env={"GRIDSYNC_LOG_FORMAT": "json"}, workers=2)
-    server.start()
-    try:
+    with ServerProcess(database_url, log, env={"GRIDSYNC_LOG_FORMAT": "json"}, workers=2) as server:
         # Rounds of pushes on fresh connections until both workers answered some (on a busy
         # machine the second one may still be starting), bounded in time.
         nodes: set[str] = set()
@@ -47,8 +45,6 @@ def test_two_workers_are_scraped_as_one_and_log_json_lines(
             )
             assert pushes == pushes_made
             assert "gridsync_pull_lag_changes" in families
-    finally:
-        server.stop()
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     pushed = [line for line in lines if line.get("route") == "/v1/sync/push"]
     assert len(pushed) == pushes_made

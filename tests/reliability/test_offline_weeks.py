@@ -23,7 +23,7 @@ from server.settings import Settings
 from server.sync.horizon import CompactionReport, compact
 from sync.client import Replica
 from sync.merge import state_codec
-from tests.reliability.harness import H, compact_from_cli, record_figures, views
+from tests.reliability.harness import H, backend_of, compact_from_cli, record_figures, views
 
 DAY_MS = 24 * 3600 * 1000
 HOUSEHOLDS = [f"h-{n:03d}" for n in range(20)]
@@ -197,7 +197,7 @@ def test_phone_offline_for_weeks_resyncs_after_compaction_and_loses_nothing(
     newcomer = phone("newcomer")
     newcomer.sync(office)
     assert views(newcomer, HOUSEHOLDS) == served
-    backend = database_url.split(":", 1)[0].split("+")[0]
+    backend = backend_of(database_url)
     record_figures(
         f"compaction-{backend}",
         {

@@ -38,14 +38,12 @@ def test_workers_all_serve_and_a_revocation_holds_in_every_one(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     token = enroll("phone")
-    server = ServerProcess(database_url, tmp_path / "server.log", workers=WORKERS)
-    server.start()
-    try:
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            # Fresh connections, many at once: the kernel hands them to every worker.
-            nodes = set(pool.map(lambda _: server_clock(server.base_url, token), range(200)))
-            assert len(nodes) == WORKERS, nodes
-            asyncio.run(_revoke(database_url, token))
-            assert set(pool.map(lambda _: _status(server.base_url, token), range(50))) == {401}
-    finally:
-        server.stop()
+    with (
+        ServerProcess(database_url, tmp_path / "server.log", workers=WORKERS) as server,
+        ThreadPoolExecutor(max_workers=16) as pool,
+    ):
+        # Fresh connections, many at once: the kernel hands them to every worker.
+        nodes = set(pool.map(lambda _: server_clock(server.base_url, token), range(200)))
+        assert len(nodes) == WORKERS, nodes
+        asyncio.run(_revoke(database_url, token))
+        assert set(pool.map(lambda _: _status(server.base_url, token), range(50))) == {401}
