@@ -62,6 +62,8 @@ class Code(StrEnum):
     ILLEGAL_TRANSITION_FROM_FULFILLED = "illegal_transition_from_fulfilled"
     ILLEGAL_TRANSITION_FROM_WITHDRAWN = "illegal_transition_from_withdrawn"
     RATING_IS_THE_RESIDENTS = "rating_is_the_residents"
+    SUPERVISOR_NOT_PARTY_MEMBER = "supervisor_not_party_member"
+    CENTRAL_HOUSEHOLD_FULL = "central_household_full"
     # Problem details: a request refused as a whole.
     INVALID_REQUEST = "invalid_request"
     INVALID_INPUT = "invalid_input"
@@ -158,6 +160,8 @@ _MEANINGS: dict[str, str] = {
         for status in ("new", *REQUEST_STATUSES, *DELIBERATION_STEPS, *WISH_STATUSES)
     },
     "rating_is_the_residents": "a phone typed a request's rating without marking it rated by phone on the resident's behalf (rated_on_behalf)",
+    "supervisor_not_party_member": "a request's supervisor_id names a resident who is not a party member (no party_member_kind)",
+    "central_household_full": "an add would link an 11th household to a central household (it serves 5-10): remove one first",
     "invalid_request": "a parameter or body failed validation; `errors` says which",
     "invalid_input": "a value cannot be stored (a NUL character, a number out of range); nothing was applied",
     "malformed_body": "the body is not the message the endpoint takes; nothing of it was applied",

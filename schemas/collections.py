@@ -7,7 +7,8 @@ Adding a collection is a matter of declaring it here. Two merge policies exist:
 * ``set``: add-wins observed-remove set. ``add`` and ``remove`` write it; never a conflict.
 
 A declaration also says what the server checks beyond a value's type (``server/sync/rules.py``):
-``ref`` (the record a link field names must exist), ``transitions`` (a status that moves
+``ref`` (the record a link field names must exist; ``ref_holds``: and hold a value in a given
+field, as a supervisor's ``party_member_kind``), ``transitions`` (a status that moves
 through a state machine), ``exclusive`` (at most one of these fields holds a value) and
 ``append_only`` (every field of a record is written once; the record never changes or goes).
 ``scope_self`` and ``scope_links`` place a record in the community > grid > building > household
@@ -129,6 +130,11 @@ class FieldSpec:
     transitions: Mapping[str | None, frozenset[str]] | None = None
     # Personal data shown masked in lists and exports (whole only to admins).
     masked: bool = False
+    # A field the record this one names must hold a value in (a supervisor must be a party
+    # member), and the code a change naming one without it is rejected with.
+    ref_holds: tuple[str, str] | None = None
+    # A set field's most elements, and the code an add beyond them is rejected with.
+    max_elements: tuple[int, str] | None = None
 
     @property
     def choices(self) -> tuple[Any, ...]:
@@ -182,14 +188,23 @@ def scalar(
     ref_required: bool = True,
     transitions: Mapping[str | None, frozenset[str]] | None = None,
     masked: bool = False,
+    ref_holds: tuple[str, str] | None = None,
 ) -> FieldSpec:
-    return FieldSpec(name, "scalar", type_, nullable, description, ref, ref_required, transitions, masked)
+    return FieldSpec(
+        name, "scalar", type_, nullable, description, ref, ref_required, transitions, masked, ref_holds
+    )
 
 
 def set_of(
-    name: str, element: Any, *, description: str = "", ref: str | None = None, ref_required: bool = True
+    name: str,
+    element: Any,
+    *,
+    description: str = "",
+    ref: str | None = None,
+    ref_required: bool = True,
+    max_elements: tuple[int, str] | None = None,
 ) -> FieldSpec:
-    return FieldSpec(name, "set", element, False, description, ref, ref_required)
+    return FieldSpec(name, "set", element, False, description, ref, ref_required, max_elements=max_elements)
 
 
 def collection(
@@ -351,6 +366,9 @@ HAZARDS = collection(
     scope_links=("household_id", "building_id", "grid_id"),
 )
 
+# A request's supervisor (党员督单) names a resident who is a party member, else this code.
+SUPERVISOR_REFUSAL_CODE = "supervisor_not_party_member"
+
 REQUESTS = collection(
     "requests",
     scalar("household_id", RecordRef, ref="households"),
@@ -367,7 +385,8 @@ REQUESTS = collection(
         "supervisor_id",
         RecordRef,
         ref="residents",
-        description="The party member resident supervising it (党员督单)",
+        ref_holds=("party_member_kind", SUPERVISOR_REFUSAL_CODE),
+        description="The party member resident supervising it (党员督单): a resident whose party_member_kind is set",
     ),
     scalar("due_date", Day),
     scalar("done_at", Moment),

@@ -39,7 +39,15 @@ from schemas.collections import (
     set_of,
 )
 
-__all__ = ["DELIBERATION_STEPS", "DELIBERATION_TRANSITIONS", "PRACTICES", "WISH_STATUSES", "PartyMemberKind"]
+__all__ = [
+    "DELIBERATION_STEPS",
+    "DELIBERATION_TRANSITIONS",
+    "PRACTICES",
+    "SERVES_AT_LEAST",
+    "SERVES_AT_MOST",
+    "WISH_STATUSES",
+    "PartyMemberKind",
+]
 
 # The eight steps (八步工作法) in order, then the two ways a case ends.
 DeliberationStep = Literal[
@@ -164,6 +172,12 @@ PARTY_GROUPS = collection(
     scope_links=("building_id",),
 )
 
+# A central household serves 5-10 households (the report). More is refused (an add beyond the
+# tenth answers this code); fewer is listed for the office's attention (a ``few_served`` flag),
+# never refused: a household list is built up one link at a time, offline.
+SERVES_AT_LEAST, SERVES_AT_MOST = 5, 10
+SERVES_REFUSAL_CODE = "central_household_full"
+
 CENTRAL_HOUSEHOLDS = collection(
     "central_households",
     scalar("household_id", RecordRef, ref="households", description="The party member's own household"),
@@ -174,7 +188,8 @@ CENTRAL_HOUSEHOLDS = collection(
         RecordRef,
         ref="households",
         ref_required=False,
-        description="The households it looks after (usually 5-10 neighbours)",
+        max_elements=(SERVES_AT_MOST, SERVES_REFUSAL_CODE),
+        description="The households it looks after: 5-10 neighbours (at most 10; fewer than 5 is flagged)",
     ),
     scalar("sign_hung", bool, description="The 党员中心户 sign hangs at the door"),
     scalar("notes", LongText),

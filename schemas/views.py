@@ -30,7 +30,7 @@ __all__ = [
     "Summary",
 ]
 
-FlagKind = Literal["overspend", "concurrent_transition"]
+FlagKind = Literal["overspend", "concurrent_transition", "few_served"]
 
 
 class RecordPage(msgspec.Struct):

@@ -90,13 +90,20 @@ def is_scoped(principal: Principal | None) -> bool:
     return principal is not None and not principal.is_district_admin
 
 
+# Bumped when what a role reads widens (a grid worker's compound-level requests), so that every
+# scoped phone starts over from a snapshot of what it may now read.
+_READ_RULES = 2
+
+
 def scope_fingerprint(principal: Principal | None) -> str:
-    """Changes when the user's role or assignment changes; carried in scoped cursors."""
+    """Changes when the user's role or assignment changes, or the read rules do; carried in
+    scoped cursors."""
     if not is_scoped(principal):
         return ""
     assert principal is not None
     raw = _json.encode(
         [
+            _READ_RULES,
             principal.role,
             principal.scope.communities,
             principal.scope.grids,
@@ -122,10 +129,12 @@ def reads_filter(principal: Principal | None) -> ColumnElement[bool]:
             dispatched = and_(dispatched, records.c.community_id.in_(principal.scope.communities))
         conditions.append(dispatched)
     if principal.role == "grid_worker" and principal.scope.communities:
-        # The phone shows its community's name, though it works in its grids only.
+        # The phone shows its community's name, though it works in its grids only; and it works
+        # the requests about a whole compound of its community (placed at the community: no grid).
         conditions.append(
             and_(
-                records.c.collection == "communities",
+                records.c.collection.in_(("communities", "requests")),
+                records.c.grid_id.is_(None),
                 records.c.community_id.in_(principal.scope.communities),
             )
         )
@@ -147,7 +156,8 @@ def can_read(principal: Principal | None, place: Place) -> bool:
         )
     return (
         principal.role == "grid_worker"
-        and place.collection == "communities"
+        and place.collection in ("communities", "requests")
+        and place.scope.grid_id is None
         and place.scope.community_id in principal.scope.communities
     )
 

@@ -28,6 +28,7 @@ from server.registry.lists import Registry, ScopeFilter, masked_view, scan
 from server.settings import Settings
 from server.sync.store import SyncStore
 from sync.hlc import format_hlc, parse_hlc
+from sync.ids import new_change_id
 from sync.merge import record_heads, record_view, scalar_value, state_codec
 
 __all__ = ["Desk", "StepEvent", "Written", "field_heads"]
@@ -80,14 +81,15 @@ class Desk:
     def _stamper(
         self, principal: Principal | None, collection: str, record_id: str
     ) -> Callable[[], dict[str, Any]]:
-        """What each change of one record's write carries: its own id, the write's one hlc."""
+        """What each change of one record's write carries: its own id (time-ordered, as a phone's),
+        the write's one hlc."""
         tick = parse_hlc(self.store.clock.now())
         common = {
             "collection": collection,
             "record_id": record_id,
             "hlc": format_hlc(tick.wall_ms, tick.counter, self.replica(principal)),
         }
-        return lambda: {"id": str(uuid.uuid4()), **common}
+        return lambda: {"id": new_change_id(), **common}
 
     @staticmethod
     def replica(principal: Principal | None) -> str:

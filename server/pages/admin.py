@@ -280,6 +280,7 @@ async def dashboard_page(request: Request[Any, Any, Any], inbox: NamedDependency
     where = ScopeFilter(community, principal=principal)
     summary = await reports.summary(where)
     overspends = (await reports.flags(where, "overspend")).flags
+    few_served = (await reports.flags(where, "few_served")).flags
     counts = (await inbox.search(principal, ConflictFilter(community=community), None, 1)).counts
     return render_page(
         request,
@@ -288,6 +289,7 @@ async def dashboard_page(request: Request[Any, Any, Any], inbox: NamedDependency
         counts=counts,
         summary=summary,
         overspends=overspends,
+        few_served=few_served,
         community=community,
     )
 

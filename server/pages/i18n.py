@@ -55,6 +55,11 @@ _LABELS: dict[str, tuple[str, str]] = {
     "kind_delete": ("Deleted while edited", "删除与编辑冲突"),
     "kind_transition": ("Concurrent status moves", "并发状态变更"),
     "kind_overspend": ("Points overspent", "积分超支"),
+    "kind_few_served": ("Central households serving fewer than 5", "联系不足5户的党员中心户"),
+    "few_served_help": (
+        "A party-member central household serves 5-10 households: link the neighbours it looks after.",
+        "党员中心户应联系5-10户：请补充其联系的住户。",
+    ),
     "conflict": ("Conflict", "冲突"),
     "overspend_help": (
         "Both redemptions are kept (the ledger is append-only): settle it with the volunteer and record it in the ledger.",

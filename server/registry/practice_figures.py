@@ -1,5 +1,7 @@
 """Figures of the district's practices for the community office's summary: deliberation cases
-through the eight steps. Computed from one scoped scan, like every figure of ``reports``."""
+through the eight steps, and the central households that serve fewer households than the
+report's five (a flag for the office's attention). Each computed from one scoped scan, like
+every figure of ``reports``."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ from collections import Counter
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from schemas.practices import DELIBERATION_STEPS
-from schemas.views import DeliberationFigures
+from schemas.practices import DELIBERATION_STEPS, SERVES_AT_LEAST
+from schemas.views import DeliberationFigures, Flag
 from server.registry.lists import ScopeFilter, scan
 from sync.merge import scalar_value
 
-__all__ = ["deliberation_figures"]
+__all__ = ["deliberation_figures", "few_served"]
 
 _ENDED = frozenset({"settled", "dropped"})
 
@@ -42,3 +44,25 @@ async def deliberation_figures(
         overdue=overdue,
         by_step=dict(by_step),
     )
+
+
+async def few_served(connection: AsyncConnection, where: ScopeFilter) -> list[Flag]:
+    """Central households in scope linked to fewer than five households they serve: to finish,
+    never refused (the list is built up one link at a time, offline)."""
+    found: list[Flag] = []
+    async for row in scan(connection, "central_households", where):
+        served = sorted({head.value for head in row.state.heads.values() if head.field == "serves"})
+        if len(served) < SERVES_AT_LEAST:
+            found.append(
+                Flag(
+                    kind="few_served",
+                    collection="central_households",
+                    record_id=row.record_id,
+                    message=f"serves {len(served)} households, fewer than {SERVES_AT_LEAST}: "
+                    "link the neighbours it looks after",
+                    records=served,
+                    community_id=row.community_id,
+                    grid_id=row.grid_id,
+                )
+            )
+    return sorted(found, key=lambda flag: flag.record_id)

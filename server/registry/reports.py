@@ -31,7 +31,7 @@ from server.access.policy import hides_sensitive
 from server.errors import GridsyncError
 from server.registry.curtain import watch_list
 from server.registry.lists import Registry, Scoped, ScopeFilter, scan
-from server.registry.practice_figures import deliberation_figures
+from server.registry.practice_figures import deliberation_figures, few_served
 from server.settings import Settings
 from sync.hlc import parse_hlc
 from sync.merge import RecordState, scalar_value
@@ -142,16 +142,18 @@ class Reports:
     # ------------------------------------------------------------------ flags
 
     async def flags(self, where: ScopeFilter, kind: str | None = None) -> FlagList:
-        """What the merge kept but an admin should see: overspent points balances, and requests
-        whose status two devices moved concurrently."""
-        if kind not in (None, "overspend", "concurrent_transition"):
-            raise GridsyncError(400, "bad_filter", "kind is overspend or concurrent_transition")
+        """What the merge kept but an admin should see: overspent points balances, requests
+        whose status two devices moved concurrently, central households serving fewer than five."""
+        if kind not in (None, "overspend", "concurrent_transition", "few_served"):
+            raise GridsyncError(400, "bad_filter", "kind is overspend, concurrent_transition or few_served")
         found: list[Flag] = []
         async with self.registry.engine.connect() as connection:
             if kind in (None, "overspend"):
                 found += await self._overspends(connection, where)
             if kind in (None, "concurrent_transition"):
                 found += await self._concurrent_moves(connection, where)
+            if kind in (None, "few_served"):
+                found += await few_served(connection, where)
         return FlagList(flags=found)
 
     async def _concurrent_moves(self, connection: AsyncConnection, where: ScopeFilter) -> list[Flag]:

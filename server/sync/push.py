@@ -41,7 +41,7 @@ from server.sync.push_duplicates import drop_duplicates
 from server.sync.push_judge import Reads, judge_push
 from server.sync.push_sql import PushSql, started, while_running
 from server.sync.push_view import GroupView
-from server.sync.rules import NamedChange
+from server.sync.rules import NamedChange, held_keys
 from sync.hlc import HybridClock, hlc_wall_ms
 from sync.merge import RecordKey, RecordState, apply_batch, conflicts, preds_to_look_up
 from sync.validate import ClockBound
@@ -89,6 +89,7 @@ class _Push:
     flagged: set[RecordKey] = field(default_factory=set)
     scope_rows: dict[RecordKey, ScopeRow] = field(default_factory=dict)
     named: dict[str, NamedChange] = field(default_factory=dict)
+    linked: dict[RecordKey, RecordState] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)
     # The places the merge gave the records, when the scope judge took them from it.
     scopes: dict[RecordKey, Scope] | None = None
@@ -351,6 +352,8 @@ class PushWriter:
             job.check(push.states)
         await view.load(connection, scope_keys(self.collections, push.states, push.changes))
         push.scope_rows = view.places()
+        linked = held_keys(self.collections, push.changes) & push.scope_rows.keys() - push.states.keys()
+        push.linked = {key: view.state(key) for key in linked}
         lookup = preds_to_look_up(push.states, push.changes)
         push.named = {i: NamedChange.of(view.accepted[i]) for i in lookup if i in view.accepted}
         push.known = set(push.named)
@@ -363,7 +366,7 @@ class PushWriter:
         ``push.fresh`` keeps the accepted changes, ``push.states`` the records they touch (merged,
         with ``push.scopes``, when the scope judge merged them)."""
         bound = ClockBound(push.now, self.settings.max_hlc_ahead_ms)
-        reads = Reads(push.states, push.scope_rows, push.named, push.known)
+        reads = Reads(push.states, push.scope_rows, push.named, push.known, push.linked)
         judged = judge_push(self.collections, push.job.principal, bound, push.fresh, reads, push.results)
         push.fresh, push.states, push.scopes = judged
         # A record that only refused changes touched keeps its conflict as it was.

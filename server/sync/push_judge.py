@@ -25,12 +25,14 @@ __all__ = ["Judged", "Reads", "judge_push"]
 class Reads(NamedTuple):
     """What a push read that its judging needs: the states of the records its new changes
     touch, the rows of the records the rules and scopes read, the changes the preds name
-    (``named``, and the ids of those known, ``known``)."""
+    (``named``, and the ids of those known, ``known``), the stored states of the records a
+    ``ref_holds`` link names (``linked``)."""
 
     states: Mapping[RecordKey, RecordState]
     scope_rows: Mapping[RecordKey, ScopeRow]
     named: Mapping[str, NamedChange]
     known: set[str]
+    linked: Mapping[RecordKey, RecordState]
 
 
 class Judged(NamedTuple):
@@ -64,7 +66,7 @@ def judge_push(
     fresh = within_clock(fresh, results, bound)
     fresh = refuse_untouchable(principal, reads.states, fresh, reads.scope_rows, results)
     states, judged = dict(reads.states), list(results)
-    ruled = judge_batch(collections, states, fresh, judged, reads.scope_rows, reads.named)
+    ruled = judge_batch(collections, states, fresh, judged, reads.scope_rows, reads.named, reads.linked)
     scopes = None
     if is_scoped(principal):
         placed = placed_as_merged(principal, collections, states, ruled, reads.scope_rows, reads.known)
@@ -100,7 +102,7 @@ def _placed_in_turn(
             results[index] = judged[index]
         fresh = [(index, change) for index, change in fresh if index not in refused_moves]
         states, judged = dict(reads.states), list(results)
-        ruled = judge_batch(collections, states, fresh, judged, reads.scope_rows, reads.named)
+        ruled = judge_batch(collections, states, fresh, judged, reads.scope_rows, reads.named, reads.linked)
         allowed = authorize_batch(
             principal, collections, states, ruled, reads.scope_rows, reads.known, judged
         )

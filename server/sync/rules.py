@@ -17,12 +17,23 @@ left needs other records or the record's history, and is declared in ``schemas/c
 * ``one_place_only``: a value for one of a set of exclusive fields (a hazard's household,
   building or grid) while another of them holds one.
 * ``append_only``: a second write of a field of a ledger entry.
+* ``supervisor_not_party_member`` (a field's ``ref_holds``): a link names a record that does not
+  hold a value in the field the declaration asks for (a request's supervisor whose resident has no
+  ``party_member_kind``). The record is read as the server has it with the batch's own writes of
+  that field (in any order: a phone may make a resident a party member and name them in one
+  push); any head holding a value is enough, so two phones that disagree on the kind do not
+  refuse the supervisor.
+* ``central_household_full`` (a set field's ``max_elements``): an add of a new element to a set
+  that holds its most already (a central household's eleventh household), counted on the
+  record as the server has it with the batch's accepted adds and removes before it. Adding an
+  element it holds is a retry, never refused.
 
 Each failure rejects that change alone; the rest of the batch is applied. The store loads the
 rows these rules read (the touched records and those the batch names, ``server.access.places.scope_keys``)
 together with the records' states, and the changes ``pred`` names that are neither a head of
-their record nor in the batch (``NamedChange``, usually none). The rules read nothing else, and
-are judged only on changes of records the caller may read (``server.access.placement.refuse_untouchable``
+their record nor in the batch (``NamedChange``, usually none), and the states of the records a
+``ref_holds`` link names (``held_keys``). The rules read nothing else, and are judged only on
+changes of records the caller may read (``server.access.placement.refuse_untouchable``
 comes first): no answer names a value the caller may not read.
 """
 
@@ -36,7 +47,7 @@ from schemas.protocol import AddChange, Change, ChangeResult, DeleteChange, Remo
 from server.access.places import ScopeRow
 from sync.merge import RecordKey, RecordState, op_name, scalar_value
 
-__all__ = ["NamedChange", "judge_batch", "legal_moves"]
+__all__ = ["NamedChange", "held_keys", "judge_batch", "legal_moves"]
 
 
 class NamedChange(NamedTuple):
@@ -90,6 +101,29 @@ def _foreign(change: Change, named: NamedChange) -> str | None:
 
 
 @per_schema
+def _holding(collections: Mapping[str, CollectionSpec]) -> dict[tuple[str, str], FieldSpec]:
+    """The (collection, field) links whose named record must hold a value in a field."""
+    return {
+        (collection, name): field_spec
+        for collection, spec in collections.items()
+        for name, field_spec in spec.fields.items()
+        if field_spec.ref is not None and field_spec.ref_holds is not None
+    }
+
+
+def held_keys(collections: Mapping[str, CollectionSpec], changes: Sequence[Change]) -> set[RecordKey]:
+    """The records whose state the rules read besides the touched ones: those a ``ref_holds``
+    link of the batch names (usually none: a request's supervisor)."""
+    holding = _holding(collections)
+    keys: set[RecordKey] = set()
+    for change in changes:
+        field_spec = holding.get((change.collection, change.field or ""))
+        if field_spec is not None and field_spec.ref is not None and isinstance(change.value, str):
+            keys.add((field_spec.ref, change.value))
+    return keys
+
+
+@per_schema
 def _unruled(collections: Mapping[str, CollectionSpec]) -> frozenset[tuple[str, str]]:
     """The (collection, field) pairs no rule of :meth:`_Judge.judge` looks at: a change of one is
     accepted as it is (most of a push: names, phones, notes, tags)."""
@@ -101,6 +135,7 @@ def _unruled(collections: Mapping[str, CollectionSpec]) -> frozenset[tuple[str, 
         if not (field_spec.ref is not None and field_spec.ref_required)
         and name not in spec.exclusive
         and field_spec.transitions is None
+        and field_spec.max_elements is None
     )
 
 
@@ -113,13 +148,19 @@ class _Judge:
         written: set[RecordKey],
         named: Mapping[str, NamedChange],
         batch: Sequence[tuple[int, Change]],
+        linked: Mapping[RecordKey, RecordState],
     ) -> None:
         self.collections = collections
         self.states = states
         self.existing = set(rows) | written
         self.named = named
         self.batch = batch
+        self.linked = linked
         self.in_batch: dict[str, Change] | None = None
+        # The batch's last value of each field a ``ref_holds`` link reads, made when first asked.
+        self.batch_values: dict[tuple[RecordKey, str], Any] | None = None
+        # The elements of each bounded set the batch touches, with its accepted adds and removes.
+        self.members: dict[tuple[RecordKey, str], set[Any]] = {}
         # Accepted changes of this batch so far, and the values they give their fields.
         self.accepted: dict[str, Change] = {}
         self.values: dict[tuple[RecordKey, str], Any] = {}
@@ -173,8 +214,14 @@ class _Judge:
                     f"{change.field} names {field_spec.ref} {change.value!r}, which the server does not "
                     f"have: push that record first, or in the same batch",
                 )
+        if isinstance(change, AddChange) and field_spec.max_elements is not None:
+            return self._judge_size(change, field_spec.max_elements)
         if not isinstance(change, SetChange):
             return None
+        if field_spec.ref_holds is not None and change.value is not None:
+            rejection = self._judge_holds(change, field_spec, field_spec.ref_holds)
+            if rejection is not None:
+                return rejection
         if spec.append_only and (
             any(h.field == change.field for h in self.states[key].heads.values())
             or (key, change.field) in self.values
@@ -198,6 +245,54 @@ class _Judge:
         if field_spec.transitions is not None:
             return self._judge_transition(change, spec, field_spec)
         return None
+
+    def _holds(self, key: RecordKey, name: str) -> bool:
+        """Whether the record holds a value in ``name``: the batch's last write of it, else any
+        head of the record as the server has it."""
+        if self.batch_values is None:
+            self.batch_values = {
+                ((c.collection, c.record_id), c.field): c.value
+                for _, c in self.batch
+                if isinstance(c, SetChange)
+            }
+        if (key, name) in self.batch_values:
+            return self.batch_values[(key, name)] is not None
+        state = self.states.get(key) or self.linked.get(key)
+        return state is not None and any(
+            head.field == name and head.value is not None for head in state.heads.values()
+        )
+
+    def _judge_holds(
+        self, change: SetChange, field_spec: FieldSpec, holds: tuple[str, str]
+    ) -> ChangeResult | None:
+        held, code = holds
+        if self._holds((field_spec.ref or "", change.value), held):
+            return None
+        return rejected(
+            change.id,
+            code,
+            f"{change.field} names {field_spec.ref} {change.value!r}, which has no {held}: name a "
+            f"party member, or set their {held} first (in the same push is fine)",
+        )
+
+    def _elements(self, key: RecordKey, name: str) -> set[Any]:
+        found = self.members.get((key, name))
+        if found is None:
+            heads = self.states[key].heads.values()
+            found = self.members[(key, name)] = {h.value for h in heads if h.field == name}
+        return found
+
+    def _judge_size(self, change: AddChange, most: tuple[int, str]) -> ChangeResult | None:
+        limit, code = most
+        elements = self._elements((change.collection, change.record_id), change.field)
+        if change.value in elements or len(elements) < limit:
+            return None
+        return rejected(
+            change.id,
+            code,
+            f"{change.collection} {change.record_id!r} already has {len(elements)} in {change.field}, "
+            f"the most it may have: remove one before adding {change.value!r}",
+        )
 
     def _seen(self, change: SetChange) -> list[Any]:
         """The values the device saw for this field: those of the changes of this field its pred
@@ -236,6 +331,11 @@ class _Judge:
         self.accepted[change.id] = change
         if isinstance(change, SetChange):
             self.values[((change.collection, change.record_id), change.field)] = change.value
+        elif isinstance(change, AddChange | RemoveChange) and (
+            self.collections[change.collection].fields[change.field].max_elements is not None
+        ):
+            elements = self._elements((change.collection, change.record_id), change.field)
+            (elements.add if isinstance(change, AddChange) else elements.discard)(change.value)
 
 
 def judge_batch(
@@ -245,13 +345,15 @@ def judge_batch(
     results: list[ChangeResult | None],
     rows: Mapping[RecordKey, ScopeRow],
     named: Mapping[str, NamedChange],
+    linked: Mapping[RecordKey, RecordState],
 ) -> list[tuple[int, Change]]:
     """Judge the new changes of a push (in order). ``rows`` holds the stored records among
-    ``server.access.places.scope_keys(...)``; ``named``, the changes the batch's preds name that are
-    neither a head of their record nor in the batch, as the store found them
-    (``sync.merge.preds_to_look_up``). No I/O. Rejections go into ``results``; the records that
-    only rejected changes touched leave ``states``. Returns the accepted changes."""
-    judge = _Judge(collections, states, rows, set(states), named, fresh)
+    ``server.access.places.scope_keys(...)``; ``named``, the changes the batch's preds name that
+    are neither a head of their record nor in the batch, as the store found them
+    (``sync.merge.preds_to_look_up``); ``linked``, the stored states of the records of
+    ``held_keys``. No I/O. Rejections go into ``results``; the records that only rejected
+    changes touched leave ``states``. Returns the accepted changes."""
+    judge = _Judge(collections, states, rows, set(states), named, fresh, linked)
     unruled = _unruled(collections)
     kept: list[tuple[int, Change]] = []
     for index, change in fresh:

@@ -366,3 +366,39 @@ def test_a_record_entering_the_scope_comes_whole_not_merged_twice(
     assert seen["conflicts"] == {}
     assert seen["fields"]["head_name"] == "the value"
     assert msgspec.to_builtins(volunteer.record("households", "h2")) == seen
+
+
+def test_grid_workers_work_the_requests_about_a_whole_compound_of_their_community(
+    client: Client, district: tuple[Replica, dict[str, Replica]]
+) -> None:
+    """A compound spans grids: a request about it sits at its community, and the community's
+    grid workers read and write it (and its community's admins); building leaders, volunteers
+    and other communities do not."""
+    admin, phones = district
+    for compound, community in (("cp1", "c1"), ("cp3", "c2")):
+        admin.set("compounds", compound, "community_id", community)
+        admin.set("requests", f"q-{compound}", "compound_id", compound)
+        admin.set("requests", f"q-{compound}", "status", "submitted")
+    assert admin.sync(client).rejected == []
+    for name, phone in phones.items():
+        phone.sync(client)
+        holds = {"worker1": {"requests/q-cp1"}, "admin2": {"requests/q-cp3"}}.get(name, set())
+        assert held(phone) & {"requests/q-cp1", "requests/q-cp3", "compounds/cp1"} == holds, name
+        assert phone.token is not None
+        status = _push(
+            client, phone.token, set_("description", f"by {name}", record="q-cp1", collection="requests")
+        )
+        assert (status[0]["status"] == "applied") == (name == "worker1"), name
+        reply = client.get("/v1/records/requests/q-cp1", headers={"authorization": f"Bearer {phone.token}"})
+        assert reply.status_code == (200 if name == "worker1" else 404), name
+    # The worker moves it through the loop, but neither hands it to another community's compound
+    # nor raises one (the compound's register is the office's: the office raises them).
+    worker = phones["worker1"]
+    worker.set("requests", "q-cp1", "status", "dispatched")
+    assert worker.sync(client).rejected == []
+    assert admin.sync(client).rejected == []
+    assert admin.record("requests", "q-cp1").fields["status"] == "dispatched"
+    assert worker.token is not None
+    moved = _push(client, worker.token, set_("compound_id", "cp3", record="q-cp1", collection="requests"))
+    raised = _push(client, worker.token, set_("compound_id", "cp1", record="q-new", collection="requests"))
+    assert [r["code"] for r in moved + raised] == ["out_of_scope", "out_of_scope"]

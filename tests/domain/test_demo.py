@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 from collections import Counter
 from collections.abc import Callable
 
@@ -47,6 +48,23 @@ def test_the_demo_is_deterministic_from_seed_and_time() -> None:
     areas = {c.value for c in full if c.field == "area"}
     assert any("塌陷" in a for a in areas)
     assert any("车库" in a for a in areas)
+
+
+def test_the_demo_comes_in_the_order_of_its_clocks() -> None:
+    changes = demo_changes(SMALL, NOW)
+    position = {change.id: index for index, change in enumerate(changes)}
+    # Every pred names a change pushed before it, and every required link a record written before.
+    assert all(position[named] < position[c.id] for c in changes for named in c.pred)
+    written: set[tuple[str, str]] = set()
+    for change in changes:
+        field = COLLECTIONS[change.collection].fields.get(change.field or "")
+        if field is not None and field.ref and field.ref_required and change.value is not None:
+            assert (field.ref, change.value) in written, change
+        written.add((change.collection, change.record_id))
+    # Ids are UUIDv7s of the change's moment, in order but where the field's work (sorted by its
+    # clocks) follows the registry: the log's unique index grows at its right edge.
+    assert all(c.id[14] == "7" for c in changes)
+    assert sum(1 for a, b in itertools.pairwise(changes) if a.id > b.id) <= 1
 
 
 def test_the_demo_is_the_district_of_the_report() -> None:

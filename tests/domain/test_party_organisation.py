@@ -60,6 +60,7 @@ def test_a_request_names_its_supervising_party_member(
 ) -> None:
     office = phone("office")
     build(office, client)
+    office.set("residents", "r1", "party_member_kind", "retired")
     office.set("requests", "q1", "household_id", "h1")
     office.set("requests", "q1", "status", "submitted")
     office.set("requests", "q1", "supervisor_id", "r1")
@@ -68,6 +69,84 @@ def test_a_request_names_its_supervising_party_member(
     report = office.sync(client)
     assert report.rejected == [(report.rejected[0][0], "unknown_reference")]
     assert view(client, "requests", "q1")["fields"]["supervisor_id"] == "r1"
+
+
+def test_the_supervisor_must_be_a_party_member(client: Client, phone: Callable[[str], Replica]) -> None:
+    office = phone("office")
+    build(office, client)
+    write(office, "requests", "q1", {"household_id": "h1", "status": "submitted", "supervisor_id": "r2"})
+    report = office.sync(client)
+    assert [code for _, code in report.rejected] == ["supervisor_not_party_member"]
+    assert "supervisor_id" not in view(client, "requests", "q1")["fields"]
+    # Named before being made a party member in the same push: the push is judged as a whole.
+    office.set("requests", "q1", "supervisor_id", "r2")
+    office.set("residents", "r2", "party_member_kind", "in-work")
+    assert office.sync(client).rejected == []
+    assert view(client, "requests", "q1")["fields"]["supervisor_id"] == "r2"
+
+
+def test_two_offline_phones_name_supervisors(client: Client, phone: Callable[[str], Replica]) -> None:
+    office, first, second = phone("office"), phone("first"), phone("second")
+    build(office, client)
+    office.set("residents", "r1", "party_member_kind", "resident")
+    write(office, "requests", "q1", {"household_id": "h1", "status": "submitted"})
+    assert office.sync(client).rejected == []
+    first.sync(client)
+    second.sync(client)
+    # Offline, one phone names a party member, the other a resident who is not one.
+    first.set("requests", "q1", "supervisor_id", "r1")
+    second.set("requests", "q1", "supervisor_id", "r2")
+    assert second.sync(client).rejected[0][1] == "supervisor_not_party_member"
+    assert first.sync(client).rejected == []
+    shown = view(client, "requests", "q1")
+    assert shown["fields"]["supervisor_id"] == "r1"
+    assert "supervisor_id" not in shown["conflicts"]
+    # Both name party members: both are kept, as a conflict the office resolves.
+    office.set("residents", "r2", "party_member_kind", "transient")
+    office.sync(client)
+    first.sync(client)
+    second.sync(client)
+    first.set("requests", "q1", "supervisor_id", "r2")
+    second.set("requests", "q1", "supervisor_id", "r1")
+    assert first.sync(client).rejected == second.sync(client).rejected == []
+    assert len(view(client, "requests", "q1")["conflicts"]["supervisor_id"]) == 2
+
+
+def test_a_central_household_serves_at_most_ten(client: Client, phone: Callable[[str], Replica]) -> None:
+    office, first, second = phone("office"), phone("first"), phone("second")
+    build(office, client)
+    neighbours = [f"n{i}" for i in range(1, 12)]
+    for household in neighbours:
+        office.set("households", household, "building_id", "b1")
+    write(office, "central_households", "ch1", {"household_id": "h1", "party_member_id": "r1"})
+    for household in neighbours[:3]:
+        office.add("central_households", "ch1", "serves", household)
+    assert office.sync(client).rejected == []
+    # Three of ten: listed for the office's attention, not refused.
+    flags = client.get("/v1/flags", params={"kind": "few_served"}).json()["flags"]
+    assert [(f["record_id"], f["records"]) for f in flags] == [("ch1", ["n1", "n2", "n3"])]
+    for household in neighbours[3:9]:
+        office.add("central_households", "ch1", "serves", household)
+    assert office.sync(client).rejected == []
+    assert client.get("/v1/flags", params={"kind": "few_served"}).json()["flags"] == []
+    first.sync(client)
+    second.sync(client)
+    # Nine served: two phones offline each link one more. The first to arrive is the tenth.
+    first.add("central_households", "ch1", "serves", "n10")
+    second.add("central_households", "ch1", "serves", "n11")
+    assert first.sync(client).rejected == []
+    assert [code for _, code in second.sync(client).rejected] == ["central_household_full"]
+    assert len(view(client, "central_households", "ch1")["fields"]["serves"]) == 10
+    # Linking one it serves again is a retry; one removed makes room in the same push.
+    second.sync(client)
+    second.add("central_households", "ch1", "serves", "n1")
+    second.remove("central_households", "ch1", "serves", "n2")
+    second.add("central_households", "ch1", "serves", "n11")
+    assert second.sync(client).rejected == []
+    served = view(client, "central_households", "ch1")["fields"]["serves"]
+    assert len(served) == 10
+    assert "n11" in served
+    assert "n2" not in served
 
 
 def test_requests_about_common_areas_from_every_channel(
@@ -89,10 +168,14 @@ def test_requests_about_common_areas_from_every_channel(
     write(office, "requests", "q-road", {"compound_id": "cp1", "channel": "deliberation"})
     assert office.sync(client).rejected == []
     assert view(client, "hazards", "hz1")["fields"]["request_ids"] == ["q-garage"]
-    # Each is placed by the place it names: a grid worker of g1 reads the garage and the stairs.
+    # Each is placed by the place it names: a grid worker of g1 reads the garage and the stairs,
+    # and the road of the whole compound (its community's); a building leader only the stairs.
     token = asyncio.run(enroll_user(settings, "w", "grid_worker", UserScope(("c1",), ("g1",))))
     listed = client.get("/v1/records/requests", headers=bearer(token)).json()["records"]
-    assert {r["id"] for r in listed} == {"q-garage", "q-stairs"}
+    assert {r["id"] for r in listed} == {"q-garage", "q-stairs", "q-road"}
+    leader = asyncio.run(enroll_user(settings, "l", "building_leader", UserScope(("c1",), buildings=("b1",))))
+    listed = client.get("/v1/records/requests", headers=bearer(leader)).json()["records"]
+    assert {r["id"] for r in listed} == {"q-stairs"}
     # One place only, and a channel from the list.
     results = push(
         client,

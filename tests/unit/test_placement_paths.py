@@ -149,7 +149,7 @@ def _in_turn(
     fresh = refuse_untouchable(principal, states, list(enumerate(changes)), _ROWS, results)
     for last_round in (False, True):
         judged_states, judged = dict(states), list(results)
-        ruled = judge_batch(COLLECTIONS, judged_states, fresh, judged, _ROWS, {})
+        ruled = judge_batch(COLLECTIONS, judged_states, fresh, judged, _ROWS, {}, {})
         allowed = authorize_batch(principal, COLLECTIONS, judged_states, ruled, _ROWS, set(), judged)
         kept = {index for index, _ in allowed}
         refused_moves = {i for i, c in ruled if i not in kept and moves_records(COLLECTIONS, c)}
@@ -175,7 +175,12 @@ def test_the_push_judges_as_the_move_by_move_judge_alone(principal: Principal, c
     before = _encoded(read)
     pushed: list[ChangeResult | None] = [None] * len(changes)
     judged = judge_push(
-        COLLECTIONS, principal, _ALLOW_ALL, list(enumerate(changes)), Reads(read, _ROWS, {}, set()), pushed
+        COLLECTIONS,
+        principal,
+        _ALLOW_ALL,
+        list(enumerate(changes)),
+        Reads(read, _ROWS, {}, set(), {}),
+        pushed,
     )
     merged = judged.states
     if judged.scopes is None:
@@ -199,7 +204,7 @@ def test_one_merge_answers_unless_a_record_moves_twice_or_a_change_is_refused(
     states = _touched(changes)
     results: list[ChangeResult | None] = [None] * len(changes)
     fresh = refuse_untouchable(principal, states, list(enumerate(changes)), _ROWS, results)
-    ruled = judge_batch(COLLECTIONS, states, fresh, results, _ROWS, {})
+    ruled = judge_batch(COLLECTIONS, states, fresh, results, _ROWS, {}, {})
     placed = placed_as_merged(principal, COLLECTIONS, states, ruled, _ROWS, set())
     allowed = authorize_batch(principal, COLLECTIONS, states, ruled, _ROWS, set(), list(results))
     moves = [(c.collection, c.record_id) for _, c in ruled if moves_records(COLLECTIONS, c)]
@@ -233,7 +238,7 @@ def test_a_day_of_new_visits_in_scope_is_judged_on_one_merge() -> None:
         worker,
         _ALLOW_ALL,
         list(enumerate(changes)),
-        Reads(_touched(changes), _ROWS, {}, set()),
+        Reads(_touched(changes), _ROWS, {}, set(), {}),
         results,
     )
     assert judged.scopes is not None

@@ -1,5 +1,8 @@
 """Changes as a phone makes them: deterministic ids, hlcs at the event's time, and the ``pred``
-of every later write of a field naming the earlier one. ``as_phone`` writes as another replica
+of every later write of a field naming the earlier one. Change ids are UUIDv7s of the event's
+time, as the phones make them (sync/ids.py), with the writer's counter in their first random
+bits (RFC 9562, method 1), so that ids sort as the clocks do: pushed in clock order, the log's
+unique index on them grows at its right edge. ``as_phone`` writes as another replica
 from what it last saw, which is how the demo simulates offline phones that disagree."""
 
 from __future__ import annotations
@@ -7,13 +10,11 @@ from __future__ import annotations
 import datetime
 import itertools
 import random
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.protocol import AddChange, Change, SetChange
-from sync.hlc import format_hlc
 
 __all__ = ["CHINA", "DEMO_REPLICA", "Writer", "at_day", "moment"]
 
@@ -43,12 +44,34 @@ class Writer:
     changes: list[Change] = field(default_factory=list)
     heads: dict[tuple[str, str, str], str] = field(default_factory=dict)
     counter: Iterator[int] = field(default_factory=itertools.count)
+    # The moment of the last change and its formatted millisecond (id and hlc prefixes).
+    _at: datetime.datetime | None = None
+    _prefixes: tuple[str, str] = ("", "")
 
-    def _id(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+    def _stamp(self, at: datetime.datetime, replica: str = DEMO_REPLICA) -> tuple[str, str]:
+        """A new change's id and hlc at ``at``. The id is the UUIDv7 of that millisecond with the
+        writer's counter in its first 30 random bits (RFC 9562, method 1): a registry written
+        in one millisecond still sorts in the order it was written."""
+        if at is not self._at:
+            # A record's fields are written at one moment: its millisecond is formatted once.
+            wall_ms = int(at.timestamp() * 1000)
+            self._at = at
+            self._prefixes = (f"{wall_ms >> 16:08x}-{wall_ms & 0xFFFF:04x}-", f"{wall_ms:015d}-")
+        count = next(self.counter)
+        id_prefix, hlc_prefix = self._prefixes
+        change_id = id_prefix + "%04x-%04x-%012x" % (  # noqa: UP031 (the fastest of the formats)
+            0x7000 | count >> 18 & 0xFFF,
+            0x8000 | (count & 0x3FFFF) >> 4,
+            (count & 0xF) << 44 | self.rng.getrandbits(44),
+        )
+        return change_id, f"{hlc_prefix}{count % 1_000_000:06d}-{replica}"
 
-    def _hlc(self, at: datetime.datetime, replica: str = DEMO_REPLICA) -> str:
-        return format_hlc(int(at.timestamp() * 1000), next(self.counter) % 1_000_000, replica)
+    def in_clock_order(self, first: int = 0) -> list[Change]:
+        """The changes in the order to push them: the first ``first`` as written (the registry,
+        typed in when the system is set up), the rest in the order of their clocks (their ids
+        sort so), as phones that synced as they went would have sent them. Every ``pred`` comes
+        before the change that names it either way."""
+        return self.changes[:first] + sorted(self.changes[first:], key=lambda change: change.id)
 
     def set(
         self,
@@ -64,7 +87,7 @@ class Writer:
         key = (collection, record_id, name)
         if pred is None:
             pred = (self.heads[key],) if key in self.heads else ()
-        change_id = self._id()
+        change_id, hlc = self._stamp(at, replica)
         self.heads[key] = change_id
         self.changes.append(
             SetChange(
@@ -73,7 +96,7 @@ class Writer:
                 record_id=record_id,
                 field=name,
                 value=_wire(value),
-                hlc=self._hlc(at, replica),
+                hlc=hlc,
                 pred=pred,
             )
         )
@@ -103,14 +126,15 @@ class Writer:
                 continue
             if isinstance(value, list | set | tuple):
                 for element in sorted(value):
+                    change_id, hlc = self._stamp(when)
                     self.changes.append(
                         AddChange(
-                            id=self._id(),
+                            id=change_id,
                             collection=collection,
                             record_id=record_id,
                             field=name,
                             value=element,
-                            hlc=self._hlc(when),
+                            hlc=hlc,
                         )
                     )
             else:
