@@ -29,6 +29,7 @@ from benchmarks.harness import (
     enroll,
     fresh_database,
     in_process_store,
+    pushed_in_process,
     remove_sqlite,
 )
 from benchmarks.scenarios import BATCH, raw_postgres_push, raw_sqlite_push
@@ -219,25 +220,10 @@ async def push_floor(backend: str, workdir: Path, count: int, runs: int) -> dict
 async def _pushed_in_process(
     backend: str, workdir: Path, label: str, changes: list[Change], principal: Principal | None
 ) -> float:
-    """Seconds to push ``changes`` in-process, 500 a push, into a fresh database holding their
-    place, as ``principal`` (None: a district-wide device); every change must be applied."""
+    """Seconds to push ``changes`` into a fresh database holding their place, as ``principal``
+    (None: a district-wide device)."""
     async with fresh_database(backend, workdir, label) as database:
-        [(device_id, _)] = await enroll(database, 1)
-        async with in_process_store(database) as store:
-            await store.writer.push(None, "office", place_of(*_PLACE))
-            gc.freeze()
-            try:
-                start = time.perf_counter()
-                for offset in range(0, len(changes), BATCH):
-                    outcome = await store.writer.push(
-                        device_id, "bench-phone", changes[offset : offset + BATCH], principal
-                    )
-                    refused = [r for r in outcome.results if r.status != "applied"]
-                    if refused:
-                        raise RuntimeError(f"the grid worker's push was refused: {refused[:3]}")
-                return time.perf_counter() - start
-            finally:
-                gc.unfreeze()
+        return await pushed_in_process(database, place_of(*_PLACE), changes, principal, BATCH)
 
 
 async def _grid_worker_push(backend: str, workdir: Path, count: int, runs: int) -> dict[str, Any]:

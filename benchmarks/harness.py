@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import os
 import shutil
 import signal
@@ -27,7 +28,9 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from schemas.protocol import Change
 from server.access.accounts import AccountStore
+from server.access.principals import Principal
 from server.db.engine import create_engine, migrate
 from server.settings import Settings
 from server.sync.store import SyncStore
@@ -39,6 +42,7 @@ __all__ = [
     "backends",
     "bare_sqlite",
     "fresh_database",
+    "pushed_in_process",
     "remove_sqlite",
     "serve",
 ]
@@ -175,6 +179,30 @@ async def in_process_store(database: Database) -> AsyncIterator[SyncStore]:
             await store.writer.upkeep.idle()
     finally:
         await engine.dispose()
+
+
+async def pushed_in_process(
+    database: Database, seed: list[Change], changes: list[Change], principal: Principal | None, batch: int
+) -> float:
+    """Seconds to push ``changes`` in-process, ``batch`` a push, as ``principal`` (None: a
+    district-wide device) into ``database`` once the office has pushed ``seed`` (their place);
+    every change must be applied."""
+    [(device_id, _)] = await enroll(database, 1)
+    async with in_process_store(database) as store:
+        await store.writer.push(None, "office", seed)
+        gc.freeze()  # as the server does after start-up
+        try:
+            start = time.perf_counter()
+            for offset in range(0, len(changes), batch):
+                answer = await store.writer.push(
+                    device_id, "bench-phone", changes[offset : offset + batch], principal
+                )
+                refused = [r for r in answer.results if r.status != "applied"]
+                if refused:
+                    raise RuntimeError(f"the bench phone's push was refused: {refused[:3]}")
+            return time.perf_counter() - start
+        finally:
+            gc.unfreeze()
 
 
 @dataclass

@@ -7,7 +7,6 @@ transaction per 500 changes, with the server's durability."""
 
 from __future__ import annotations
 
-import gc
 import random
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks.harness import Database, Measure, bare_sqlite, enroll, fresh_database, in_process_store
+from benchmarks.harness import Database, Measure, bare_sqlite, fresh_database, pushed_in_process
 from benchmarks.workload import HouseholdWorkload, change_row, place_of
 from schemas.protocol import Change, SetChange
 from server.access.principals import Principal, UserScope
@@ -80,25 +79,9 @@ def visits_and_checkins(count: int, per_record: int, seed: int = 17) -> list[Cha
 async def _pushed(
     backend: str, workdir: Path, label: str, changes: list[Change], principal: Principal | None
 ) -> float:
-    """Seconds to push ``changes`` in-process, 500 a push, into a fresh database holding their
-    households; every change must be applied."""
+    """Seconds to push ``changes`` into a fresh database holding their households."""
     async with fresh_database(backend, workdir, label) as database:
-        [(device_id, _)] = await enroll(database, 1)
-        async with in_process_store(database) as store:
-            await store.writer.push(None, "office", place_of(*_PLACE) + _households())
-            gc.freeze()  # as the server does after start-up
-            try:
-                start = time.perf_counter()
-                for offset in range(0, len(changes), BATCH):
-                    answer = await store.writer.push(
-                        device_id, "bench-phone", changes[offset : offset + BATCH], principal
-                    )
-                    refused = [r for r in answer.results if r.status != "applied"]
-                    if refused:
-                        raise RuntimeError(f"the push of new records was refused: {refused[:3]}")
-                return time.perf_counter() - start
-            finally:
-                gc.unfreeze()
+        return await pushed_in_process(database, place_of(*_PLACE) + _households(), changes, principal, BATCH)
 
 
 def _raw_batches(changes: list[Change]) -> list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:

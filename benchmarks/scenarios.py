@@ -527,31 +527,35 @@ class _Storm:
         }
 
 
+def _seed_district(http: httpx.Client) -> str:
+    """Push a district already synced for a while; the cursor a page (100 changes) behind its
+    head, where each phone of a storm starts."""
+    _push_all(http, [push_body("bench-seed", HouseholdWorkload(seed=19).changes(2000))])
+    epoch, _, last = _position(http).rpartition(".")
+    return f"{epoch}.{int(last) - 100}"
+
+
+def _run_devices(job: Job, timeout: int) -> Outcome:
+    """The storm's phones, in a process of their own (benchmarks/devices.py)."""
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.devices"],
+        input=msgspec.json.encode(job),
+        capture_output=True,
+        timeout=timeout,
+        check=True,
+    )
+    return msgspec.json.decode(finished.stdout, type=Outcome)
+
+
 async def _storm(
     backend: str, workdir: Path, devices: int, label: str, exchange: bool, storm: _Storm
 ) -> None:
-    import subprocess
-    import sys
-
-    from benchmarks.devices import Job, Outcome
-
     async with fresh_database(backend, workdir, label) as database:
         tokens = [token for _, token in await enroll(database, devices)]
         with serve(database, workdir) as server, _client(server.base_url, tokens[0]) as http:
-            # A district already synced for a while: each phone is a page behind.
-            _push_all(http, [push_body("bench-seed", HouseholdWorkload(seed=19).changes(2000))])
-            since = _position(http)
-            epoch, _, last = since.rpartition(".")
-            job = Job(server.base_url, tokens, since=f"{epoch}.{int(last) - 100}", exchange=exchange)
+            job = Job(server.base_url, tokens, since=_seed_district(http), exchange=exchange)
             cpu_before = server.cpu_seconds()
-            finished = subprocess.run(
-                [sys.executable, "-m", "benchmarks.devices"],
-                input=msgspec.json.encode(job),
-                capture_output=True,
-                timeout=600,
-                check=True,
-            )
-            outcome = msgspec.json.decode(finished.stdout, type=Outcome)
+            outcome = _run_devices(job, timeout=600)
             storm.rss.add(server.peak_rss_mb())
             storm.server_cpu.add((server.cpu_seconds() - cpu_before) * 1000 / devices)
             storm.client_cpu.add(outcome.cpu_seconds * 1000 / devices)
@@ -629,22 +633,13 @@ async def standby_storm(workdir: Path, devices: int, runs: int) -> dict[str, Any
                         serve(database, workdir, workers=2, **env) as server,
                         _client(server.base_url, tokens[0]) as http,
                     ):
-                        _push_all(http, [push_body("bench-seed", HouseholdWorkload(seed=19).changes(2000))])
-                        since = _position(http)
+                        since = _seed_district(http)
                         if standby is not None:
                             await standby.wait_caught_up()
-                        epoch, _, last = since.rpartition(".")
-                        job = Job(server.base_url, tokens, since=f"{epoch}.{int(last) - 100}", exchange=True)
+                        job = Job(server.base_url, tokens, since=since, exchange=True)
                         app_before = server.cpu_seconds()
                         backends_before = _backend_cpu_seconds(await _backends(database.url, database.name))
-                        finished = subprocess.run(
-                            [sys.executable, "-m", "benchmarks.devices"],
-                            input=msgspec.json.encode(job),
-                            capture_output=True,
-                            timeout=900,
-                            check=True,
-                        )
-                        outcome = msgspec.json.decode(finished.stdout, type=Outcome)
+                        outcome = _run_devices(job, timeout=900)
                         storm.server_cpu.add((server.cpu_seconds() - app_before) * 1000 / devices)
                         # The pools keep their connections: backends opened during the storm
                         # are still there, and count from zero.

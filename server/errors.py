@@ -17,7 +17,7 @@ from litestar.plugins.problem_details import (
 from server.db.engine import classify_database_error
 from server.observability.requests import request_id_of
 
-__all__ = ["RETRY_AFTER_SECONDS", "GridsyncError", "problem", "problem_details_plugin"]
+__all__ = ["RETRY_AFTER_SECONDS", "GridsyncError", "problem", "problem_details_plugin", "unavailable"]
 
 logger = logging.getLogger("gridsync")
 
@@ -61,6 +61,11 @@ def problem(
         headers=headers,
         extra={"code": code, **extra},
     )
+
+
+def unavailable(code: str, detail: str) -> ProblemDetailsException:
+    """A 503 that asks the caller to try again in ``RETRY_AFTER_SECONDS``."""
+    return problem(503, code, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def _from_gridsync_error(error: GridsyncError) -> ProblemDetailsException:
@@ -114,12 +119,10 @@ def _from_database_error(error: Exception) -> ProblemDetailsException:
         )
     if kind == "unavailable":
         logger.warning("database unavailable: %s: %s", type(error).__name__, getattr(error, "orig", error))
-        return problem(
-            503,
+        return unavailable(
             "database_unavailable",
             "the database is not reachable right now; nothing of this request was stored unless "
             f"a retry says so. Retry in {RETRY_AFTER_SECONDS} seconds",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     # A bug, not a fault of the environment: logged with its trace, answered without it.
     # (Litestar logs unhandled exceptions only in debug mode: every 500 is logged here.)

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from schemas.catalog import ProtocolSchema, describe_protocol
 from schemas.collections import COLLECTIONS
 from server.db.engine import migrations_current
-from server.errors import RETRY_AFTER_SECONDS, problem
+from server.errors import problem, unavailable
 from server.observability.metrics import CONTENT_TYPE, scrape
 from server.openapi import problems
 from server.sync.store import SyncStore
@@ -36,12 +36,7 @@ async def health(store: NamedDependency[SyncStore]) -> Health:
     try:
         await store.ping()
     except Exception as error:
-        raise problem(
-            503,
-            "database_unavailable",
-            f"database unavailable: {type(error).__name__}",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+        raise unavailable("database_unavailable", f"database unavailable: {type(error).__name__}") from None
     return Health(status="ok")
 
 
@@ -65,12 +60,7 @@ async def health_ready(store: NamedDependency[SyncStore]) -> Health:
     try:
         current = await migrations_current(store.engine)
     except Exception as error:
-        raise problem(
-            503,
-            "not_ready",
-            f"the database does not answer ({type(error).__name__})",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+        raise unavailable("not_ready", f"the database does not answer ({type(error).__name__})") from None
     if not current:
         raise problem(
             503,

@@ -15,6 +15,7 @@ from server.access.accounts import AccountStore
 from server.access.principals import UserScope
 from server.db.engine import create_engine
 from server.settings import Settings
+from sync.client import Replica
 from sync.hlc import format_hlc
 
 _counter = itertools.count(1)
@@ -40,17 +41,25 @@ TWO_COMMUNITIES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-async def _create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
+async def _create_user(
+    settings: Settings, name: str, role: str, communities: tuple[str, ...], password: str | None
+) -> None:
     engine = create_engine(settings.database_url)
     try:
-        await AccountStore(engine).create_user(name, role, UserScope(communities=communities), PASSWORD)
+        await AccountStore(engine).create_user(name, role, UserScope(communities=communities), password)
     finally:
         await engine.dispose()
 
 
-def create_user(settings: Settings, name: str, role: str, communities: tuple[str, ...] = ()) -> None:
-    """Create a user who signs in with ``PASSWORD``."""
-    asyncio.run(_create_user(settings, name, role, communities))
+def create_user(
+    settings: Settings,
+    name: str,
+    role: str,
+    communities: tuple[str, ...] = (),
+    password: str | None = PASSWORD,
+) -> None:
+    """Create a user who signs in with ``PASSWORD`` (with None: one who cannot sign in)."""
+    asyncio.run(_create_user(settings, name, role, communities, password))
 
 
 def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> str:  # type: ignore[type-arg]
@@ -190,6 +199,27 @@ def seed_places(client: Any, token: str, places: list[tuple[str, str, dict[str, 
     )
     assert reply.status_code == 200, reply.text
     assert {r["status"] for r in reply.json()["results"]} == {"applied"}, reply.text
+
+
+def make_conflict(
+    client: TestClient,  # type: ignore[type-arg]
+    *writers: Replica,
+    record: str = "h1",
+    field: str = "phone",
+    values: tuple[Any, ...] = ("2", "3"),
+    bystanders: tuple[Replica, ...] = (),
+) -> None:
+    """Phones start from the same value and each writer writes its own one offline; a bystander
+    only takes the starting value and stays offline."""
+    first = writers[0]
+    first.set("households", record, field, "1" if field == "phone" else "start")
+    first.sync(client)
+    for replica in (*writers[1:], *bystanders):
+        replica.sync(client)
+    for replica, value in zip(writers, values, strict=True):
+        replica.set("households", record, field, value)
+    for replica in writers:
+        replica.sync(client)
 
 
 # The key the test apps seal ID numbers with (64 bytes, URL-safe base64): fixed, so a test may

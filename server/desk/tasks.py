@@ -123,16 +123,21 @@ class TaskRules:
                 ]
         return world
 
+    def _write(self, task_id: str, what: str, field: str, value: Any, pred: tuple[str, ...] = ()) -> Change:
+        """One field of a task, written under the id ``task_change_id`` gives ``what``."""
+        return SetChange(
+            id=task_change_id(task_id, what),
+            collection="tasks",
+            record_id=task_id,
+            hlc=self._hlc(),
+            field=field,
+            value=value,
+            pred=pred,
+        )
+
     def _create(self, task_id: str, values: Mapping[str, Any]) -> list[Change]:
         return [
-            SetChange(
-                id=task_change_id(task_id, f"create:{name}"),
-                collection="tasks",
-                record_id=task_id,
-                hlc=self._hlc(),
-                field=name,
-                value=value,
-            )
+            self._write(task_id, f"create:{name}", name, value)
             for name, value in values.items()
             if value is not None
         ]
@@ -219,17 +224,7 @@ class TaskRules:
             heads = record_heads(task.state)
             for name, value in (("status", "done"), ("answered_by", answer)):
                 pred = tuple(sorted(h.id for h in heads if h.field == name))
-                closing.append(
-                    SetChange(
-                        id=task_change_id(task_id, f"close:{answer}:{name}"),
-                        collection="tasks",
-                        record_id=task_id,
-                        hlc=self._hlc(),
-                        field=name,
-                        value=value,
-                        pred=pred,
-                    )
-                )
+                closing.append(self._write(task_id, f"close:{answer}:{name}", name, value, pred))
         return closing
 
     async def run(self, now: datetime.datetime | None = None) -> TasksMade:

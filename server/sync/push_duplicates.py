@@ -135,12 +135,4 @@ def _same_compacted(
     shown = mask_value(principal, collections, change.collection, change.field, change.value)
     if shown != reveal(change.collection, change.field, change.value):
         return True
-    return digest == change_digest(
-        change.collection,
-        change.record_id,
-        change.field,
-        op_name(change),
-        change.value,
-        change.hlc,
-        change.pred,
-    )
+    return digest == change_digest(*_content(change))

@@ -91,13 +91,14 @@ def _task(page: Page, server: LiveServer, worker_id: str) -> str:
     return row_id.removeprefix("task-")
 
 
-def _worker_visits(server: LiveServer, task_id: str) -> None:
-    enrolled = cli(
+def _enrol_worker(server: LiveServer, name: str) -> dict[str, str]:
+    """A device of the grid worker "worker" (grid c1-g1), enrolled from the command line."""
+    return cli(
         server.database_url,
         "device",
         "enroll",
         "--name",
-        "worker-phone",
+        name,
         "--user",
         "worker",
         "--role",
@@ -105,6 +106,10 @@ def _worker_visits(server: LiveServer, task_id: str) -> None:
         "--grid",
         "c1-g1",
     )
+
+
+def _worker_visits(server: LiveServer, task_id: str) -> None:
+    enrolled = _enrol_worker(server, "worker-phone")
     phone = Replica(server.tmp / "worker.db", "worker-phone", token=enrolled["token"])
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         phone.sync(http)
@@ -142,19 +147,7 @@ def test_a_day_at_the_desk(demo_server: LiveServer, chromium: Browser) -> None:
     _sign_in(page, demo_server)
     _import(page, demo_server)
     _dispatch(page, demo_server)
-    worker = cli(
-        demo_server.database_url,
-        "device",
-        "enroll",
-        "--name",
-        "worker-laptop",
-        "--user",
-        "worker",
-        "--role",
-        "grid_worker",
-        "--grid",
-        "c1-g1",
-    )
+    worker = _enrol_worker(demo_server, "worker-laptop")
     task_id = _task(page, demo_server, worker["user_id"])
     _worker_visits(demo_server, task_id)
     page.goto(f"{demo_server.base_url}/admin/tasks?assignee={worker['user_id']}")

@@ -14,15 +14,14 @@ import pytest
 from litestar.testing import TestClient
 
 from server.access.accounts import AccountStore
-from server.access.principals import ROLES, UserScope
+from server.access.principals import ROLES
 from server.app import create_app
 from server.db.engine import create_engine
 from server.errors import GridsyncError
 from server.settings import Settings
-from tests.factories import seed_places
+from tests.factories import bearer, create_user, seed_places, sign_in
 
 Client = TestClient  # type: ignore[type-arg]
-PASSWORD = "correct horse battery"
 PLACES: list[tuple[str, str, dict[str, Any]]] = [
     ("communities", "c-east", {"name": "East"}),
     ("communities", "c-west", {"name": "West"}),
@@ -37,36 +36,15 @@ PLACES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-async def _users(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
-    try:
-        accounts = AccountStore(engine)
-        await accounts.create_user("district", "district_admin", UserScope(), PASSWORD)
-        await accounts.create_user(
-            "east-admin", "community_admin", UserScope(communities=("c-east",)), PASSWORD
-        )
-    finally:
-        await engine.dispose()
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def _sign_in(client: Client, name: str) -> dict[str, str]:
-    reply = client.post("/v1/admin/login", json={"name": name, "password": PASSWORD})
-    assert reply.status_code == 200, reply.text
-    return _bearer(reply.json()["token"])
-
-
 @pytest.fixture
 def east(settings: Settings, enroll: Callable[[str], str]) -> Iterator[tuple[Client, dict[str, str]]]:
     """The app with two communities seeded, and the east community admin signed in."""
-    asyncio.run(_users(settings))
+    create_user(settings, "district", "district_admin")
+    create_user(settings, "east-admin", "community_admin", ("c-east",))
     seeder = enroll("seeder")
     with TestClient(create_app(settings)) as client:
         seed_places(client, seeder, PLACES)
-        yield client, _sign_in(client, "east-admin")
+        yield client, bearer(sign_in(client, "east-admin"))
 
 
 def _worker(name: str, **scope: Any) -> dict[str, Any]:
@@ -111,7 +89,7 @@ def test_a_community_admin_cannot_move_a_user_out_or_enrol_one_placed_outside(
         headers=admin,
     )
     assert moved.status_code == 403
-    district = _sign_in(client, "district")
+    district = bearer(sign_in(client, "district"))
     # A district admin may place a user of c-east in a grid of c-west; the east admin then may
     # not mint tokens for that user.
     odd = client.post("/v1/admin/users", json=_worker("zhao", grids=["g-west"]), headers=district).json()
@@ -142,7 +120,7 @@ def test_inside_grants_work_and_a_handler_reads_its_company_in_its_communities_o
     }
     enrolled = client.post("/v1/admin/devices", json={"name": "acme phone", "user": handler}, headers=admin)
     assert enrolled.status_code == 201, enrolled.text
-    phone = _bearer(enrolled.json()["token"])
+    phone = bearer(enrolled.json()["token"])
     pulled = client.get("/v1/sync/pull", headers=phone).json()
     assert {c["record_id"] for c in pulled["changes"]} == {"q-east"}
     assert client.get("/v1/records/requests/q-west", headers=phone).status_code == 404
@@ -153,14 +131,14 @@ def test_device_tokens_never_manage_users_whatever_their_role(
     east: tuple[Client, dict[str, str]], enroll: Callable[[str], str]
 ) -> None:
     client, _ = east
-    district = _sign_in(client, "district")
+    district = bearer(sign_in(client, "district"))
     admin_phone = client.post(
         "/v1/admin/devices",
         json={"name": "boss phone", "user": {"name": "boss", "role": "district_admin"}},
         headers=district,
     ).json()
     for token in (admin_phone["token"], enroll("tool")):
-        headers = _bearer(token)
+        headers = bearer(token)
         assert client.get("/v1/sync/pull", headers=headers).status_code == 200
         for method, path, body in (
             ("POST", "/v1/admin/users", {"name": "x", "role": "district_admin"}),

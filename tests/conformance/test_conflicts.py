@@ -17,7 +17,7 @@ from server.db.engine import create_engine
 from server.settings import Settings
 from sync.client import Replica
 from tests.domain.district import build
-from tests.factories import PASSWORD, bearer, create_user, sign_in
+from tests.factories import PASSWORD, bearer, create_user, make_conflict, sign_in
 
 Client = TestClient  # type: ignore[type-arg]
 Phone = Callable[[str], Replica]
@@ -27,24 +27,6 @@ URL = "/v1/admin/conflicts"
 @pytest.fixture
 def admin(app_client: Client) -> dict[str, str]:
     return bearer(sign_in(app_client, "district"))
-
-
-def make_conflict(
-    client: Client,
-    a: Replica,
-    b: Replica,
-    record: str = "h1",
-    field: str = "phone",
-    values: tuple[Any, Any] = ("2", "3"),
-) -> None:
-    """Two phones start from the same value and write different ones offline."""
-    a.set("households", record, field, "1" if field == "phone" else "start")
-    a.sync(client)
-    b.sync(client)
-    a.set("households", record, field, values[0])
-    b.set("households", record, field, values[1])
-    a.sync(client)
-    b.sync(client)
 
 
 def open_conflicts(client: Client, headers: dict[str, str], **params: Any) -> dict[str, Any]:
@@ -159,14 +141,7 @@ def test_heads_that_moved_since_loading_are_409_never_overwritten(
     app_client: Client, admin: dict[str, str], phone: Phone
 ) -> None:
     a, b, c = phone("phone-a"), phone("phone-b"), phone("phone-c")
-    a.set("households", "h1", "phone", "1")
-    a.sync(app_client)
-    b.sync(app_client)
-    c.sync(app_client)
-    a.set("households", "h1", "phone", "2")
-    b.set("households", "h1", "phone", "3")
-    a.sync(app_client)
-    b.sync(app_client)
+    make_conflict(app_client, a, b, bystanders=(c,))
     detail = only_conflict(app_client, admin)
     # A third phone, offline since the first value, writes another one after the admin loaded.
     c.set("households", "h1", "phone", "4")
@@ -207,15 +182,7 @@ def test_a_third_value_updates_the_open_conflict(
     app_client: Client, admin: dict[str, str], phone: Phone
 ) -> None:
     a, b, c = phone("phone-a"), phone("phone-b"), phone("phone-c")
-    a.set("households", "h1", "phone", "1")
-    a.sync(app_client)
-    b.sync(app_client)
-    c.sync(app_client)
-    for replica, value in ((a, "2"), (b, "3"), (c, "4")):
-        replica.set("households", "h1", "phone", value)
-    a.sync(app_client)
-    b.sync(app_client)
-    c.sync(app_client)
+    make_conflict(app_client, a, b, c, values=("2", "3", "4"))
     detail = only_conflict(app_client, admin)
     assert {h["value"] for h in detail["fields"][0]["heads"]} == {"2", "3", "4"}
     assert [e["event"] for e in detail["events"]] == ["opened", "updated"]

@@ -15,35 +15,21 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import select
 
-from server.access.accounts import AccountStore
-from server.access.principals import UserScope
 from server.app import create_app
 from server.db.engine import create_engine
 from server.db.tables import enrolment_codes
 from server.settings import Settings
-from tests.factories import audit_entries
+from tests.factories import audit_entries, bearer, create_user, sign_in
 
 Client = TestClient  # type: ignore[type-arg]
-PASSWORD = "correct horse battery"
 WORKER = {"name": "li", "role": "grid_worker", "scope": {"communities": ["c1"], "grids": ["g1"]}}
-
-
-async def _admin(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
-    try:
-        await AccountStore(engine).create_user("district", "district_admin", UserScope(), PASSWORD)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
 def admin_client(settings: Settings) -> Iterator[tuple[Client, dict[str, str]]]:
-    asyncio.run(_admin(settings))
+    create_user(settings, "district", "district_admin")
     with TestClient(create_app(settings)) as client:
-        token = client.post("/v1/admin/login", json={"name": "district", "password": PASSWORD}).json()[
-            "token"
-        ]
-        yield client, {"authorization": f"Bearer {token}"}
+        yield client, bearer(sign_in(client, "district"))
 
 
 async def _stored(settings: Settings) -> list[Any]:
@@ -88,13 +74,10 @@ def test_a_code_works_once_and_gives_the_users_scope(
 
 
 def test_unknown_and_expired_codes_are_refused_alike(settings: Settings) -> None:
-    asyncio.run(_admin(settings))
+    create_user(settings, "district", "district_admin")
     quick = replace(settings, enrolment_code_ttl_s=1)
     with TestClient(create_app(quick)) as client:
-        token = client.post("/v1/admin/login", json={"name": "district", "password": PASSWORD}).json()[
-            "token"
-        ]
-        admin = {"authorization": f"Bearer {token}"}
+        admin = bearer(sign_in(client, "district"))
         code = client.post("/v1/admin/enrolment-codes", json={"user": WORKER}, headers=admin).json()["code"]
         time.sleep(1.1)
         for sent in (code, "AAAA-BBBB-CCCC", "x" * 64):

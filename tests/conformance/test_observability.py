@@ -26,7 +26,7 @@ from server.observability.metrics import forget_dead_workers
 from server.observability.requests import JsonFormatter
 from server.settings import Settings
 from sync.client import Replica
-from tests.factories import set_
+from tests.factories import make_conflict, set_
 
 Client = TestClient  # type: ignore[type-arg]
 METRICS_TOKEN = "scrape-secret-7f3a"
@@ -72,13 +72,7 @@ def test_a_scrape_parses_and_counts_pushes_conflicts_groups_and_pull_lag(
         ops_client, set_("notes", "first visit", record="h-metrics"), set_("members_count", -3, record="h-m2")
     )
     a, b = phone("phone-a"), phone("phone-b")
-    a.set("households", "h-conflict", "notes", "start")
-    a.sync(ops_client)
-    b.sync(ops_client)
-    a.set("households", "h-conflict", "notes", "from a")
-    b.set("households", "h-conflict", "notes", "from b")
-    a.sync(ops_client)
-    b.sync(ops_client)
+    make_conflict(ops_client, a, b, record="h-conflict", field="notes", values=("from a", "from b"))
     # A pull from a cursor acknowledges it (after the page is sent): the lag histogram counts it.
     cursor = a.cursor
     assert ops_client.get("/v1/sync/pull", params={"since": cursor}).status_code == 200

@@ -7,7 +7,6 @@ validates against the declared request body. Error answers are problem details w
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -24,17 +23,13 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from schemas.codes import Code
-from server.access.accounts import AccountStore
-from server.access.principals import UserScope
 from server.app import create_app
-from server.db.engine import create_engine
 from server.settings import Settings
-from tests.factories import hlc, photo
+from tests.factories import PASSWORD, create_user, hlc, photo
 from tests.reliability.harness import free_port
 
 Client = TestClient  # type: ignore[type-arg]
 DOCUMENT_URI = "urn:gridsync:openapi"
-PASSWORD = "correct horse battery"
 # A request that sends a body the document does not allow on purpose (a malformed change, which
 # the push answers `rejected` while it applies the rest) says so with this header.
 INVALID_BODY = "x-test-invalid-body"
@@ -157,14 +152,6 @@ def _push(client: Client, changes: list[Any], replica: str = "phone-a") -> dict[
     return answer
 
 
-async def _create_admin(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
-    try:
-        await AccountStore(engine).create_user("district", "district_admin", UserScope(), PASSWORD)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 def contract_settings(database_url: str) -> Settings:
     """Small limits, so that every 413 can be reached with small bodies; event streams of a second."""
@@ -179,7 +166,7 @@ def contract_settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def server(contract_settings: Settings, enroll: Callable[[str], str]) -> Iterator[tuple[Client, Contract]]:
-    asyncio.run(_create_admin(contract_settings))
+    create_user(contract_settings, "district", "district_admin")
     token = enroll("contract-phone")
     with TestClient(create_app(contract_settings)) as client:
         contract = Contract(client.get("/schema/openapi.json").json())

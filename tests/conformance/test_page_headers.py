@@ -3,7 +3,6 @@ no page that loads a script from outside the server."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,27 +10,16 @@ from dataclasses import replace
 import pytest
 from litestar.testing import TestClient
 
-from server.access.accounts import AccountStore
-from server.access.principals import UserScope
 from server.app import create_app
-from server.db.engine import create_engine
 from server.settings import Settings
+from tests.factories import PASSWORD, create_user
 
 Client = TestClient  # type: ignore[type-arg]
-PASSWORD = "correct horse battery"
-
-
-async def _admin(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
-    try:
-        await AccountStore(engine).create_user("admin", "district_admin", UserScope(), PASSWORD)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
 def admin(settings: Settings) -> Settings:
-    asyncio.run(_admin(settings))
+    create_user(settings, "admin", "district_admin")
     return settings
 
 

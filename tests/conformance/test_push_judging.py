@@ -72,6 +72,11 @@ class District:
         return self.client.get(f"/v1/records/{collection}/{record_id}").status_code == 200
 
 
+def _status(status: str, *pred: str, record: str = "q1") -> Change:
+    """A request's status, written over the changes named in ``pred``."""
+    return set_("status", status, record=record, collection="requests", pred=pred)
+
+
 @pytest.fixture
 def district(client: Client, settings: Settings) -> District:
     tokens = {name: asyncio.run(enroll_user(settings, name, *user)) for name, user in USERS.items()}
@@ -86,15 +91,8 @@ def district(client: Client, settings: Settings) -> District:
     for record_id in ("q1", "q2"):
         for status in LOOP[:3]:
             previous = seeded.written.get(("requests", record_id, "status"))
-            seeded.seed(
-                set_(
-                    "status",
-                    status,
-                    record=record_id,
-                    collection="requests",
-                    pred=(previous.id,) if previous else (),
-                )
-            )
+            pred = (previous.id,) if previous else ()
+            seeded.seed(_status(status, *pred, record=record_id))
     return seeded
 
 
@@ -246,9 +244,7 @@ def test_a_new_household_and_its_link_may_come_in_any_order(district: District) 
 
 def test_a_pred_naming_another_records_change_is_refused_and_echoes_nothing(district: District) -> None:
     id_number = district.written[("residents", "r1", "id_number")]
-    results = district.push(
-        "worker1", set_("status", "rated", record="q1", collection="requests", pred=(id_number.id,))
-    )
+    results = district.push("worker1", _status("rated", id_number.id))
     assert _rejected(results[0], "foreign_pred"), results
     assert ID_NUMBER not in results[0]["code"] + results[0]["message"]
     assert ID_NUMBER[4:-4] not in results[0]["message"]
@@ -257,21 +253,17 @@ def test_a_pred_naming_another_records_change_is_refused_and_echoes_nothing(dist
 def test_a_handler_cannot_borrow_another_requests_status(district: District) -> None:
     q1 = district.written[("requests", "q1", "status")]
     for status in LOOP[3:]:
-        q1 = set_("status", status, record="q1", collection="requests", pred=(q1.id,))
+        q1 = _status(status, q1.id)
         district.seed(q1)
     accepted_elsewhere = district.written[("requests", "q2", "status")]
-    results = district.push(
-        "handler", set_("status", "done", record="q1", collection="requests", pred=(accepted_elsewhere.id,))
-    )
+    results = district.push("handler", _status("done", accepted_elsewhere.id))
     assert _rejected(results[0], "foreign_pred"), results
     assert district.fields("requests", "q1")["status"] == "rated"
 
 
 def test_a_pred_naming_another_field_of_the_record_is_refused(district: District) -> None:
     title = district.written[("requests", "q1", "title")]
-    results = district.push(
-        "worker1", set_("status", "cancelled", record="q1", collection="requests", pred=(title.id,))
-    )
+    results = district.push("worker1", _status("cancelled", title.id))
     assert _rejected(results[0], "foreign_pred"), results
     assert district.fields("requests", "q1")["status"] == "accepted"
 
@@ -280,8 +272,8 @@ def test_a_transition_is_judged_from_the_records_own_status(district: District) 
     status = district.written[("requests", "q1", "status")]
     results = district.push(
         "worker1",
-        set_("status", "rated", record="q1", collection="requests", pred=(status.id,)),
-        set_("status", "done", record="q1", collection="requests", pred=(status.id,)),
+        _status("rated", status.id),
+        _status("done", status.id),
     )
     assert [(r["status"], r["code"]) for r in results] == [
         ("rejected", "illegal_transition_from_accepted"),
@@ -293,7 +285,7 @@ def test_a_rule_never_speaks_of_a_record_outside_the_callers_scope(district: Dis
     """q2 is another grid's; its status must not show through a rule's answer."""
     results = district.push(
         "volunteer1",
-        set_("status", "rated", record="q2", collection="requests", pred=(change_id(),)),
+        _status("rated", change_id(), record="q2"),
     )
     assert _rejected(results[0], "out_of_scope"), results
     assert "accepted" not in results[0]["message"]

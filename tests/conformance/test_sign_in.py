@@ -3,7 +3,6 @@ an attacker cannot turn into a lock-out; proxy headers believed only from truste
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -12,31 +11,19 @@ import pytest
 from litestar.testing import TestClient
 
 import server.access.accounts
-from server.access.accounts import AccountStore
-from server.access.principals import UserScope
 from server.access.rate_limits import SignInThrottle
 from server.app import create_app
-from server.db.engine import create_engine
 from server.settings import Settings
+from tests.factories import PASSWORD, create_user
 
 Client = TestClient  # type: ignore[type-arg]
-PASSWORD = "correct horse battery"
-
-
-async def _users(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
-    try:
-        accounts = AccountStore(engine)
-        await accounts.create_user("admin", "district_admin", UserScope(), PASSWORD)
-        await accounts.create_user("gone", "district_admin", UserScope(), PASSWORD)
-        await accounts.create_user("phone-only", "grid_worker", UserScope())
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
 def users(settings: Settings) -> Settings:
-    asyncio.run(_users(settings))
+    create_user(settings, "admin", "district_admin")
+    create_user(settings, "gone", "district_admin")
+    create_user(settings, "phone-only", "grid_worker", password=None)
     return settings
 
 

@@ -54,11 +54,39 @@ def free_port() -> int:
     raise RuntimeError("no free port in 19000-19999")
 
 
+def backend_of(database_url: str) -> str:
+    """``sqlite`` or ``postgresql``: the database a test URL names, as its figures are filed."""
+    return database_url.split(":", 1)[0].split("+")[0]
+
+
 def record_figures(name: str, figures: dict[str, Any]) -> None:
     """Print what a fault test measured and keep it in tests/artifacts/ for docs/reliability.md."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"{name}.json").write_text(json.dumps(figures, indent=2, sort_keys=True))
     print(f"{name}: {json.dumps(figures, sort_keys=True)}")
+
+
+def server_clock(base_url: str, token: str) -> str:
+    """One empty push on a fresh connection; the node of the server clock that answered it
+    (each process has its own: ``<wall>-<counter>-server-<id>``)."""
+    body = msgspec.json.encode({"replica_id": "probe", "changes": []})
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    reply = httpx.post(f"{base_url}/v1/sync/push", content=body, headers=headers, timeout=30)
+    assert reply.status_code == 200, reply.text
+    node: str = reply.json()["server_hlc"].split("-", 2)[2]
+    return node
+
+
+def compact_from_cli(database_url: str) -> Any:
+    """``gridsync db compact`` on the database, as an operator runs it; its JSON report."""
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "db", "compact", "--database-url", database_url],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return msgspec.json.decode(done.stdout)
 
 
 class ServerProcess:
@@ -80,6 +108,14 @@ class ServerProcess:
         self.env = {**os.environ, **quiet, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+
+    def __enter__(self) -> ServerProcess:
+        """Started on entry, stopped on exit: ``with ServerProcess(...) as server:``."""
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
     def start(self, *, wait: bool = True) -> None:
         assert self.process is None, "already running"

@@ -20,6 +20,7 @@ from tests.reliability.harness import (
     ROOT,
     FieldPhone,
     ServerProcess,
+    backend_of,
     check_log_and_states,
     record_figures,
     views,
@@ -42,7 +43,7 @@ def _cli(*args: str) -> dict[str, object]:
 def test_restored_server_serves_the_backup_and_phones_resync_without_loss(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
-    backend = database_url.split(":", 1)[0].split("+")[0]
+    backend = backend_of(database_url)
     server = ServerProcess(database_url, tmp_path / "server.log")
     phones = [
         FieldPhone(tmp_path / f"{n}.db", n, enroll(n), server.base_url) for n in ("office", "walker", "late")

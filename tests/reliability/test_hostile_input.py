@@ -27,7 +27,7 @@ from server.db.engine import create_engine
 from server.settings import Settings
 from server.sync.store import SyncStore
 from sync.validate import validate_batch, validate_change
-from tests.reliability.harness import record_figures
+from tests.reliability.harness import backend_of, record_figures
 
 DECODER_EXAMPLES = 1500
 ENDPOINT_EXAMPLES = 250
@@ -165,7 +165,7 @@ def test_push_endpoint_stores_exactly_what_it_applies(
     database_url: str,
 ) -> None:
     client, stored = hostile_client
-    backend = database_url.split(":", 1)[0].split("+")[0]
+    backend = backend_of(database_url)
     tally = {"cases": 0, "answered_200": 0, "refused_4xx": 0, "changes_applied": 0}
 
     @settings(
@@ -205,7 +205,7 @@ def test_reads_never_fail_on_hostile_paths_and_cursors(
     """Record ids, pull cursors and forged snapshot page cursors with any text in them (NUL,
     lone surrogates, digits int() refuses, huge numbers) are answered 4xx, never 5xx."""
     client, _ = hostile_client
-    backend = database_url.split(":", 1)[0].split("+")[0]
+    backend = backend_of(database_url)
     epoch = client.get("/v1/sync/pull").json()["cursor"].partition(".")[0]
     hostile = st.text(max_size=70) | st.sampled_from(["\x00", "a\x00b", "\ud800", "²", "1" * 30, "-1", ""])
     tally = [0]

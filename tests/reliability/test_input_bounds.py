@@ -4,7 +4,6 @@ unknown ones."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,15 +11,11 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from server.access.accounts import AccountStore
-from server.access.principals import UserScope
 from server.app import create_app
-from server.db.engine import create_engine
 from server.settings import Settings
-from tests.factories import change_id, hlc, seed_places
+from tests.factories import bearer, change_id, create_user, hlc, seed_places, sign_in
 
 Client = TestClient  # type: ignore[type-arg]
-PASSWORD = "correct horse battery"
 DEPTH = 100_000
 DEEP_BODIES = {
     "arrays": b"[" * DEPTH + b"]" * DEPTH,
@@ -29,26 +24,14 @@ DEEP_BODIES = {
 }
 
 
-async def _admins(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
-    try:
-        accounts = AccountStore(engine)
-        await accounts.create_user("district", "district_admin", UserScope(), PASSWORD)
-        await accounts.create_user("west-admin", "community_admin", UserScope(communities=("c2",)), PASSWORD)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 def app(settings: Settings, enroll: Callable[[str], str]) -> Iterator[tuple[Client, dict[str, str], str]]:
     """The app, a district admin's sign-in headers and a district-wide device token."""
-    asyncio.run(_admins(settings))
+    create_user(settings, "district", "district_admin")
+    create_user(settings, "west-admin", "community_admin", ("c2",))
     device = enroll("tool")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        token = client.post("/v1/admin/login", json={"name": "district", "password": PASSWORD}).json()[
-            "token"
-        ]
-        yield client, {"authorization": f"Bearer {token}"}, device
+        yield client, bearer(sign_in(client, "district")), device
 
 
 def _body_routes(client: Client) -> list[tuple[str, str]]:
@@ -187,10 +170,7 @@ def test_another_communitys_conflict_is_not_found_like_an_unknown_one(
         )
         assert pushed.json()["results"][0]["status"] == "applied", pushed.text
     (conflict,) = client.get("/v1/admin/conflicts", headers=admin).json()["conflicts"]
-    west_token = client.post("/v1/admin/login", json={"name": "west-admin", "password": PASSWORD}).json()[
-        "token"
-    ]
-    west = {"authorization": f"Bearer {west_token}"}
+    west = bearer(sign_in(client, "west-admin"))
     answers = []
     for conflict_id in (conflict["id"], "00000000-0000-4000-8000-000000000000"):
         detail = client.get(f"/v1/admin/conflicts/{conflict_id}", headers=west)

@@ -84,6 +84,14 @@ def _stream(base_url: str, token: str) -> Iterator[Callable[[float], Event]]:
         stop.set()
 
 
+@contextmanager
+def _registered_stream(base_url: str, token: str) -> Iterator[Callable[[float], Event]]:
+    """``_stream`` once its first event, the head, is read: the server has registered it."""
+    with _stream(base_url, token) as next_event:
+        assert next_event(10).name == "head"
+        yield next_event
+
+
 def _push(base_url: str, token: str, phone_number: str) -> int:
     body = msgspec.json.encode({"replica_id": "other-phone", "changes": [set_("phone", phone_number)]})
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
@@ -118,23 +126,18 @@ def test_a_push_by_another_device_is_heard_within_two_seconds(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     listener, pusher = enroll("listening-phone"), enroll("pushing-phone")
-    server = ServerProcess(database_url, tmp_path / "server.log")
-    server.start()
-    try:
+    with ServerProcess(database_url, tmp_path / "server.log") as server:
         _hears_push(server.base_url, server.base_url, listener, pusher)
-    finally:
-        server.stop()
 
 
 def test_a_push_to_another_app_process_is_heard_within_two_seconds(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     listener, pusher = enroll("listening-phone"), enroll("pushing-phone")
-    listening = ServerProcess(database_url, tmp_path / "listening.log")
-    pushing = ServerProcess(database_url, tmp_path / "pushing.log")
-    listening.start()
-    pushing.start()
-    try:
+    with (
+        ServerProcess(database_url, tmp_path / "listening.log") as listening,
+        ServerProcess(database_url, tmp_path / "pushing.log") as pushing,
+    ):
         _hears_push(listening.base_url, pushing.base_url, listener, pusher)
         # Twice: the notice path holds up after its first use.
         with _stream(listening.base_url, listener) as next_event:
@@ -142,66 +145,53 @@ def test_a_push_to_another_app_process_is_heard_within_two_seconds(
             head = _push(pushing.base_url, pusher, "13800000002")
             assert head > first
             assert _next_head(next_event, WITHIN) >= head
-    finally:
-        pushing.stop()
-        listening.stop()
 
 
 def test_an_idle_stream_gets_heartbeats(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     token = enroll("quiet-phone")
-    server = ServerProcess(
-        database_url, tmp_path / "server.log", env={"GRIDSYNC_EVENT_HEARTBEAT_SECONDS": "1"}
-    )
-    server.start()
-    try:
-        with _stream(server.base_url, token) as next_event:
-            assert next_event(10).name == "head"
-            assert next_event(3) == Event("comment", None, "heartbeat")
-            assert next_event(3) == Event("comment", None, "heartbeat")
-    finally:
-        server.stop()
+    heartbeat = {"GRIDSYNC_EVENT_HEARTBEAT_SECONDS": "1"}
+    with (
+        ServerProcess(database_url, tmp_path / "server.log", env=heartbeat) as server,
+        _registered_stream(server.base_url, token) as next_event,
+    ):
+        assert next_event(3) == Event("comment", None, "heartbeat")
+        assert next_event(3) == Event("comment", None, "heartbeat")
 
 
 def test_a_device_holds_a_bounded_number_of_streams(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     token = enroll("restless-phone")
-    server = ServerProcess(
-        database_url, tmp_path / "server.log", env={"GRIDSYNC_MAX_EVENT_STREAMS_PER_DEVICE": "2"}
-    )
-    server.start()
-    try:
-        # Opened one after the other: each is registered (its first event read) before the next.
-        with _stream(server.base_url, token) as oldest:
-            assert oldest(10).name == "head"
-            with _stream(server.base_url, token) as middle:
-                assert middle(10).name == "head"
-                with _stream(server.base_url, token) as newest:
-                    assert newest(10).name == "head"
-                    assert oldest(10) == Event("bye", {"reason": "replaced"})
-                    with httpx.Client(base_url=server.base_url) as http:
-                        other = http.get("/v1/sync/events", headers={"authorization": "Bearer nonsense"})
-                        assert other.status_code == 401
-                        assert other.json()["code"] == "invalid_token"
-                        assert http.get("/v1/sync/events").json()["code"] == "missing_token"
-                    # The two that remain still hear pushes.
-                    head = _push(server.base_url, enroll("pushing-phone"), "13800000003")
-                    assert _next_head(middle, WITHIN) >= head
-                    assert _next_head(newest, WITHIN) >= head
-    finally:
-        server.stop()
+    two_streams = {"GRIDSYNC_MAX_EVENT_STREAMS_PER_DEVICE": "2"}
+    # Opened one after the other: each is registered (its first event read) before the next.
+    with (
+        ServerProcess(database_url, tmp_path / "server.log", env=two_streams) as server,
+        _registered_stream(server.base_url, token) as oldest,
+        _registered_stream(server.base_url, token) as middle,
+        _registered_stream(server.base_url, token) as newest,
+    ):
+        assert oldest(10) == Event("bye", {"reason": "replaced"})
+        with httpx.Client(base_url=server.base_url) as http:
+            other = http.get("/v1/sync/events", headers={"authorization": "Bearer nonsense"})
+            assert other.status_code == 401
+            assert other.json()["code"] == "invalid_token"
+            assert http.get("/v1/sync/events").json()["code"] == "missing_token"
+        # The two that remain still hear pushes.
+        head = _push(server.base_url, enroll("pushing-phone"), "13800000003")
+        assert _next_head(middle, WITHIN) >= head
+        assert _next_head(newest, WITHIN) >= head
 
 
 def test_a_stopping_server_ends_its_streams_cleanly(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     token = enroll("phone")
-    server = ServerProcess(database_url, tmp_path / "server.log")
-    server.start()
-    with _stream(server.base_url, token) as next_event:
-        assert next_event(10).name == "head"
+    with (
+        ServerProcess(database_url, tmp_path / "server.log") as server,
+        _registered_stream(server.base_url, token) as next_event,
+    ):
         started = time.monotonic()
         server.stop()  # SIGTERM, as a service manager sends it
         # The stream ends with a word before the server waits out its grace period for it.
@@ -225,16 +215,12 @@ def test_open_streams_are_counted_in_the_metrics(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     token = enroll("counted-phone")
-    server = ServerProcess(database_url, tmp_path / "server.log")
-    server.start()
-    try:
+    with ServerProcess(database_url, tmp_path / "server.log") as server:
         assert _open_streams_metric(server.base_url) == 0
         with _stream(server.base_url, token) as first, _stream(server.base_url, token) as second:
             assert first(10).name == "head"
             assert second(10).name == "head"
             assert _open_streams_metric(server.base_url) == 2
-    finally:
-        server.stop()
 
 
 def _terminate_listeners(database_url: str, application_name: str | None = None) -> int:
@@ -264,11 +250,10 @@ def test_a_killed_listen_connection_is_opened_again(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     listener, pusher = enroll("listening-phone"), enroll("pushing-phone")
-    listening = ServerProcess(database_url, tmp_path / "listening.log")
-    pushing = ServerProcess(database_url, tmp_path / "pushing.log")
-    listening.start()
-    pushing.start()
-    try:
+    with (
+        ServerProcess(database_url, tmp_path / "listening.log") as listening,
+        ServerProcess(database_url, tmp_path / "pushing.log") as pushing,
+    ):
         assert pushing.process is not None
         with _stream(listening.base_url, listener) as next_event:
             first = _next_head(next_event, 10)
@@ -286,8 +271,5 @@ def test_a_killed_listen_connection_is_opened_again(
             time.sleep(1)
             head = _push(pushing.base_url, pusher, "13800000006")
             assert _next_head(next_event, WITHIN) >= head
-    finally:
-        pushing.stop()
-        listening.stop()
     for log in ("listening.log", "pushing.log"):
         assert "Traceback" not in (tmp_path / log).read_text()

@@ -11,22 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.reliability.harness import ServerProcess
+from tests.reliability.harness import ServerProcess, server_clock
 
 ROUND = 100
-
-
-def _push(base_url: str, token: str) -> str:
-    """An empty push on a fresh connection; the server clock's node that answered it."""
-    body = msgspec.json.encode({"replica_id": "probe", "changes": []})
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-    reply = httpx.post(f"{base_url}/v1/sync/push", content=body, headers=headers, timeout=30)
-    assert reply.status_code == 200, reply.text
-    node: str = reply.json()["server_hlc"].split("-", 2)[2]
-    return node
 
 
 def test_two_workers_are_scraped_as_one_and_log_json_lines(
@@ -34,9 +23,7 @@ def test_two_workers_are_scraped_as_one_and_log_json_lines(
 ) -> None:
     token = enroll("phone")
     log = tmp_path / "server.log"
-    server = ServerProcess(database_url, log, env={"GRIDSYNC_LOG_FORMAT": "json"}, workers=2)
-    server.start()
-    try:
+    with ServerProcess(database_url, log, env={"GRIDSYNC_LOG_FORMAT": "json"}, workers=2) as server:
         # Rounds of pushes on fresh connections until both workers answered some (on a busy
         # machine the second one may still be starting), bounded in time.
         nodes: set[str] = set()
@@ -44,7 +31,7 @@ def test_two_workers_are_scraped_as_one_and_log_json_lines(
         deadline = time.monotonic() + 120
         with ThreadPoolExecutor(max_workers=16) as pool:
             while len(nodes) < 2 and time.monotonic() < deadline:
-                nodes |= set(pool.map(lambda _: _push(server.base_url, token), range(ROUND)))
+                nodes |= set(pool.map(lambda _: server_clock(server.base_url, token), range(ROUND)))
                 pushes_made += ROUND
         assert len(nodes) == 2, nodes
         for _ in range(4):  # whichever worker answers, the sum is the same
@@ -58,8 +45,6 @@ def test_two_workers_are_scraped_as_one_and_log_json_lines(
             )
             assert pushes == pushes_made
             assert "gridsync_pull_lag_changes" in families
-    finally:
-        server.stop()
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     pushed = [line for line in lines if line.get("route") == "/v1/sync/push"]
     assert len(pushed) == pushes_made

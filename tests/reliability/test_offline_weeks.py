@@ -8,8 +8,6 @@ phone that comes back from behind the horizon is told 409 resync_required, re-of
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +23,7 @@ from server.settings import Settings
 from server.sync.horizon import CompactionReport, compact
 from sync.client import Replica
 from sync.merge import state_codec
-from tests.reliability.harness import ROOT, H, record_figures, views
+from tests.reliability.harness import H, backend_of, compact_from_cli, record_figures, views
 
 DAY_MS = 24 * 3600 * 1000
 HOUSEHOLDS = [f"h-{n:03d}" for n in range(20)]
@@ -157,14 +155,7 @@ def test_phone_offline_for_weeks_resyncs_after_compaction_and_loses_nothing(
     assert _cursor_seq(latecomer) == _log(database_url)[3]
 
     # Second compaction, through the command line: now only the offline limit bounds it.
-    done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "db", "compact", "--database-url", database_url],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    second = msgspec.json.decode(done.stdout)
+    second = compact_from_cli(database_url)
     assert second["horizon"] == last_seq - 1
     assert second["compacted"] > 0
 
@@ -206,7 +197,7 @@ def test_phone_offline_for_weeks_resyncs_after_compaction_and_loses_nothing(
     newcomer = phone("newcomer")
     newcomer.sync(office)
     assert views(newcomer, HOUSEHOLDS) == served
-    backend = database_url.split(":", 1)[0].split("+")[0]
+    backend = backend_of(database_url)
     record_figures(
         f"compaction-{backend}",
         {

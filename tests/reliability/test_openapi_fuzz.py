@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.reliability.harness import ServerProcess, record_figures
+from tests.reliability.harness import ServerProcess, backend_of, record_figures
 
 EXAMPLES_PER_OPERATION = 40
 
@@ -53,14 +53,14 @@ def _fuzz(strategy: Any, base_url: str, headers: dict[str, str]) -> int:
 def test_every_operation_answers_without_server_errors(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
-    backend = database_url.split(":", 1)[0].split("+")[0]
+    backend = backend_of(database_url)
     token = enroll("schemathesis")
+    tally: dict[str, int] = {}
     # A live event stream ends only when its lifetime does: none here, so each case of
     # GET /v1/sync/events reads a whole (short) answer like any other.
-    server = ServerProcess(database_url, tmp_path / "server.log", env={"GRIDSYNC_EVENT_STREAM_SECONDS": "0"})
-    server.start()
-    tally: dict[str, int] = {}
-    try:
+    with ServerProcess(
+        database_url, tmp_path / "server.log", env={"GRIDSYNC_EVENT_STREAM_SECONDS": "0"}
+    ) as server:
         schema = schemathesis.openapi.from_dict(_document(server.base_url))
         headers = {"authorization": f"Bearer {token}"}
         for result in schema.get_all_operations():
@@ -71,8 +71,6 @@ def test_every_operation_answers_without_server_errors(
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)[: 2 if takes_input else 1]:
                 label = f"{operation.label} {mode.value}"
                 tally[label] = _fuzz(operation.as_strategy(generation_mode=mode), server.base_url, headers)
-    finally:
-        server.stop()
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
     record_figures(f"openapi-fuzz-{backend}", {"cases": sum(tally.values()), "per_operation": tally})

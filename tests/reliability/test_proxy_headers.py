@@ -46,9 +46,7 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(
     database_url: str, tmp_path: Path, trusted: str, seen: str
 ) -> None:
     asyncio.run(_admin(database_url))
-    server = ServerProcess(database_url, tmp_path / "server.log", env={"GRIDSYNC_TRUSTED_PROXIES": trusted})
-    server.start()
-    try:
+    with ServerProcess(
+        database_url, tmp_path / "server.log", env={"GRIDSYNC_TRUSTED_PROXIES": trusted}
+    ) as server:
         assert _signed_in_address(server.base_url) == seen
-    finally:
-        server.stop()

@@ -13,6 +13,7 @@ from tests.reliability.harness import (
     FieldDay,
     FieldPhone,
     ServerProcess,
+    backend_of,
     check_log_and_states,
     record_figures,
     views,
@@ -25,7 +26,7 @@ PHONES = 3
 def test_sigkill_in_the_middle_of_pushes(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
-    backend = database_url.split(":", 1)[0].split("+")[0]
+    backend = backend_of(database_url)
     server = ServerProcess(database_url, tmp_path / "server.log")
     phones = [
         FieldPhone(tmp_path / f"phone-{n}.db", f"phone-{n}", enroll(f"phone-{n}"), server.base_url)

@@ -9,24 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import msgspec
 
 from server.access.accounts import AccountStore
 from server.db.engine import create_engine
-from tests.reliability.harness import ServerProcess
+from tests.reliability.harness import ServerProcess, server_clock
 
 WORKERS = 2
-
-
-def _server_clock(base_url: str, token: str) -> str:
-    """One empty push on a fresh connection; the node of the server clock that answered it
-    (each process has its own: ``<wall>-<counter>-server-<id>``)."""
-    body = msgspec.json.encode({"replica_id": "probe", "changes": []})
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-    reply = httpx.post(f"{base_url}/v1/sync/push", content=body, headers=headers, timeout=30)
-    assert reply.status_code == 200, reply.text
-    node: str = reply.json()["server_hlc"].split("-", 2)[2]
-    return node
 
 
 def _status(base_url: str, token: str) -> int:
@@ -50,14 +38,12 @@ def test_workers_all_serve_and_a_revocation_holds_in_every_one(
     database_url: str, tmp_path: Path, enroll: Callable[[str], str]
 ) -> None:
     token = enroll("phone")
-    server = ServerProcess(database_url, tmp_path / "server.log", workers=WORKERS)
-    server.start()
-    try:
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            # Fresh connections, many at once: the kernel hands them to every worker.
-            nodes = set(pool.map(lambda _: _server_clock(server.base_url, token), range(200)))
-            assert len(nodes) == WORKERS, nodes
-            asyncio.run(_revoke(database_url, token))
-            assert set(pool.map(lambda _: _status(server.base_url, token), range(50))) == {401}
-    finally:
-        server.stop()
+    with (
+        ServerProcess(database_url, tmp_path / "server.log", workers=WORKERS) as server,
+        ThreadPoolExecutor(max_workers=16) as pool,
+    ):
+        # Fresh connections, many at once: the kernel hands them to every worker.
+        nodes = set(pool.map(lambda _: server_clock(server.base_url, token), range(200)))
+        assert len(nodes) == WORKERS, nodes
+        asyncio.run(_revoke(database_url, token))
+        assert set(pool.map(lambda _: _status(server.base_url, token), range(50))) == {401}

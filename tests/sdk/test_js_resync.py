@@ -5,22 +5,19 @@ its offline edits, and shows the server's views."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 from sqlalchemy import func, select, update
 
 from server.db.engine import create_engine
 from server.db.tables import changes, devices
 from sync.client import Replica
+from tests.reliability.harness import compact_from_cli
 from tests.sdk.conftest import phone_turn
 
-ROOT = Path(__file__).resolve().parents[2]
 H = "households"
 HOUSEHOLDS = [f"h-{n}" for n in range(6)]
 DAY_MS = 24 * 3600 * 1000
@@ -76,14 +73,7 @@ def test_a_js_phone_behind_the_compaction_resyncs_and_loses_nothing(
         office.sync(http)  # acknowledges the end of the log
 
         _weeks_pass(database_url, "js-walker")
-        compacted = subprocess.run(
-            [sys.executable, "-m", "server.cli", "db", "compact", "--database-url", database_url],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-        assert msgspec.json.decode(compacted.stdout)["compacted"] > 0
+        assert compact_from_cli(database_url)["compacted"] > 0
 
         back = phone_turn({**job, "sync": True})
         assert back["report"]["resynced"] is True
