@@ -42,6 +42,24 @@ def test_the_dashboard_counts_households_to_visit_not_a_workers_coverage(
     assert not re.search(r"completion rate|coverage</th>", page.text, re.IGNORECASE)
 
 
+def test_the_dashboard_lists_open_hazards_most_severe_first_in_the_readers_language(
+    client: Client, phone: Callable[[str], Replica], settings: Settings
+) -> None:
+    office = phone("office")
+    build(office, client)
+    for hazard_id, severity in (("z1", "low"), ("z2", "critical"), ("z3", "medium")):
+        write(office, "hazards", hazard_id, {"grid_id": "g1", "severity": severity, "status": "open"})
+    assert office.sync(client).rejected == []
+    create_user(settings, "admin", "district_admin")
+    with TestClient(create_app(settings)) as browser:
+        sign_in(browser, "admin")
+        chinese = browser.get("/admin/dashboard", params={"lang": "zh"}).text
+        english = browser.get("/admin/dashboard", params={"lang": "en"}).text
+    assert chinese.index("危急") < chinese.index("一般") < chinese.index("轻微")
+    assert english.index(">Critical<") < english.index(">Medium<") < english.index(">Low<")
+    assert ">critical<" not in chinese
+
+
 def test_only_district_admins_see_when_a_phone_last_synced(
     client: Client, phone: Callable[[str], Replica], settings: Settings
 ) -> None:
