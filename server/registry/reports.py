@@ -196,8 +196,9 @@ class Reports:
                         kind="overspend",
                         collection="residents",
                         record_id=resident_id,
-                        message=f"redemptions overspent the points balance: earned {earned}, "
-                        f"redeemed {redeemed}, balance {earned - redeemed}; all entries are kept",
+                        message=f"{len(overspending)} redemption(s) went past the balance at their "
+                        f"time: earned {earned}, redeemed {redeemed}, balance now {earned - redeemed}; "
+                        "all entries are kept",
                         records=overspending,
                         community_id=places[resident_id].community_id,
                         grid_id=places[resident_id].grid_id,

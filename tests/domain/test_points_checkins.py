@@ -48,7 +48,7 @@ def test_two_offline_redemptions_that_overspend_are_both_kept_and_flagged(
     flags = client.get("/v1/flags", params={"kind": "overspend"}).json()["flags"]
     assert [(f["record_id"], f["community_id"], f["grid_id"]) for f in flags] == [("r1", "c1", "g1")]
     assert flags[0]["records"] == balance["overspending_entries"]
-    assert "balance -10" in flags[0]["message"]
+    assert "balance now -10" in flags[0]["message"]
     assert {r.id for r in a.records(P)} == {r.id for r in b.records(P)} == {"e1", "e2", "e3"}
     # Nothing is in conflict: each entry is its own record.
     assert all(not view(client, P, e)["conflicts"] for e in ("e1", "e2", "e3"))
