@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.collections import CollectionSpec
+from server.access.personal import sealed_fields
 from server.access.policy import scope_fingerprint
 from server.access.principals import Principal
 from server.db.engine import driver_rows
@@ -34,6 +35,8 @@ class StoreReader:
         self.engine = engine
         self.replicas = replicas
         self.collections = collections
+        # The fields sealed at rest, which a page opens for callers who may read them whole.
+        self._masked = sealed_fields(collections)
 
 
 async def read_position(

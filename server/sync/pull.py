@@ -15,9 +15,7 @@ import msgspec
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.collections import CollectionSpec
 from schemas.protocol import Change, PulledChange, RecordFacts, RecordRef
-from server.access.personal import sealed_fields
 from server.access.policy import (
     SENSITIVE_NOTES,
     TAG_FIELDS,
@@ -83,12 +81,6 @@ def _as_pulled(change: Change, seq: int) -> PulledChange:
 
 class PullReader(StoreReader):
     """The decoded pull page (``SyncStore.pulls``)."""
-
-    def __init__(
-        self, engine: AsyncEngine, replicas: ReadReplicas, collections: dict[str, CollectionSpec]
-    ) -> None:
-        super().__init__(engine, replicas, collections)
-        self._masked = sealed_fields(collections)
 
     async def page(
         self,

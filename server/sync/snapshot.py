@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.collections import CollectionSpec
 from schemas.protocol import SnapshotRecord
-from server.access.personal import sealed_fields
 from server.access.policy import is_scoped, mask_change, reads_filter, scope_fingerprint, visible_heads
 from server.access.principals import Principal
 from server.db.paging import decode_page_cursor, encode_page_cursor
@@ -40,7 +39,6 @@ class SnapshotReader(StoreReader):
         self, engine: AsyncEngine, replicas: ReadReplicas, collections: dict[str, CollectionSpec]
     ) -> None:
         super().__init__(engine, replicas, collections)
-        self._masked = sealed_fields(collections)
         self._sqlite = engine.dialect.name == "sqlite"
 
     async def page(
